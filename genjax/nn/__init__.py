@@ -1,0 +1,1 @@
+"""Flax Linen modules. They know nothing of optimisers, data or files."""

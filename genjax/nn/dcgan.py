@@ -1,0 +1,72 @@
+"""DCGAN generator and discriminator (Radford et al. 2016) for small images.
+
+The generator maps z [B, Z] to images [B, H, W, C] in [-1, 1]: a dense layer
+to a `start x start` feature map, then 2x upsamplings with batch norm and
+ReLU, and tanh at the output. 28x28 starts at 7x7 (two upsamplings), 32x32
+at 4x4 (three). The discriminator mirrors it with stride-2 convolutions and
+leaky ReLU, and returns one logit per image.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genjax.nn import layers
+
+# Spatial size of the first feature map for each supported image size.
+START_SIZE = {28: 7, 32: 4, 64: 4}
+
+
+def _num_upsamplings(image_size: int) -> int:
+  if image_size not in START_SIZE:
+    raise ValueError(
+        f"DCGAN supports image sizes {sorted(START_SIZE)}, got {image_size}."
+    )
+  return (image_size // START_SIZE[image_size]).bit_length() - 1
+
+
+class Generator(nn.Module):
+  """z [B, Z] -> images [B, S, S, C] in [-1, 1]."""
+
+  image_size: int = 28
+  channels: int = 1
+  width: int = 64  # channels of the last hidden layer; doubled per lower scale
+  upsample: layers.UpsampleMethod = "subpixel"
+  kernel_size: int = 3
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+    n_up = _num_upsamplings(self.image_size)
+    start = START_SIZE[self.image_size]
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    h = nn.Dense(start * start * self.width * 2 ** (n_up - 1))(z)
+    h = h.reshape(z.shape[0], start, start, -1)
+    h = nn.relu(norm()(h))
+    for i in range(n_up - 1):
+      h = layers.Upsample2x(
+          self.width * 2 ** (n_up - 2 - i), self.upsample, self.kernel_size
+      )(h)
+      h = nn.relu(norm()(h))
+    h = layers.Upsample2x(self.channels, self.upsample, self.kernel_size)(h)
+    return jnp.tanh(h)
+
+
+class Discriminator(nn.Module):
+  """images [B, S, S, C] -> logits [B]."""
+
+  width: int = 64  # channels of the first conv; doubled per stride-2 conv
+  num_layers: int = 2
+  kernel_size: int = 4
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    del train  # no batch statistics; kept for a uniform call signature
+    k = (self.kernel_size, self.kernel_size)
+    h = x
+    for i in range(self.num_layers):
+      h = nn.Conv(self.width * 2**i, k, strides=(2, 2), padding="SAME")(h)
+      h = nn.leaky_relu(h, 0.2)
+    h = h.reshape(h.shape[0], -1)
+    return nn.Dense(1)(h)[:, 0]

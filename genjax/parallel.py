@@ -1,0 +1,64 @@
+"""Device mesh and shardings: the batch is split over a `data` axis, parameters
+are replicated.
+
+One code path from one CPU to a multi-host TPU pod: a `jax.sharding.Mesh`
+over all devices of all processes, `NamedSharding`s given to `jax.jit`, and
+XLA's SPMD partitioner inserting the collectives (the gradient all-reduce).
+The mesh axis is of type `Auto`: shardings are placed by jit's
+`in_shardings`/`out_shardings` and `with_sharding_constraint`, not carried in
+array types.
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def initialize_distributed() -> None:
+  """Joins a multi-process run when one is configured; no-op otherwise.
+
+  A TPU pod slice is detected by JAX itself; elsewhere set
+  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+  """
+  if jax.distributed.is_initialized():
+    return
+  if "JAX_COORDINATOR_ADDRESS" in os.environ:
+    jax.distributed.initialize(
+        coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
+        num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
+        process_id=int(os.environ["JAX_PROCESS_ID"]),
+    )
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis `data` over `devices` (default: all devices)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+  """Splits dimension `batch_axis` over the `data` axis of the mesh."""
+  return NamedSharding(mesh, P(*([None] * batch_axis), DATA_AXIS))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  n = mesh.shape[DATA_AXIS]
+  if batch_size % n:
+    raise ValueError(
+        f"config.batch_size={batch_size} must be divisible by the {n} devices "
+        f"of the mesh; use a multiple of {n}."
+    )
+
+
+def replicate_on_mesh(tree, mesh: Mesh):
+  """Puts a host pytree (numpy or jax arrays) on every device of the mesh."""
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)

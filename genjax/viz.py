@@ -1,0 +1,32 @@
+"""Image grids and PNG files."""
+
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def to_uint8(images) -> np.ndarray:
+  """float [-1, 1] (any array) -> uint8 [0, 255] numpy."""
+  x = np.asarray(images, dtype=np.float32)
+  return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
+def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.ndarray:
+  """[N, H, W, C] uint8 -> one [rows*(H+pad)+pad, ncol*(W+pad)+pad, C] image."""
+  n, h, w, c = images.shape
+  ncol = ncol or math.ceil(math.sqrt(n))
+  nrow = math.ceil(n / ncol)
+  out = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, c), 255, np.uint8)
+  for i, image in enumerate(images):
+    r, q = divmod(i, ncol)
+    out[pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = image
+  return out
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+  """Writes an [H, W, 1|3] uint8 image, creating parent folders."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
