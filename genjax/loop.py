@@ -14,6 +14,7 @@ What a run writes under `workdir`:
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +100,8 @@ class _StopRequest:
     self._previous = {}
 
   def __enter__(self):
+    if threading.current_thread() is not threading.main_thread():
+      return self  # signal handlers can only be set from the main thread
     for sig in (signal.SIGTERM, signal.SIGINT):
       self._previous[sig] = signal.signal(sig, self._handle)
     return self

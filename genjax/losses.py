@@ -59,3 +59,45 @@ def get_gan_loss(name: str) -> GANLoss:
     raise ValueError(
         f"Unknown GAN loss {name!r}; choose one of {sorted(GAN_LOSSES)}."
     ) from None
+
+
+# ----------------------------------------------------------------------------
+# VAE: log-likelihoods, KL and bounds, per example ([B] in, [B] out).
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """KL(N(mean, exp(logvar)) || N(0, I)) per example: [B, Z] -> [B].
+
+  Closed form (Kingma & Welling 2014, appendix B):
+  0.5 * sum(exp(logvar) + mean^2 - 1 - logvar).
+  """
+  return 0.5 * jnp.sum(jnp.exp(logvar) + mean**2 - 1.0 - logvar, axis=-1)
+
+
+def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
+  """log p(x | logits) for binary x, summed over pixels: [B, ...] -> [B].
+
+  x log sigmoid(l) + (1 - x) log sigmoid(-l), written with softplus.
+  """
+  ll = -(x * jax.nn.softplus(-logits) + (1.0 - x) * jax.nn.softplus(logits))
+  return jnp.sum(ll.reshape(ll.shape[0], -1), axis=-1)
+
+
+def gaussian_log_likelihood(x: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+  """log N(x; mean, exp(logvar)) summed over all but the batch axis: -> [B]."""
+  ll = -0.5 * (jnp.log(2 * jnp.pi) + logvar + (x - mean) ** 2 * jnp.exp(-logvar))
+  return jnp.sum(ll.reshape(ll.shape[0], -1), axis=-1)
+
+
+def standard_normal_log_density(z: jax.Array) -> jax.Array:
+  """log N(z; 0, I) summed over the last axis."""
+  return -0.5 * jnp.sum(z**2 + jnp.log(2 * jnp.pi), axis=-1)
+
+
+def iwae_bound(log_weights: jax.Array) -> jax.Array:
+  """log (1/K) sum_k w_k from log w [K, B] -> [B] (Burda et al. 2016).
+
+  K = 1 is the ELBO; the bound tightens towards log p(x) as K grows.
+  """
+  k = log_weights.shape[0]
+  return jax.nn.logsumexp(log_weights, axis=0) - jnp.log(k)

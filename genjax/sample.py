@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import run
+from genjax import run, viz
 
 flags.DEFINE_string("workdir", None, "A run directory written by an experiment.", required=True)
 flags.DEFINE_integer("num", 1000, "How many images.")
@@ -27,7 +27,6 @@ def generate(workdir, num: int, seed: int = 0, batch: int = 500) -> np.ndarray:
   key = jax.random.key(seed)
   chunks = [np.asarray(sample(state, jax.random.fold_in(key, i)))
             for i in range(-(-num // batch))]
-  from genjax import viz  # pylint: disable=g-import-not-at-top
   return viz.to_uint8(np.concatenate(chunks)[:num])
 
 

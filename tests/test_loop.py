@@ -89,12 +89,15 @@ def test_changed_config_refuses_to_resume(tiny_gan_config, tmp_path):
     loop.train_and_evaluate(tiny_gan_config, tmp_path)
 
 
-def test_gan_learns_real_digits(tiny_gan_config, tmp_path, mnist_idx_dir):
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_gan_learns_real_data(dataset, tiny_gan_config, tmp_path, request):
   """After 150 steps the samples' mean image is several times closer to the data's."""
   from genjax.data import idx
 
-  real = idx.load_idx_split(mnist_idx_dir, "train")[0].astype(np.float32) / 127.5 - 1
+  folder = request.getfixturevalue("mnist_idx_dir" if dataset == "mnist" else "fashion_mnist_slice")
+  real = idx.load_idx_split(folder, "train")[0].astype(np.float32) / 127.5 - 1
   config = tiny_gan_config
+  config.data.name, config.data.idx_dir = dataset, str(folder)
   config.num_steps, config.batch_size, config.steps_per_call = 150, 32, 10
   config.eval_every = config.checkpoint_every = 150
   config.opt.g_lr = config.opt.d_lr = 1e-3  # a tiny model learns fast enough at this rate
@@ -107,3 +110,4 @@ def test_gan_learns_real_digits(tiny_gan_config, tmp_path, mnist_idx_dir):
     return float(np.mean(np.abs(x.mean(0) - real.mean(0))))
   assert mean_image_error(after) < 0.25 * mean_image_error(before), (
       mean_image_error(before), mean_image_error(after))
+  assert f"local_idx/{dataset}" in run.read(tmp_path)[1]["data_source"]

@@ -65,3 +65,44 @@ def test_optimal_discriminator_value():
 def test_unknown_loss_named_in_error():
   with pytest.raises(ValueError, match="'wgan_typo'"):
     losses.get_gan_loss("wgan_typo")
+
+
+def test_gaussian_kl_matches_monte_carlo():
+  key_m, key_v, key_z = jax.random.split(jax.random.key(0), 3)
+  mean = jax.random.normal(key_m, (3, 4))
+  logvar = 0.5 * jax.random.normal(key_v, (3, 4))
+  eps = jax.random.normal(key_z, (200_000, 3, 4))
+  z = mean[None] + jnp.exp(0.5 * logvar)[None] * eps  # [N, 3, 4]
+  log_q = -0.5 * jnp.sum(eps**2 + logvar[None] + jnp.log(2 * jnp.pi), axis=-1)  # [N, 3]
+  mc = jnp.mean(log_q - losses.standard_normal_log_density(z), axis=0)
+  np.testing.assert_allclose(losses.gaussian_kl(mean, logvar), mc, rtol=0.02, atol=0.01)
+  np.testing.assert_allclose(losses.gaussian_kl(jnp.zeros((2, 5)), jnp.zeros((2, 5))), 0.0)
+
+
+def test_bernoulli_log_likelihood_matches_closed_form_and_is_stable():
+  logits = np.array([[-2.0, 0.0, 3.0]], np.float32)
+  x = np.array([[0.0, 1.0, 1.0]], np.float32)
+  p = _sigmoid(logits)
+  expected = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p))
+  np.testing.assert_allclose(losses.bernoulli_log_likelihood(logits, x), [expected], rtol=1e-5)
+  extreme = losses.bernoulli_log_likelihood(jnp.array([[-1e4, 1e4]]), jnp.array([[1.0, 0.0]]))
+  np.testing.assert_allclose(extreme, [-2e4], rtol=1e-6)
+
+
+def test_gaussian_log_likelihood_matches_closed_form():
+  x, mean, logvar = np.array([[0.3, -1.0]]), np.array([[0.0, 0.5]]), np.array([[0.2, -0.4]])
+  var = np.exp(logvar)
+  expected = np.sum(-0.5 * np.log(2 * np.pi * var) - (x - mean) ** 2 / (2 * var))
+  np.testing.assert_allclose(losses.gaussian_log_likelihood(x, mean, logvar), [expected], rtol=1e-5)
+
+
+def test_iwae_bound_is_elbo_at_k1_and_tightens_with_k():
+  # log w = log p(x, z) - log q(z | x) for a toy model with known log p(x) = 0:
+  # w ~ lognormal with E[w] = 1, so E[log mean_K w] rises towards 0 with K.
+  key = jax.random.key(1)
+  sigma = 1.5
+  log_w = sigma * jax.random.normal(key, (1000, 2000)) - sigma**2 / 2  # [K_max, B]
+  np.testing.assert_allclose(losses.iwae_bound(log_w[:1]), log_w[0], rtol=1e-6)
+  bounds = [float(jnp.mean(losses.iwae_bound(log_w[:k]))) for k in (1, 10, 100, 1000)]
+  assert bounds == sorted(bounds) and bounds[-1] < 0.02, bounds  # log p(x) = 0, up to noise
+  np.testing.assert_allclose(bounds[0], -sigma**2 / 2, atol=0.1)
