@@ -183,16 +183,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         donate_argnums=0, out_shardings=(replicated, replicated))
 
   calls = {config.steps_per_call: compile_calls(config.steps_per_call)}
-  eval_fn = jax.jit(lambda s: family.eval_images(s, eval_key, config))
+  test = data.load(config.data.name, "test", data_dir=config.data.data_dir or None,
+                   idx_dir=config.data.idx_dir or None, download=config.data.download)
+  evaluator = family.make_evaluator(config, eval_key, test)
   writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
 
   def evaluate(state, step):
+    images, scalars = evaluator(state)
     if not is_main:
       return
-    for name, images in eval_fn(state).items():
-      image = viz.grid(viz.to_uint8(images))
+    for name, image in images.items():
       viz.save_png(workdir / "samples" / f"step_{step:06d}_{name}.png", image)
       writer.add_image(name, image, step, dataformats="HWC")
+    for name, value in scalars.items():
+      writer.add_scalar(f"eval/{name}", value, step)
+    if scalars:
+      bar.write(f"step {step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scalars.items()))
     writer.flush()
 
   step, metrics = start, {}

@@ -30,3 +30,22 @@ def save_png(path: Path, image: np.ndarray) -> None:
   path = Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(path)
+
+
+def scatter(points: np.ndarray, labels: np.ndarray, size: int = 480) -> np.ndarray:
+  """A 2-D scatter plot coloured by class, rendered to uint8 [size, size, 3]."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100)
+  sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7)
+  fig.colorbar(sc, ax=ax, ticks=range(10))
+  ax.set_xlabel("z[0]")
+  ax.set_ylabel("z[1]")
+  fig.tight_layout()
+  fig.canvas.draw()
+  image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+  plt.close(fig)
+  return image

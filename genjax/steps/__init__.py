@@ -8,12 +8,13 @@ Each family module exposes the same functions, which is all `genjax.loop`,
   batches_per_step(config) -> int   batches drawn for one step
   validate_config(config) -> None   raises ValueError naming a bad key
   sample(state, key, num, config) -> images [num, H, W, C] in [-1, 1]
-  eval_images(state, key, config) -> {name: images}  grids shown at evaluation
+  make_evaluator(config, key, test_data) -> evaluate(state) -> (images, scalars)
+      images: {name: uint8 [H, W, C]} for PNGs and TensorBoard; scalars: {name: float}
 """
 
-from genjax.steps import gan
+from genjax.steps import gan, vae
 
-FAMILIES = {"gan": gan}
+FAMILIES = {"gan": gan, "vae": vae}
 
 
 def get_family(name: str):

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genjax import losses
+from genjax import losses, viz
 from genjax.nn import dcgan
 from genjax.state import GANState, TrainState
 
@@ -140,9 +140,15 @@ def sample(state: GANState, key: jax.Array, num: int, config: ml_collections.Con
   return generate(state, jax.random.normal(key, (num, config.model.latent_dim)))
 
 
-def eval_images(state: GANState, key: jax.Array, config: ml_collections.ConfigDict):
-  """A fixed-z sample grid: the same latents at every evaluation."""
-  return {"samples": sample(state, key, config.num_eval_samples, config)}
+def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):
+  """state -> ({'samples': grid}, {}): samples of the same latents every time."""
+  del test_data  # sample metrics against the test split come with genjax.metrics
+  sample_fn = jax.jit(lambda state: sample(state, key, config.num_eval_samples, config))
+
+  def evaluate(state):
+    return {"samples": viz.grid(viz.to_uint8(sample_fn(state)))}, {}
+
+  return evaluate
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

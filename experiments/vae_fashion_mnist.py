@@ -1,0 +1,22 @@
+"""VAE on Fashion-MNIST: `python -m experiments.vae_fashion_mnist`.
+
+The configuration of experiments.vae_mnist (Burda et al. 2016's
+architecture, Bernoulli decoder, dynamic binarisation) on Fashion-MNIST, which
+installs offline from Debian (`apt-get install dataset-fashion-mnist`).
+
+  python -m experiments.vae_fashion_mnist
+  python -m genjax.evaluate --workdir runs/vae_fashion_mnist
+"""
+
+from experiments import vae_mnist
+from genjax import cli
+
+
+def get_config():
+  config = vae_mnist.get_config()
+  config.data.name = "fashion_mnist"
+  return config
+
+
+if __name__ == "__main__":
+  cli.main(get_config, default_workdir="runs/vae_fashion_mnist")
