@@ -80,17 +80,17 @@ def test_gaussian_kl_matches_monte_carlo():
 
 
 def test_bernoulli_log_likelihood_matches_closed_form_and_is_stable():
-  logits = np.array([[-2.0, 0.0, 3.0]], np.float32)
-  x = np.array([[0.0, 1.0, 1.0]], np.float32)
+  logits = np.array([-2.0, 0.0, 3.0], np.float32).reshape(1, 1, 3, 1)  # [B, H, W, C]
+  x = np.array([0.0, 1.0, 1.0], np.float32).reshape(1, 1, 3, 1)
   p = _sigmoid(logits)
   expected = np.sum(x * np.log(p) + (1 - x) * np.log(1 - p))
   np.testing.assert_allclose(losses.bernoulli_log_likelihood(logits, x), [expected], rtol=1e-5)
-  extreme = losses.bernoulli_log_likelihood(jnp.array([[-1e4, 1e4]]), jnp.array([[1.0, 0.0]]))
+  extreme = losses.bernoulli_log_likelihood(jnp.array([[[[-1e4], [1e4]]]]), jnp.array([[[[1.0], [0.0]]]]))
   np.testing.assert_allclose(extreme, [-2e4], rtol=1e-6)
 
 
 def test_gaussian_log_likelihood_matches_closed_form():
-  x, mean, logvar = np.array([[0.3, -1.0]]), np.array([[0.0, 0.5]]), np.array([[0.2, -0.4]])
+  x, mean, logvar = (np.array(v).reshape(1, 1, 2, 1) for v in ([0.3, -1.0], [0.0, 0.5], [0.2, -0.4]))
   var = np.exp(logvar)
   expected = np.sum(-0.5 * np.log(2 * np.pi * var) - (x - mean) ** 2 / (2 * var))
   np.testing.assert_allclose(losses.gaussian_log_likelihood(x, mean, logvar), [expected], rtol=1e-5)
