@@ -127,3 +127,20 @@ def test_gaussian_decoder_trains(fashion_mnist_slice, tfds_dir, tmp_path):
   x = vae.test_targets(test, "gaussian", jax.random.key(0))
   assert float(jnp.mean(vae.elbo(state, x, jax.random.key(1)))) > float(
       jnp.mean(vae.elbo(init, x, jax.random.key(1)))) + 100
+
+
+def test_kl_warmup_weights_kl_and_eval_step_reports_beta_one():
+  config = vae_mnist.get_config()
+  config.model.hidden, config.model.latent_dim = (16,), 4
+  config.kl_warmup_steps, config.beta = 10, 2.0
+  state = vae.create_state(config, jax.random.key(0), (28, 28, 1))
+  batch = {"image": jax.random.uniform(jax.random.key(1), (1, 8, 28, 28, 1), minval=-1, maxval=1)}
+  step = jax.jit(vae.make_train_step(config))
+  for i, expected_beta in ((0, 0.2), (1, 0.4)):  # beta * (step + 1) / 10
+    state_before = state
+    state, m = step(state, batch, jax.random.key(2))
+    np.testing.assert_allclose(m["loss"], -(m["log_px_z"] - expected_beta * m["kl"]), rtol=1e-5)
+    np.testing.assert_allclose(m["elbo"], m["log_px_z"] - m["kl"], rtol=1e-5)
+  ev = vae.eval_step(state_before, {"image": batch["image"][0]}, jax.random.key(2),
+                     likelihood="bernoulli")
+  np.testing.assert_allclose(ev["elbo"], m["elbo"], rtol=1e-5)  # same key, same state, same terms

@@ -121,6 +121,14 @@ def batches_per_step(config: ml_collections.ConfigDict) -> int:
   return 1
 
 
+def eval_step(state: VAEState, batch, key: jax.Array, *, likelihood: str) -> dict:
+  """Mean ELBO terms (beta = 1, one sample) on batch['image'] [B, H, W, C] in [-1, 1]."""
+  bin_key, z_key = jax.random.split(key)
+  x = targets(batch["image"], bin_key, likelihood)
+  log_px_z, kl = _elbo_terms(state.encoder.params, state.decoder.params, state, x, z_key)
+  return {"elbo": jnp.mean(log_px_z - kl), "log_px_z": jnp.mean(log_px_z), "kl": jnp.mean(kl)}
+
+
 def elbo(state: VAEState, x: jax.Array, key: jax.Array) -> jax.Array:
   """The ELBO of targets x [B, H, W, C], one sample: [B]."""
   log_px_z, kl = _elbo_terms(state.encoder.params, state.decoder.params, state, x, key)
