@@ -10,6 +10,7 @@ Where a dataset comes from, in order:
 Anything else is an error that names what was looked for and how to fix it.
 """
 
+import contextlib
 import dataclasses
 import os
 import socket
@@ -48,14 +49,31 @@ class ArrayDataset:
     return self.images.shape[0]
 
 
+@contextlib.contextmanager
+def _quiet_fd2():
+  """Sends file descriptor 2 to /dev/null: TensorFlow's C++ start-up lines
+  ("oneDNN custom operations are on", ...) ignore TF_CPP_MIN_LOG_LEVEL."""
+  sys.stderr.flush()
+  saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, 2)
+  try:
+    yield
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+    os.close(devnull)
+
+
 def _tfds():
   """Imports TFDS with TensorFlow kept off accelerators and quiet."""
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  if "tensorflow_datasets" in sys.modules:
+    return sys.modules["tensorflow_datasets"]
+  with _quiet_fd2():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  # TensorFlow only reads files here; it must not take GPU memory from JAX.
-  tf.config.set_visible_devices([], "GPU")
+    # TensorFlow only reads files here; it must not take GPU memory from JAX.
+    tf.config.set_visible_devices([], "GPU")
   return tfds
 
 
