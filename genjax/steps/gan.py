@@ -161,8 +161,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.model.upsample not in layers.UPSAMPLE_METHODS:
     raise ValueError(f"config.model.upsample={config.model.upsample!r}; choose one of "
                      f"{list(layers.UPSAMPLE_METHODS)}.")
-  for key in ("n_critic", "model.latent_dim", "model.g_width", "model.d_width"):
-    value = config[key.split(".")[0]] if "." not in key else config.model[key.split(".")[1]]
+  m = config.model
+  for key, value in (("n_critic", config.n_critic), ("model.latent_dim", m.latent_dim),
+                     ("model.g_width", m.g_width), ("model.d_width", m.d_width)):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"config.{key}={value!r} must be a positive integer.")
   for key in ("g_lr", "d_lr"):
