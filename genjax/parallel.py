@@ -21,8 +21,9 @@ DATA_AXIS = "data"
 def initialize_distributed() -> None:
   """Joins a multi-process run when one is configured; no-op otherwise.
 
-  A TPU pod slice is detected by JAX itself; elsewhere set
-  JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+  Either set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID
+  (any cluster, or several processes on one machine), or set
+  GENJAX_DISTRIBUTED=1 where JAX detects them itself (TPU pod slices, SLURM).
   """
   if jax.distributed.is_initialized():
     return
@@ -32,6 +33,8 @@ def initialize_distributed() -> None:
         num_processes=int(os.environ["JAX_NUM_PROCESSES"]),
         process_id=int(os.environ["JAX_PROCESS_ID"]),
     )
+  elif os.environ.get("GENJAX_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
 
 
 def make_mesh(devices=None) -> Mesh:
