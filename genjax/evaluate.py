@@ -27,8 +27,7 @@ def evaluate(workdir, iwae_k: int = 5000, chunk: int = 25, num: int = 0, seed: i
   config, family, state = run.restore(workdir)
   if not hasattr(family, "evaluate_metrics"):
     raise ValueError(f"genjax.evaluate has no metrics for the {config.family!r} family yet.")
-  test = data.load(config.data.name, "test", data_dir=config.data.data_dir or None,
-                   idx_dir=config.data.idx_dir or None, download=config.data.download)
+  test = data.load_from_config(config.data, "test")
   if num:
     test = data.ArrayDataset(test.images[:num], test.labels[:num], test.num_classes, test.source)
   start = time.perf_counter()

@@ -145,8 +145,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   is_main = jax.process_index() == 0
   check_resume_config(workdir, config)
 
-  train = data.load(config.data.name, "train", data_dir=config.data.data_dir or None,
-                    idx_dir=config.data.idx_dir or None, download=config.data.download)
+  train = data.load_from_config(config.data, "train")
   print(f"Data: {config.data.name} train, {len(train)} images {train.images.shape[1:]} "
         f"from {train.source}.", file=sys.stderr)
   num_batches = family.batches_per_step(config)
@@ -183,8 +182,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         donate_argnums=0, out_shardings=(replicated, replicated))
 
   calls = {config.steps_per_call: compile_calls(config.steps_per_call)}
-  test = data.load(config.data.name, "test", data_dir=config.data.data_dir or None,
-                   idx_dir=config.data.idx_dir or None, download=config.data.download)
+  test = data.load_from_config(config.data, "test")
   evaluator = family.make_evaluator(config, eval_key, test)
   writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
 

@@ -211,3 +211,9 @@ def load(
                         f"{Path(data_dir) / name} here, or set data.data_dir")
       + "."
   )
+
+
+def load_from_config(data_config, split: str) -> ArrayDataset:
+  """`load` with an experiment's `config.data` (name, data_dir, idx_dir, download)."""
+  return load(data_config.name, split, data_dir=data_config.data_dir or None,
+              idx_dir=data_config.idx_dir or None, download=data_config.download)
