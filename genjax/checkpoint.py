@@ -17,23 +17,37 @@ import orbax.checkpoint as ocp
 class Checkpointer:
   """Thin owner of one `ocp.CheckpointManager` for one run directory."""
 
-  def __init__(self, directory: Path, max_to_keep: int = 3):
+  def __init__(self, directory: Path, max_to_keep: int = 3, best_metric: Optional[str] = None):
+    """Keeps the newest `max_to_keep` steps; with `best_metric`, the steps with
+    the lowest value of that metric instead (saved with `save(..., metrics=)`)."""
     self.directory = Path(directory).absolute()
+    self.best_metric = best_metric
+    best = {}
+    if best_metric is not None:
+      best = dict(best_fn=lambda m: m[best_metric], best_mode="min",
+                  keep_checkpoints_without_metrics=False)
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True,
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True, **best,
         ),
     )
 
   def latest_step(self) -> Optional[int]:
     return self.manager.latest_step()
 
-  def save(self, step: int, state: Any) -> None:
+  def save(self, step: int, state: Any, metrics: Optional[dict] = None) -> None:
     """Starts an asynchronous save; returns once the arrays are copied off device."""
     if step in self.manager.all_steps():
       return
-    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+
+  def best(self) -> Optional[tuple[int, float]]:
+    """(step, value) of the best saved step by `best_metric`, or None."""
+    step = self.manager.best_step()
+    if step is None:
+      return None
+    return step, float(self.manager.metrics(step)[self.best_metric])
 
   def restore(self, target: Any, step: Optional[int] = None) -> Any:
     """Restores `step` (default: latest) shaped and sharded like `target`."""

@@ -1,9 +1,14 @@
-"""Command-line entry for experiments: `--config.KEY=VALUE` and `--workdir`.
+"""Command-line entry for experiments: `--config`, `--config.KEY=VALUE`, `--workdir`.
 
-An experiment module only supplies `get_config()` and a default workdir:
+An experiment module only supplies `get_config(preset=None)` and a default
+workdir:
 
   if __name__ == "__main__":
     cli.main(get_config, default_workdir="runs/gan_mnist")
+
+`--config` is an ml_collections config file, by default the experiment's own
+module; `--config=experiments/gan_mnist.py:wgan_gp` calls its
+`get_config("wgan_gp")`, and the default workdir becomes runs/gan_mnist_wgan_gp.
 """
 
 import sys
@@ -28,20 +33,26 @@ def validate_config(config) -> None:
 
 
 def main(get_config, default_workdir: str) -> None:
-  config_flags.DEFINE_config_dict(
-      "config", get_config(), "Experiment config; override as --config.KEY=VALUE.",
-      lock_config=True,
+  module_file = sys.modules[get_config.__module__].__file__
+  config_flags.DEFINE_config_file(
+      "config", module_file, "Experiment config file[:preset]; override single values as "
+      "--config.KEY=VALUE.", lock_config=True,
   )
-  flags.DEFINE_string("workdir", default_workdir, "Where checkpoints, logs and samples go.")
+  flags.DEFINE_string("workdir", None, f"Where checkpoints, logs and samples go (default: "
+                      f"{default_workdir}, plus _PRESET for a preset).")
 
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.WARNING)  # keep Orbax's per-save INFO lines out
     config = flags.FLAGS.config
+    workdir = flags.FLAGS.workdir
+    if workdir is None:
+      _, _, preset = config_flags.get_config_filename(flags.FLAGS["config"]).partition(":")
+      workdir = f"{default_workdir}_{preset}" if preset else default_workdir
     try:
       validate_config(config)
-      loop.train_and_evaluate(config, flags.FLAGS.workdir)
+      loop.train_and_evaluate(config, workdir)
     except (ValueError, FileNotFoundError, data.DatasetUnavailableError,
             loop.TrainingDiverged) as e:
       print(f"error: {e}", file=sys.stderr)

@@ -1,9 +1,24 @@
-"""Evaluates a run's latest checkpoint on the test split; prints JSON.
+"""Evaluates a run's checkpoint against the dataset's test split; prints JSON.
 
-  python -m genjax.evaluate --workdir runs/vae_fashion_mnist [--iwae_k 5000]
+  python -m genjax.evaluate --workdir runs/gan_mnist [--num 10000] [--seed 0]
+  python -m genjax.evaluate --workdir runs/vae_fashion_mnist --iwae_k 5000
+  python -m genjax.evaluate --workdir runs/gan_mnist --checkpoint best
 
-VAE runs: the test ELBO and the IWAE-k negative log-likelihood in nats
-(Burda et al. 2016) over the whole test split, with the number of images used.
+Every run with a generator (GAN, VAE): `--num` samples scored against the
+test split in the dataset's feature network (genjax.metrics.features): FID,
+KID (mean and std over 100 subsets), precision/recall (k=3), density/coverage
+(k=5), the classifier score and the share of each class among the samples.
+`floor_train_vs_test` scores real training images the same way: the value a
+perfect generator would get with this many samples.
+
+VAE runs also: the test ELBO and the IWAE-k negative log-likelihood in nats
+(Burda et al. 2016) over the test split (`--iwae_k 0` skips them).
+
+CycleGAN runs: cycle-reconstruction L1 both ways over the test split; on
+edges2fashion, whose test split is paired, also the A -> B error against the
+true edge maps (L1 and PSNR, on [0, 1] pixels) and the share of B -> A
+translations that the Fashion-MNIST classifier assigns to the source
+garment's class.
 """
 
 import json
@@ -11,44 +26,93 @@ import sys
 import time
 
 import jax
+import numpy as np
 import tqdm
 from absl import app, flags, logging
 
-from genjax import data, run
-
-flags.DEFINE_string("workdir", None, "A run directory written by an experiment.", required=True)
-flags.DEFINE_integer("iwae_k", 5000, "Importance samples per test image for the IWAE bound.")
-flags.DEFINE_integer("chunk", 25, "Samples per compiled call (bounds memory).")
-flags.DEFINE_integer("num", 0, "Test images to use; 0 = the whole test split.")
-flags.DEFINE_integer("seed", 0, "Seed of the binarisation and the samples.")
+from genjax import data, loop, run, sample
+from genjax.metrics import features, scores
 
 
-def evaluate(workdir, iwae_k: int = 5000, chunk: int = 25, num: int = 0, seed: int = 0) -> dict:
-  config, family, state = run.restore(workdir)
-  if not hasattr(family, "evaluate_metrics"):
-    raise ValueError(f"genjax.evaluate has no metrics for the {config.family!r} family yet.")
-  test = data.load_from_config(config.data, "test")
-  if num:
-    test = data.ArrayDataset(test.images[:num], test.labels[:num], test.num_classes, test.source)
+def _log(message: str) -> None:
+  print(message, file=sys.stderr, flush=True)
+
+
+def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
+             iwae_k: int = 5000, chunk: int = 25, num_test: int = 0) -> dict:
   start = time.perf_counter()
-  with tqdm.tqdm(total=len(test), unit="image", file=sys.stderr) as bar:
-    def progress(done):
-      bar.update(done - bar.n)
-    metrics = family.evaluate_metrics(state, config, test, jax.random.key(seed), iwae_k=iwae_k,
-                                      chunk=chunk, progress=progress)
-  return {"workdir": str(workdir), "step": int(state.step), "dataset": config.data.name,
-          "data_source": test.source, **metrics,
-          "seconds": round(time.perf_counter() - start, 1)}
+  config, family, state = run.restore(workdir, checkpoint)
+  test = loop.load_split(family, config, "test")
+  result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
+            "family": config.family, "dataset": config.data.name, "data_source": test.source}
+  key = jax.random.key(seed)
+
+  scorer = None
+  if hasattr(family, "sample"):  # a generator of new images (not a translator)
+    try:
+      scorer = scores.Scorer(config.data.name, test.images, seed=seed)
+    except features.FeatureNetworkError as e:
+      result["sample_metrics"] = f"unavailable: {e}"
+  if scorer is not None:
+    record = scorer.network.record
+    result["feature_network"] = {k: record[k] for k in ("sha256", "test_accuracy", "data_source")}
+    _log(f"Scoring {num} samples against {len(test)} test images...")
+    fakes = sample.draw(family, state, config, num, jax.random.fold_in(key, 0))
+    result["samples"] = scorer(fakes)
+    if floor:
+      train = data.load_from_config(config.data, "train")
+      rng = np.random.default_rng(seed)
+      real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
+      _log(f"Scoring {len(real)} training images (the floor)...")
+      result["floor_train_vs_test"] = scorer(real)
+
+  family_metrics = hasattr(family, "evaluate_metrics") and not (
+      config.family == "vae" and iwae_k == 0)
+  if family_metrics:
+    family_test = test
+    if num_test and isinstance(test, data.ArrayDataset):
+      family_test = data.ArrayDataset(test.images[:num_test], test.labels[:num_test],
+                                      test.num_classes, test.source)
+    with tqdm.tqdm(total=len(family_test), unit="image", file=sys.stderr) as bar:
+      def progress(done):
+        bar.update(done - bar.n)
+      result.update(family.evaluate_metrics(
+          state, config, family_test, jax.random.fold_in(key, 1), iwae_k=iwae_k,
+          chunk=chunk, progress=progress))
+
+  if scorer is None and not family_metrics:
+    raise ValueError(f"Nothing to evaluate for this {config.family!r} run: "
+                     + result.get("sample_metrics", "").removeprefix("unavailable: "))
+  result["seconds"] = round(time.perf_counter() - start, 1)
+  return result
+
+
+def define_flags():
+  """The command-line flags; defined only when run as a program, so that
+  importing this module leaves the importer's flags alone."""
+  flags.DEFINE_string("workdir", None, "A run directory written by an experiment.", required=True)
+  flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (lowest FID) or a step number.")
+  flags.DEFINE_integer("num", 10000, "Generated samples to score (and training images for the floor).")
+  flags.DEFINE_integer("seed", 0, "Seed of the samples, KID subsets and binarisation.")
+  flags.DEFINE_bool("floor", True, "Also score training images against the test split.")
+  flags.DEFINE_integer("iwae_k", 5000, "VAEs: importance samples per test image; 0 = skip.")
+  flags.DEFINE_integer("chunk", 25, "VAEs: importance samples per compiled call (bounds memory).")
+  flags.DEFINE_integer("num_test", 0, "VAEs: test images for the likelihoods; 0 = all.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  if FLAGS.iwae_k < 1 or FLAGS.chunk < 1:
-    raise app.UsageError(f"--iwae_k={FLAGS.iwae_k} and --chunk={FLAGS.chunk} must be >= 1.")
+  for name in ("num", "chunk"):
+    if FLAGS[name].value < 1:
+      raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 1.")
+  for name in ("iwae_k", "num_test"):
+    if FLAGS[name].value < 0:
+      raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 0.")
   try:
-    result = evaluate(FLAGS.workdir, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num, FLAGS.seed)
+    result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, run.parse_checkpoint(FLAGS.checkpoint),
+                      FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test)
   except (FileNotFoundError, ValueError, data.DatasetUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -56,4 +120,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -9,6 +9,9 @@ What a run writes under `workdir`:
   checkpoints/<step> Orbax checkpoints of the whole state, the last few kept
   tensorboard/       scalars every call, image grids at every evaluation
   samples/           PNG grids at every evaluation (step_000500_samples.png)
+  best_checkpoint/   the state with the lowest FID seen at an evaluation, when
+                     config.metrics_num_samples > 0 and the dataset has a
+                     feature network (genjax.metrics.features)
 """
 
 import json
@@ -25,13 +28,14 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from genjax import checkpoint, data, parallel, run, steps, viz
+from genjax import checkpoint, data, parallel, run, sample, steps, viz
 from genjax.data import device
+from genjax.metrics import features, scores
 
 # Config keys that may change when a run resumes; any other change is an error.
 RESUMABLE_KEYS = frozenset({
     "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
-    "num_eval_samples", "data.data_dir", "data.idx_dir", "data.download",
+    "num_eval_samples", "metrics_num_samples", "data.data_dir", "data.idx_dir", "data.download",
 })
 
 
@@ -68,7 +72,15 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict) -> Non
     )
 
 
-def _multi_step(state, dataset, train_key, data_key, *, train_step, num_steps,
+def load_split(family, config: ml_collections.ConfigDict, split: str):
+  """A split of the run's data: the family's own loader (two domains for
+  CycleGAN), else one image dataset by config.data.name."""
+  if hasattr(family, "load_split"):
+    return family.load_split(config, split)
+  return data.load_from_config(config.data, split)
+
+
+def _multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, num_steps,
                 batch_size, num_batches, sharding):
   """`num_steps` train steps in one compiled call; metrics stacked [num_steps].
 
@@ -81,7 +93,7 @@ def _multi_step(state, dataset, train_key, data_key, *, train_step, num_steps,
 
   def body(state, _):
     step = state.step
-    batch = device.draw_batch(dataset, step, data_key, batch_size, num_batches)
+    batch = draw_batch(dataset, step, data_key, batch_size, num_batches)
     batch = jax.lax.with_sharding_constraint(batch, sharding)
     return train_step(state, batch, jax.random.fold_in(train_key, step))
 
@@ -125,6 +137,18 @@ def _next_boundary(step: int, config) -> int:
   return min(due)
 
 
+def make_scorer(config: ml_collections.ConfigDict, test: data.ArrayDataset):
+  """The FID/KID scorer of evaluations during training, or None (saying why)."""
+  num = config.get("metrics_num_samples", 0)
+  if not num:
+    return None
+  try:
+    return scores.Scorer(config.data.name, test.images, kid_subsets=10)
+  except features.FeatureNetworkError as e:
+    print(f"Sample metrics off during training: {e}", file=sys.stderr)
+    return None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None):
   """Trains `config.family` per `config`, writing to `workdir`; resumes if possible.
 
@@ -145,19 +169,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   is_main = jax.process_index() == 0
   check_resume_config(workdir, config)
 
-  train = data.load_from_config(config.data, "train")
+  train = load_split(family, config, "train")
   print(f"Data: {config.data.name} train, {len(train)} images {train.images.shape[1:]} "
         f"from {train.source}.", file=sys.stderr)
   num_batches = family.batches_per_step(config)
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
-  dataset = device.to_device(train.images, train.labels, mesh)
+  if hasattr(family, "to_device"):
+    dataset = family.to_device(train, mesh)
+  else:
+    dataset = device.to_device(train.images, train.labels, mesh)
   image_shape = train.images.shape[1:]
 
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
   replicated = parallel.replicated(mesh)
-  state = jax.jit(lambda k: family.create_state(config, k, image_shape),
+  state = jax.jit(lambda k: family.create_state(config, k, image_shape, train.num_classes),
                   out_shardings=replicated)(init_key)
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   restored = ckpt.restore_latest(state)
@@ -172,22 +199,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)
 
   train_step = family.make_train_step(config)
+  draw_batch = (family.make_draw_batch(config) if hasattr(family, "make_draw_batch")
+                else device.draw_batch)
   sharding = parallel.batch_sharding(mesh, batch_axis=1)
 
   def compile_calls(k):
     return jax.jit(
         lambda s, d, tk, dk: _multi_step(
-            s, d, tk, dk, train_step=train_step, num_steps=k, batch_size=config.batch_size,
+            s, d, tk, dk, train_step=train_step, draw_batch=draw_batch, num_steps=k,
+            batch_size=config.batch_size,
             num_batches=num_batches, sharding=sharding),
         donate_argnums=0, out_shardings=(replicated, replicated))
 
   calls = {config.steps_per_call: compile_calls(config.steps_per_call)}
-  test = data.load_from_config(config.data, "test")
+  test = load_split(family, config, "test")
   evaluator = family.make_evaluator(config, eval_key, test)
+  scorer = make_scorer(config, test)
+  if scorer is not None:
+    sampler = sample.Sampler(family, config, min(500, config.metrics_num_samples))
+    best_ckpt = checkpoint.Checkpointer(workdir / "best_checkpoint", 1, best_metric="fid")
   writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
 
   def evaluate(state, step):
     images, scalars = evaluator(state)
+    if scorer is not None:
+      fakes = sampler(state, config.metrics_num_samples, jax.random.fold_in(eval_key, 1))
+      scalars.update(scorer(fakes, full=False))
+      best = best_ckpt.best()
+      if best is None or scalars["fid"] < best[1]:
+        best_ckpt.save(step, state, metrics={"fid": scalars["fid"]})
     if not is_main:
       return
     for name, image in images.items():
@@ -241,6 +281,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   finally:
     bar.close()
     ckpt.close()
+    if scorer is not None:
+      best_ckpt.close()
     if writer is not None:
       writer.close()
   if step >= config.num_steps and start < config.num_steps and is_main:

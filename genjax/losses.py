@@ -45,10 +45,65 @@ def non_saturating_generator_loss(fake_logits: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.softplus(-fake_logits))
 
 
+def wasserstein_critic_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """E_z[f(G(z))] - E_x[f(x)] (Arjovsky et al. 2017): the critic f maximises the
+  gap, an estimate of the Wasserstein-1 distance when f is 1-Lipschitz (weight
+  clipping in WGAN, the gradient penalty in WGAN-GP)."""
+  return jnp.mean(fake_logits) - jnp.mean(real_logits)
+
+
+def wasserstein_generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """-E_z[f(G(z))]; also the generator loss of the hinge GAN."""
+  return -jnp.mean(fake_logits)
+
+
+def hinge_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """E_x[max(0, 1 - D(x))] + E_z[max(0, 1 + D(G(z)))] (Lim & Ye 2017; Miyato et al. 2018)."""
+  return jnp.mean(jax.nn.relu(1.0 - real_logits)) + jnp.mean(jax.nn.relu(1.0 + fake_logits))
+
+
+def least_squares_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """1/2 E_x[(D(x) - 1)^2] + 1/2 E_z[D(G(z))^2] (Mao et al. 2017, a=0, b=c=1)."""
+  return 0.5 * jnp.mean((real_logits - 1.0) ** 2) + 0.5 * jnp.mean(fake_logits**2)
+
+
+def least_squares_generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """1/2 E_z[(D(G(z)) - 1)^2]."""
+  return 0.5 * jnp.mean((fake_logits - 1.0) ** 2)
+
+
 GAN_LOSSES: dict[str, GANLoss] = {
     "minimax": GANLoss(minimax_discriminator_loss, minimax_generator_loss),
     "non_saturating": GANLoss(minimax_discriminator_loss, non_saturating_generator_loss),
+    # WGAN with weight clipping: set config.clip_value (0.01 in the paper).
+    "wasserstein": GANLoss(wasserstein_critic_loss, wasserstein_generator_loss),
+    # WGAN-GP: the same objective; the step adds config.gp_weight * gradient_penalty.
+    "wgan_gp": GANLoss(wasserstein_critic_loss, wasserstein_generator_loss),
+    "hinge": GANLoss(hinge_discriminator_loss, wasserstein_generator_loss),
+    "least_squares": GANLoss(least_squares_discriminator_loss, least_squares_generator_loss),
 }
+
+
+def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array,
+                     key: jax.Array) -> jax.Array:
+  """E[(||grad_x f(x_hat)||_2 - 1)^2] at x_hat = a x + (1 - a) G(z) (Gulrajani et al. 2017).
+
+  One a ~ U(0, 1) per example; the norm is over all pixel dimensions of each
+  example. critic: images [B, H, W, C] -> logits [B]; each logit depends only
+  on its own example, so the gradient of their sum gives every example's own.
+  """
+  alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1))
+  x_hat = alpha * real + (1.0 - alpha) * fake
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(x_hat)
+  norms = jnp.sqrt(jnp.sum(grads**2, axis=tuple(range(1, grads.ndim))) + 1e-12)
+  return jnp.mean((norms - 1.0) ** 2)
+
+
+def r1_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array) -> jax.Array:
+  """E_x[||grad_x D(x)||^2] / 2 on real images (Mescheder et al. 2018); the
+  loss adds gamma times this."""
+  grads = jax.grad(lambda x: jnp.sum(critic(x)))(real)
+  return 0.5 * jnp.mean(jnp.sum(grads**2, axis=tuple(range(1, grads.ndim))))
 
 
 def get_gan_loss(name: str) -> GANLoss:
@@ -105,3 +160,22 @@ def iwae_bound(log_weights: jax.Array) -> jax.Array:
   """
   k = log_weights.shape[0]
   return jax.nn.logsumexp(log_weights, axis=0) - jnp.log(k)
+
+
+# CycleGAN (Zhu et al. 2017): least-squares adversarial terms on patch logits,
+# with the authors' halving of the discriminator's loss, and L1 reconstructions.
+
+
+def lsgan_patch_discriminator_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
+  """(E (D(x) - 1)^2 + E D(G(z))^2) / 2 over every patch logit."""
+  return 0.5 * (jnp.mean((real_logits - 1.0) ** 2) + jnp.mean(fake_logits**2))
+
+
+def lsgan_patch_generator_loss(fake_logits: jax.Array) -> jax.Array:
+  """E (D(G(x)) - 1)^2 over every patch logit."""
+  return jnp.mean((fake_logits - 1.0) ** 2)
+
+
+def l1_loss(x: jax.Array, y: jax.Array) -> jax.Array:
+  """Mean absolute difference: the cycle-consistency and identity losses."""
+  return jnp.mean(jnp.abs(x - y))

@@ -30,18 +30,43 @@ def read(workdir) -> tuple[ml_collections.ConfigDict, dict]:
   return config, json.loads((workdir / "run.json").read_text())
 
 
-def restore(workdir, step=None):
-  """(config, family module, state) from the latest (or given) checkpoint."""
+def parse_checkpoint(value) -> str | int:
+  """'latest', 'best' or a step number, from a flag value."""
+  value = str(value)
+  if value in ("latest", "best"):
+    return value
+  if value.isdigit():
+    return int(value)
+  raise ValueError(f"--checkpoint={value!r}: use 'latest', 'best' or a step number.")
+
+
+def restore(workdir, checkpoint_name: str | int = "latest"):
+  """(config, family module, state) from a checkpoint of the run in `workdir`.
+
+  checkpoint_name: 'latest', 'best' (lowest FID seen by the loop, in
+  `best_checkpoint/`), or a step number in `checkpoints/`.
+  """
   config, info = read(workdir)
   family = steps.get_family(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
   abstract = jax.eval_shape(
-      lambda k: family.create_state(config, k, tuple(info["image_shape"])), jax.random.key(0))
+      lambda k: family.create_state(config, k, tuple(info["image_shape"]), info["num_classes"]),
+      jax.random.key(0))
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-  ckpt = checkpoint.Checkpointer(Path(workdir) / "checkpoints")
-  if ckpt.latest_step() is None:
-    raise FileNotFoundError(f"No checkpoint in {ckpt.directory}; train first.")
-  state = ckpt.restore(abstract, step)
-  ckpt.close()
+  best = checkpoint_name == "best"
+  ckpt = checkpoint.Checkpointer(Path(workdir) / ("best_checkpoint" if best else "checkpoints"))
+  try:
+    if ckpt.latest_step() is None:
+      raise FileNotFoundError(
+          f"No checkpoint in {ckpt.directory}; " +
+          ("the loop keeps one when config.metrics_num_samples > 0 and the dataset has a "
+           "feature network." if best else "train first."))
+    step = None if checkpoint_name in ("latest", "best") else checkpoint_name
+    if step is not None and step not in ckpt.manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint for step {step} in {ckpt.directory}; it has "
+                              f"{sorted(ckpt.manager.all_steps())}.")
+    state = ckpt.restore(abstract, step)
+  finally:
+    ckpt.close()
   return config, family, state

@@ -1,8 +1,9 @@
 """Training state pytrees: everything a run needs to continue, in one pytree.
 
 A state is what is jitted, sharded, checkpointed and restored. Each network
-has its own `TrainState` (params, optimiser state, batch statistics); the
-family state adds the global step.
+has its own `TrainState` (params, optimiser state, batch statistics); each
+family's state (GANState in steps/gan.py, VAEState in steps/vae.py) adds the
+global step and whatever else the family carries.
 """
 
 from typing import Any
@@ -23,13 +24,6 @@ class TrainState(train_state.TrainState):
     if self.batch_stats:
       out["batch_stats"] = self.batch_stats
     return out
-
-
-@flax.struct.dataclass
-class GANState:
-  step: jax.Array  # [] int32, completed train steps
-  generator: TrainState
-  discriminator: TrainState
 
 
 def param_count(params) -> int:

@@ -33,19 +33,22 @@ def save_png(path: Path, image: np.ndarray) -> None:
 
 
 def scatter(points: np.ndarray, labels: np.ndarray, size: int = 480) -> np.ndarray:
-  """A 2-D scatter plot coloured by class, rendered to uint8 [size, size, 3]."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
+  """A 2-D scatter plot coloured by class, rendered to uint8 [size, size, 3].
 
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  Drawn on its own Agg canvas, without pyplot, so the caller's matplotlib
+  backend (a notebook's inline one) is left alone.
+  """
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
 
-  fig, ax = plt.subplots(figsize=(size / 100, size / 100), dpi=100)
+  fig = Figure(figsize=(size / 100, size / 100), dpi=100)
+  canvas = FigureCanvasAgg(fig)
+  ax = fig.add_subplot()
   sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, alpha=0.7)
   fig.colorbar(sc, ax=ax, ticks=range(10))
   ax.set_xlabel("z[0]")
   ax.set_ylabel("z[1]")
   fig.tight_layout()
-  fig.canvas.draw()
-  image = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-  plt.close(fig)
-  return image
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -64,6 +64,7 @@ def make_tiny_gan_config(idx_dir, tfds_dir):
   config.eval_every = 10
   config.checkpoint_every = 10
   config.num_eval_samples = 16
+  config.metrics_num_samples = 0
   config.model.latent_dim = 16
   config.model.g_width = 8
   config.model.d_width = 8

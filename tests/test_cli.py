@@ -78,3 +78,28 @@ def test_sample_without_run_names_missing_file(tmp_path):
   proc = _run(["-m", "genjax.sample", f"--workdir={tmp_path}", "--num=4",
                f"--out={tmp_path / 'x.npz'}"])
   assert proc.returncode == 1 and "config.json not found" in proc.stderr
+
+
+def test_preset_runs_into_its_own_workdir(mnist_idx_dir, tfds_dir, tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.gan_mnist",
+       f"--config={ROOT / 'experiments' / 'gan_mnist.py'}:wgan_gp", "--config.num_steps=5",
+       "--config.metrics_num_samples=0", *_tiny_flags(mnist_idx_dir, tfds_dir)],
+      capture_output=True, text=True, cwd=tmp_path, timeout=300,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  import json
+  config = json.loads((tmp_path / "runs" / "gan_mnist_wgan_gp" / "config.json").read_text())
+  assert (config["loss"], config["gp_weight"], config["n_critic"]) == ("wgan_gp", 10.0, 5)
+  assert (config["opt"]["g_lr"], config["opt"]["b2"], config["batch_size"]) == (1e-4, 0.9, 16)
+
+
+def test_unknown_preset_and_offline_cifar10_are_named(tmp_path):
+  proc = _run(["-m", "experiments.gan_mnist", "--config=experiments/gan_mnist.py:wgangp",
+               f"--workdir={tmp_path}"])
+  assert proc.returncode != 0 and "Unknown preset 'wgangp'" in proc.stderr, proc.stderr[-2000:]
+  proc = _run(["-m", "experiments.gan_cifar10", f"--workdir={tmp_path / 'c'}",
+               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.data.download=False"])
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "Dataset 'cifar10' is unavailable" in proc.stderr and "data_dir" in proc.stderr
+  assert not (tmp_path / "c").exists()

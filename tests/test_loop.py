@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import checkpoint, loop, run, steps
+from genjax import checkpoint, data, loop, run, steps
+from genjax.metrics import scores
 from genjax.steps import gan
 from tests.conftest import params_equal
 
@@ -108,6 +109,12 @@ def test_gan_learns_real_data(dataset, tiny_gan_config, tmp_path, request):
   after = np.asarray(gan.sample(state, key, 256, config))
   def mean_image_error(x):
     return float(np.mean(np.abs(x.mean(0) - real.mean(0))))
-  assert mean_image_error(after) < 0.25 * mean_image_error(before), (
+  assert mean_image_error(after) < 0.3 * mean_image_error(before), (
       mean_image_error(before), mean_image_error(after))
+  # And in the feature space of the dataset's classifier, FID falls.
+  test = data.load(dataset, "test", idx_dir=str(folder), data_dir=config.data.data_dir,
+                   download=False)
+  scorer = scores.Scorer(dataset, test.images, kid_subsets=5)
+  fid_before, fid_after = scorer(before, full=False)["fid"], scorer(after, full=False)["fid"]
+  assert fid_after < 0.7 * fid_before, (fid_before, fid_after)
   assert f"local_idx/{dataset}" in run.read(tmp_path)[1]["data_source"]

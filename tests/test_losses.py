@@ -106,3 +106,38 @@ def test_iwae_bound_is_elbo_at_k1_and_tightens_with_k():
   bounds = [float(jnp.mean(losses.iwae_bound(log_w[:k]))) for k in (1, 10, 100, 1000)]
   assert bounds == sorted(bounds) and bounds[-1] < 0.02, bounds  # log p(x) = 0, up to noise
   np.testing.assert_allclose(bounds[0], -sigma**2 / 2, atol=0.1)
+
+
+def test_wasserstein_hinge_least_squares_at_known_logits():
+  real, fake = jnp.array([2.0, 0.5, -1.0]), jnp.array([-2.0, 0.0, 3.0])
+  np.testing.assert_allclose(losses.wasserstein_critic_loss(real, fake), 1 / 3 - 0.5, rtol=1e-6)
+  np.testing.assert_allclose(losses.wasserstein_generator_loss(fake), -1 / 3, rtol=1e-6)
+  # Hinge: real terms max(0, 1 - [2, .5, -1]) = [0, .5, 2]; fake max(0, 1 + [-2, 0, 3]) = [0, 1, 4].
+  np.testing.assert_allclose(losses.hinge_discriminator_loss(real, fake), 2.5 / 3 + 5 / 3, rtol=1e-6)
+  # Least squares: 1/2 mean([1, .25, 4]) + 1/2 mean([4, 0, 9]); G: 1/2 mean([9, 1, 4]).
+  np.testing.assert_allclose(losses.least_squares_discriminator_loss(real, fake),
+                             0.5 * 5.25 / 3 + 0.5 * 13 / 3, rtol=1e-6)
+  np.testing.assert_allclose(losses.least_squares_generator_loss(fake), 0.5 * 14 / 3, rtol=1e-6)
+  assert set(losses.GAN_LOSSES) == {"minimax", "non_saturating", "wasserstein", "wgan_gp",
+                                    "hinge", "least_squares"}
+
+
+def test_gradient_penalty_on_a_critic_with_known_gradient():
+  """f(x) = <w, x> per example has gradient w everywhere: the penalty is (|w| - 1)^2."""
+  w = jax.random.normal(jax.random.key(0), (4, 4, 1))
+  critic = lambda x: jnp.sum(x * w[None], axis=(1, 2, 3))
+  real = jax.random.normal(jax.random.key(1), (8, 4, 4, 1))
+  fake = jax.random.normal(jax.random.key(2), (8, 4, 4, 1))
+  gp = losses.gradient_penalty(critic, real, fake, jax.random.key(3))
+  np.testing.assert_allclose(gp, (np.linalg.norm(w) - 1) ** 2, rtol=1e-5)
+  # f(x) = |x|^2 / 2 per example: gradient x_hat, so the penalty is mean (|x_hat_i| - 1)^2,
+  # with one alpha per example (recomputed here with the same key).
+  critic2 = lambda x: 0.5 * jnp.sum(x**2, axis=(1, 2, 3))
+  alpha = jax.random.uniform(jax.random.key(3), (8, 1, 1, 1))
+  x_hat = alpha * real + (1 - alpha) * fake
+  expected = np.mean((np.linalg.norm(np.asarray(x_hat).reshape(8, -1), axis=1) - 1) ** 2)
+  np.testing.assert_allclose(losses.gradient_penalty(critic2, real, fake, jax.random.key(3)),
+                             expected, rtol=1e-5)
+  # R1 of the same critic on real images: mean |x|^2 / 2.
+  np.testing.assert_allclose(losses.r1_penalty(critic2, real),
+                             0.5 * np.mean(np.sum(np.asarray(real) ** 2, axis=(1, 2, 3))), rtol=1e-5)

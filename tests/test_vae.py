@@ -74,7 +74,8 @@ def test_iwae_is_elbo_at_k1_and_never_lower_with_k(trained):
 def test_evaluate_cli_prints_json(trained):
   _, _, _, workdir = trained
   proc = subprocess.run(
-      [sys.executable, "-m", "genjax.evaluate", f"--workdir={workdir}", "--iwae_k=50", "--num=200"],
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={workdir}", "--iwae_k=50", "--num_test=200",
+       "--num=300"],
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode == 0, proc.stderr[-2000:]
@@ -83,6 +84,9 @@ def test_evaluate_cli_prints_json(trained):
   assert result["dataset"] == "fashion_mnist" and result["step"] == 300
   # NLL >= -ELBO on average: IWAE-50 is the tighter bound.
   assert 0 < result["iwae_50_nll_nats"] < -result["test_elbo_nats"]
+  # Samples are scored too, and a 300-step VAE is still far from the data.
+  assert result["samples"]["num_samples"] == 300
+  assert result["floor_train_vs_test"]["fid"] < result["samples"]["fid"]
 
 
 def test_run_writes_vae_grids(trained):

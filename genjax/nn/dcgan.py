@@ -6,6 +6,13 @@ ReLU, halving the channels each time down to `width` at full resolution, and
 a convolution to C channels with tanh. 28x28 starts at 7x7 (two upsamplings), 32x32
 at 4x4 (three). The discriminator mirrors it with stride-2 convolutions and
 leaky ReLU, and returns one logit per image.
+
+Class-conditional variants (num_classes > 0): the generator concatenates a
+learned label embedding to z; the discriminator is a projection
+discriminator (Miyato & Koyama 2018), logit = w . h + <embed(y), h>.
+`spectral_norm=True` divides every discriminator weight by its largest
+singular value, estimated by one power iteration per training call, whose
+vectors live in the `batch_stats` collection (Miyato et al. 2018).
 """
 
 import functools
@@ -36,12 +43,17 @@ class Generator(nn.Module):
   width: int = 64  # channels of the last hidden layer; doubled per lower scale
   upsample: layers.UpsampleMethod = "subpixel"
   kernel_size: int = 3
+  num_classes: int = 0  # > 0: conditional on labels [B]
+  embed_dim: int = 50
 
   @nn.compact
-  def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, z: jax.Array, labels: jax.Array | None = None,
+               train: bool = True) -> jax.Array:
     n_up = _num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    if self.num_classes:
+      z = jnp.concatenate([z, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
     h = nn.Dense(start * start * self.width * 2**n_up)(z)
     h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]
     h = nn.relu(norm()(h))
@@ -59,14 +71,27 @@ class Discriminator(nn.Module):
   width: int = 64  # channels of the first conv; doubled per stride-2 conv
   num_layers: int = 2
   kernel_size: int = 4
+  num_classes: int = 0  # > 0: projection discriminator on labels [B]
+  spectral_norm: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
-    del train  # no batch statistics; kept for a uniform call signature
+  def __call__(self, x: jax.Array, labels: jax.Array | None = None,
+               update_stats: bool = False) -> jax.Array:
+    """update_stats: advance the spectral-norm power iteration (training only)."""
+
+    def layer(module, h):
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(h, update_stats=update_stats)
+      return module(h)
+
     k = (self.kernel_size, self.kernel_size)
     h = x
     for i in range(self.num_layers):
-      h = nn.Conv(self.width * 2**i, k, strides=(2, 2), padding="SAME")(h)
+      h = layer(nn.Conv(self.width * 2**i, k, strides=(2, 2), padding="SAME"), h)
       h = nn.leaky_relu(h, 0.2)
-    h = h.reshape(h.shape[0], -1)
-    return nn.Dense(1)(h)[:, 0]
+    h = h.reshape(h.shape[0], -1)  # [B, F]
+    logits = layer(nn.Dense(1), h)[:, 0]
+    if self.num_classes:
+      embedding = nn.Embed(self.num_classes, h.shape[-1])(labels)  # [B, F]
+      logits = logits + jnp.sum(embedding * h, axis=-1)
+    return logits

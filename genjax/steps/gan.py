@@ -5,13 +5,23 @@ One step, from one state pytree:
   2. the generator's forward pass G(z), kept with its VJP;
   3. a discriminator update on those fakes and the last real batch;
   4. the generator loss through the *updated* discriminator, differentiated
-     with respect to the fakes, and pulled back through the saved VJP.
+     with respect to the fakes, and pulled back through the saved VJP;
+  5. the EMA of the generator's weights.
 The generator runs forward once for the last D update and its own update,
 instead of twice as a naive implementation does.
+
+What the config chooses: `loss` (genjax.losses.GAN_LOSSES); `clip_value`
+(WGAN's weight clipping of D after each update); `gp_weight` (WGAN-GP's
+gradient penalty) and `r1_gamma` (R1 penalty on real images), both added to
+D's loss; `model.spectral_norm` in D; `ema_decay` (sampling and evaluation
+use the averaged generator); `conditional` (labels into G and D); `opt.name`
+(`adam` or `rmsprop`).
 """
 
 import functools
+from typing import Any, NamedTuple
 
+import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -19,130 +29,232 @@ import optax
 
 from genjax import losses, viz
 from genjax.nn import dcgan
-from genjax.state import GANState, TrainState
+from genjax.state import TrainState
 
 
-def build_models(config: ml_collections.ConfigDict, image_shape):
+@flax.struct.dataclass
+class GANState:
+  step: jax.Array  # [] int32, completed train steps
+  generator: TrainState
+  discriminator: TrainState  # batch_stats: spectral-norm power-iteration vectors, if any
+  ema_params: Any  # exponential moving average of generator.params
+
+
+def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: int = 0):
   """The generator and discriminator modules for images [H, W, C]."""
   m = config.model
   size, _, channels = image_shape
+  classes = num_classes if config.get("conditional", False) else 0
   generator = dcgan.Generator(
       image_size=size, channels=channels, width=m.g_width,
-      upsample=m.upsample, kernel_size=m.g_kernel_size,
+      upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
   )
   discriminator = dcgan.Discriminator(
       width=m.d_width, num_layers=dcgan._num_upsamplings(size), kernel_size=m.d_kernel_size,
+      num_classes=classes, spectral_norm=m.get("spectral_norm", False),
   )
   return generator, discriminator
 
 
-def _adam(lr: float, opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+def _optimizer(lr: float, opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  name = opt.get("name", "adam")
+  if name == "rmsprop":  # WGAN (Arjovsky et al. 2017): RMSProp, lr 5e-5
+    return optax.rmsprop(lr)
   return optax.adam(lr, b1=opt.b1, b2=opt.b2)
 
 
-def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape) -> GANState:
-  generator, discriminator = build_models(config, image_shape)
+def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
+                 num_classes: int = 0) -> GANState:
+  generator, discriminator = build_models(config, image_shape, num_classes)
   g_key, d_key = jax.random.split(key)
   z = jnp.zeros((1, config.model.latent_dim), jnp.float32)
-  g_vars = generator.init(g_key, z, train=False)
-  d_vars = discriminator.init(d_key, jnp.zeros((1, *image_shape), jnp.float32))
+  y = jnp.zeros((1,), jnp.int32)
+  g_vars = generator.init(g_key, z, y, train=False)
+  d_vars = discriminator.init(d_key, jnp.zeros((1, *image_shape), jnp.float32), y)
   return GANState(
       step=jnp.zeros((), jnp.int32),
       generator=TrainState.create(
           apply_fn=generator.apply, params=g_vars["params"],
-          batch_stats=g_vars.get("batch_stats", {}), tx=_adam(config.opt.g_lr, config.opt),
+          batch_stats=g_vars.get("batch_stats", {}), tx=_optimizer(config.opt.g_lr, config.opt),
       ),
       discriminator=TrainState.create(
           apply_fn=discriminator.apply, params=d_vars["params"],
-          tx=_adam(config.opt.d_lr, config.opt),
+          batch_stats=d_vars.get("batch_stats", {}), tx=_optimizer(config.opt.d_lr, config.opt),
       ),
+      ema_params=g_vars["params"],
   )
 
 
-def _generate_train(g: TrainState, params, batch_stats, z):
+class _Options(NamedTuple):
+  loss: losses.GANLoss
+  n_critic: int
+  latent_dim: int
+  conditional: bool  # labels into G and D; the class count is read off the state
+  clip_value: float
+  gp_weight: float
+  r1_gamma: float
+  ema_decay: float
+  probabilities: bool  # D's outputs are logits of a probability (minimax, non_saturating)
+
+
+def _generate_train(g: TrainState, params, batch_stats, z, labels):
   """G(z) in training mode; returns (images, updated batch_stats)."""
   images, updates = g.apply_fn(
-      {"params": params, "batch_stats": batch_stats}, z, train=True, mutable=["batch_stats"]
-  )
+      {"params": params, "batch_stats": batch_stats}, z, labels, train=True,
+      mutable=["batch_stats"])
   return images, updates["batch_stats"]
 
 
-def _discriminator_update(d: TrainState, loss: losses.GANLoss, real, fake):
+def _critic(d: TrainState, params, batch_stats, labels):
+  """x -> D(x) with fixed spectral-norm vectors (for penalties and G's loss)."""
+  variables = {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
+  return lambda x: d.apply_fn(variables, x, labels)
+
+
+def _discriminator_update(d: TrainState, opts: _Options, real, real_labels, fake, fake_labels,
+                          key):
+  b = real.shape[0]
+
   def loss_fn(params):
-    real_logits = d.apply_fn({"params": params}, real)  # [B]
-    fake_logits = d.apply_fn({"params": params}, fake)  # [B]
-    return loss.discriminator(real_logits, fake_logits), (real_logits, fake_logits)
+    labels = jnp.concatenate([real_labels, fake_labels])
+    logits, updates = d.apply_fn(d.variables(params), jnp.concatenate([real, fake]), labels,
+                                 update_stats=True, mutable=["batch_stats"])
+    real_logits, fake_logits = logits[:b], logits[b:]  # [B] each
+    batch_stats = updates.get("batch_stats", {})
+    d_loss = opts.loss.discriminator(real_logits, fake_logits)
+    penalties = {}
+    if opts.gp_weight:
+      critic = _critic(d, params, batch_stats, real_labels)
+      penalties["gp"] = losses.gradient_penalty(critic, real, fake, key)
+    if opts.r1_gamma:
+      penalties["r1"] = losses.r1_penalty(_critic(d, params, batch_stats, real_labels), real)
+    total = (d_loss + opts.gp_weight * penalties.get("gp", 0.0)
+             + opts.r1_gamma * penalties.get("r1", 0.0))
+    return total, (d_loss, real_logits, fake_logits, batch_stats, penalties)
 
-  (d_loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-  return d.apply_gradients(grads=grads), d_loss, logits
+  (_, (d_loss, real_logits, fake_logits, batch_stats, penalties)), grads = jax.value_and_grad(
+      loss_fn, has_aux=True)(d.params)
+  d = d.apply_gradients(grads=grads, batch_stats=batch_stats)
+  if opts.clip_value:  # WGAN: keep the critic Lipschitz by clipping every weight
+    d = d.replace(params=jax.tree.map(lambda p: jnp.clip(p, -opts.clip_value, opts.clip_value),
+                                      d.params))
+  return d, d_loss, (real_logits, fake_logits), penalties
 
 
-def train_step(state: GANState, batch, key: jax.Array, *, loss: losses.GANLoss,
-               n_critic: int, latent_dim: int):
-  """One GAN step. batch['image']: [n_critic, B, H, W, C] in [-1, 1]."""
+def _latents(key, batch_size: int, latent_dim: int, num_classes: int):
+  """z ~ N(0, I) [B, Z] and, for a conditional G, labels ~ U{0..K-1} [B]."""
+  z = jax.random.normal(key, (batch_size, latent_dim))
+  labels = jnp.zeros((batch_size,), jnp.int32)
+  if num_classes:
+    labels = jax.random.randint(jax.random.fold_in(key, 1), (batch_size,), 0, num_classes)
+  return z, labels
+
+
+def train_step(state: GANState, batch, key: jax.Array, *, opts: _Options):
+  """One GAN step. batch['image']: [n_critic, B, H, W, C] in [-1, 1]; batch['label']: [n_critic, B]."""
   real = batch["image"]
+  real_labels = batch.get("label", jnp.zeros(real.shape[:2], jnp.int32))
+  num_classes = _num_classes(state) if opts.conditional else 0
+  if not num_classes:
+    real_labels = jnp.zeros_like(real_labels)
   batch_size = real.shape[1]
   g, d = state.generator, state.discriminator
-  z_keys = jax.random.split(key, n_critic)
+  z_keys = jax.random.split(key, opts.n_critic)
 
   def critic_only(carry, inputs):
     d, batch_stats = carry
-    real_b, z_key = inputs
-    z = jax.random.normal(z_key, (batch_size, latent_dim))
-    fake, batch_stats = _generate_train(g, g.params, batch_stats, z)
-    d, _, _ = _discriminator_update(d, loss, real_b, fake)
+    real_b, labels_b, z_key = inputs
+    z, fake_labels = _latents(z_key, batch_size, opts.latent_dim, num_classes)
+    fake, batch_stats = _generate_train(g, g.params, batch_stats, z, fake_labels)
+    d, _, _, _ = _discriminator_update(d, opts, real_b, labels_b, fake, fake_labels,
+                                       jax.random.fold_in(z_key, 2))
     return (d, batch_stats), None
 
   batch_stats = g.batch_stats
-  if n_critic > 1:
-    (d, batch_stats), _ = jax.lax.scan(critic_only, (d, batch_stats), (real[:-1], z_keys[:-1]))
+  if opts.n_critic > 1:
+    (d, batch_stats), _ = jax.lax.scan(
+        critic_only, (d, batch_stats), (real[:-1], real_labels[:-1], z_keys[:-1]))
 
-  z_BxZ = jax.random.normal(z_keys[-1], (batch_size, latent_dim))
+  z_BxZ, fake_labels = _latents(z_keys[-1], batch_size, opts.latent_dim, num_classes)
   fake, g_vjp, batch_stats = jax.vjp(
-      lambda p: _generate_train(g, p, batch_stats, z_BxZ), g.params, has_aux=True
+      lambda p: _generate_train(g, p, batch_stats, z_BxZ, fake_labels), g.params, has_aux=True
   )
-  d, d_loss, (real_logits, fake_logits) = _discriminator_update(d, loss, real[-1], fake)
+  d, d_loss, (real_logits, fake_logits), penalties = _discriminator_update(
+      d, opts, real[-1], real_labels[-1], fake, fake_labels, jax.random.fold_in(z_keys[-1], 2))
 
-  def g_loss_of_images(images):
-    return loss.generator(d.apply_fn({"params": d.params}, images))
-
-  g_loss, d_fake = jax.value_and_grad(g_loss_of_images)(fake)
+  critic = _critic(d, d.params, d.batch_stats, fake_labels)
+  g_loss, d_fake = jax.value_and_grad(lambda images: opts.loss.generator(critic(images)))(fake)
   (g_grads,) = g_vjp(d_fake)
   g = g.apply_gradients(grads=g_grads, batch_stats=batch_stats)
+  ema = jax.tree.map(lambda e, p: opts.ema_decay * e + (1.0 - opts.ema_decay) * p,
+                     state.ema_params, g.params)
 
+  out = jax.nn.sigmoid if opts.probabilities else (lambda x: x)
   metrics = {
       "d_loss": d_loss,
       "g_loss": g_loss,
-      "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),  # D(x), before the D update
-      "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),  # D(G(z)), before the D update
+      "d_real": jnp.mean(out(real_logits)),  # D(x) before the D update: a probability
+      "d_fake": jnp.mean(out(fake_logits)),  # for minimax/non_saturating, else a raw score
+      **penalties,
   }
-  return GANState(step=state.step + 1, generator=g, discriminator=d), metrics
+  return GANState(step=state.step + 1, generator=g, discriminator=d, ema_params=ema), metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-  return functools.partial(
-      train_step, loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
-      latent_dim=config.model.latent_dim,
+  opts = _Options(
+      loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
+      latent_dim=config.model.latent_dim, conditional=config.get("conditional", False),
+      clip_value=float(config.get("clip_value", 0.0)),
+      gp_weight=float(config.get("gp_weight", 0.0)),
+      r1_gamma=float(config.get("r1_gamma", 0.0)),
+      ema_decay=float(config.get("ema_decay", 0.0)),
+      probabilities=config.loss in ("minimax", "non_saturating"),
   )
+  return functools.partial(train_step, opts=opts)
 
 
 def batches_per_step(config: ml_collections.ConfigDict) -> int:
   return config.n_critic
 
 
-def generate(state: GANState, z: jax.Array) -> jax.Array:
-  """G(z) in inference mode (running batch statistics): [B, H, W, C]."""
+def generate(state: GANState, z: jax.Array, labels: jax.Array | None = None,
+             ema: bool = True) -> jax.Array:
+  """G(z, labels) in inference mode (running batch statistics): [B, H, W, C].
+
+  ema: use the moving average of the weights (equal to the weights when
+  config.ema_decay is 0).
+  """
   g = state.generator
-  return g.apply_fn(g.variables(), z, train=False)
+  if labels is None:
+    labels = jnp.zeros((z.shape[0],), jnp.int32)
+  params = state.ema_params if ema else g.params
+  return g.apply_fn(g.variables(params), z, labels, train=False)
 
 
-def sample(state: GANState, key: jax.Array, num: int, config: ml_collections.ConfigDict):
-  return generate(state, jax.random.normal(key, (num, config.model.latent_dim)))
+def default_labels(num: int, num_classes: int) -> jax.Array:
+  """0, 1, ..., K-1, 0, 1, ...: every class equally often (a grid row per class)."""
+  return jnp.arange(num, dtype=jnp.int32) % max(num_classes, 1)
+
+
+def sample(state: GANState, key: jax.Array, num: int, config: ml_collections.ConfigDict,
+           labels: jax.Array | None = None):
+  """num samples; conditional runs take `labels` [num] (default: classes in turn)."""
+  if labels is None and config.get("conditional", False):
+    labels = default_labels(num, _num_classes(state))
+  return generate(state, jax.random.normal(key, (num, config.model.latent_dim)), labels)
+
+
+def _num_classes(state: GANState) -> int:
+  """Classes of a conditional generator, read off its label embedding."""
+  return state.generator.params["Embed_0"]["embedding"].shape[0]
 
 
 def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):
-  """state -> ({'samples': grid}, {}): samples of the same latents every time."""
-  del test_data  # sample metrics against the test split come with genjax.metrics
+  """state -> ({'samples': grid}, {}): samples of the same latents every time.
+
+  Sample metrics (FID, ...) are computed by the loop for every family.
+  """
+  del test_data
   sample_fn = jax.jit(lambda state: sample(state, key, config.num_eval_samples, config))
 
   def evaluate(state):
@@ -169,3 +281,17 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ("g_lr", "d_lr"):
     if not config.opt[key] > 0:
       raise ValueError(f"config.opt.{key}={config.opt[key]!r} must be positive.")
+  if config.opt.get("name", "adam") not in ("adam", "rmsprop"):
+    raise ValueError(f"config.opt.name={config.opt.name!r}; choose 'adam' or 'rmsprop'.")
+  for key in ("clip_value", "gp_weight", "r1_gamma"):
+    value = config.get(key, 0.0)
+    if not isinstance(value, (int, float)) or value < 0:
+      raise ValueError(f"config.{key}={value!r} must be a number >= 0 (0 turns it off).")
+  if not 0 <= config.get("ema_decay", 0.0) < 1:
+    raise ValueError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1) (0.999 is usual; "
+                     "0 turns the average off).")
+  if config.loss == "wasserstein" and not config.get("clip_value", 0.0):
+    raise ValueError("config.loss='wasserstein' needs config.clip_value > 0 (0.01 in WGAN) to "
+                     "keep the critic Lipschitz; for the gradient penalty use loss='wgan_gp'.")
+  if config.loss == "wgan_gp" and not config.get("gp_weight", 0.0):
+    raise ValueError("config.loss='wgan_gp' needs config.gp_weight > 0 (10 in WGAN-GP).")

@@ -43,7 +43,9 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
           vae_nn.ConvDecoder(tuple(image_shape), m.width, m.activation, **head))
 
 
-def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape) -> VAEState:
+def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
+                 num_classes: int = 0) -> VAEState:
+  del num_classes  # unconditional
   encoder, decoder = build_models(config, image_shape)
   e_key, d_key = jax.random.split(key)
   tx = optax.adam(config.opt.lr, b1=config.opt.b1, b2=config.opt.b2, eps=config.opt.eps)
@@ -184,7 +186,8 @@ def sample(state: VAEState, key: jax.Array, num: int, config: ml_collections.Con
   return decode(state, jax.random.normal(key, (num, config.model.latent_dim)))
 
 
-def _encode_mean(state: VAEState, x: jax.Array) -> jax.Array:
+def encode_mean(state: VAEState, x: jax.Array) -> jax.Array:
+  """The posterior mean E_q[z|x] [B, Z] of images x in [-1, 1]."""
   return state.encoder.apply_fn({"params": state.encoder.params}, x)[0]
 
 
@@ -207,7 +210,7 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
   shown = x[:n_show]
   pairs = (x[n_show:n_show + 8], x[n_show + 8:n_show + 16])
   elbo_fn = jax.jit(lambda s, xb: elbo(s, xb, elbo_key))
-  mean_fn = jax.jit(_encode_mean)
+  mean_fn = jax.jit(encode_mean)
   decode_fn = jax.jit(decode)
   sample_fn = jax.jit(lambda s: sample(s, sample_key, config.num_eval_samples, config))
 

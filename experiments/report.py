@@ -1,0 +1,166 @@
+"""Trains the standard configurations and writes the results table.
+
+  python -m experiments.report                       # every row, default budgets
+  python -m experiments.report --rows=gan_mnist      # one row
+  python -m experiments.report --steps_scale=0.1     # a quick, smaller budget
+
+Each row is an experiment module with its default config (the budget is its
+`num_steps`, times --steps_scale), trained in runs/report/<row>, then scored
+by `genjax.evaluate` (samples against the test split in the dataset's feature
+network; for VAEs also the test ELBO and IWAE NLL). One `floor` row per
+dataset scores real training images the same way. The table goes to
+docs/results.md and, between its markers, into README.md.
+
+A row whose run and evaluation are already in runs/report is not redone, so
+an interrupted report continues where it stopped; delete the row's folder to
+redo it.
+"""
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags, logging
+
+from genjax import evaluate, loop
+
+# name -> (experiment module, config overrides, what the row shows)
+ROWS = {
+    "gan_mnist": ("gan_mnist", {}, "DCGAN, non-saturating loss"),
+    "gan_fashion_mnist": ("gan_mnist", {"data.name": "fashion_mnist"},
+                          "DCGAN, non-saturating loss"),
+    "vae_mnist": ("vae_mnist", {}, "VAE, Bernoulli decoder"),
+    "vae_fashion_mnist": ("vae_fashion_mnist", {}, "VAE, Bernoulli decoder"),
+}
+
+flags.DEFINE_list("rows", list(ROWS), f"Rows to run, of {list(ROWS)}.")
+flags.DEFINE_float("steps_scale", 1.0, "Multiplies every row's num_steps (the budget).")
+flags.DEFINE_string("workdir", "runs/report", "Parent folder of the rows' runs.")
+flags.DEFINE_integer("num", 10000, "Samples scored per row.")
+flags.DEFINE_integer("iwae_k", 1000, "VAE rows: importance samples per test image.")
+flags.DEFINE_string("out", "docs/results.md", "The markdown table.")
+flags.DEFINE_string("readme", "README.md", "Updated between its results markers; '' = leave it.")
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _config(module_name: str, overrides: dict, steps_scale: float):
+  import importlib  # pylint: disable=g-import-not-at-top
+
+  config = importlib.import_module(f"experiments.{module_name}").get_config()
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
+  config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
+  return config
+
+
+def _command(module_name: str, overrides: dict, steps: int, default_steps: int) -> str:
+  args = [f"--config.{k}={v}" for k, v in overrides.items()]
+  if steps != default_steps:
+    args.append(f"--config.num_steps={steps}")
+  return " ".join([f"python -m experiments.{module_name}", *args])
+
+
+def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int) -> dict:
+  """Trains and evaluates one row (or reads its finished result)."""
+  module_name, overrides, what = ROWS[name]
+  config = _config(module_name, overrides, steps_scale)
+  result_path = workdir / "report.json"
+  if result_path.exists():
+    result = json.loads(result_path.read_text())
+    if result.get("steps") == config.num_steps and result.get("num") == num:
+      print(f"[{name}] already done: {result_path}", file=sys.stderr)
+      return result
+  print(f"[{name}] training {config.num_steps} steps in {workdir}", file=sys.stderr)
+  start = time.perf_counter()
+  loop.train_and_evaluate(config, workdir)
+  train_seconds = time.perf_counter() - start
+  metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k if config.family == "vae" else 0)
+  default_steps = _config(module_name, overrides, 1.0).num_steps
+  result = {
+      "name": name, "model": what, "family": config.family, "dataset": config.data.name,
+      "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,
+      "train_seconds": round(train_seconds, 1),
+      "command": _command(module_name, overrides, config.num_steps, default_steps),
+      "metrics": metrics,
+  }
+  result_path.write_text(json.dumps(result, indent=2))
+  return result
+
+
+def _fmt(value, digits=3) -> str:
+  return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def table(results: list[dict]) -> str:
+  """The markdown table: one row per run, then one floor row per dataset."""
+  head = ("| model | dataset | steps | train time | FID | KID | precision | recall | "
+          "density | coverage | classifier score | test NLL (nats) | command |")
+  lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+  floors = {}
+  for r in results:
+    m = r["metrics"]
+    s = m.get("samples", {})
+    nll = next((v for k, v in m.items() if k.startswith("iwae_") and k.endswith("_nll_nats")), None)
+    nll_text = f"{nll:.2f} (IWAE-{m['iwae_k']})" if nll is not None else "–"
+    lines.append(
+        f"| {r['model']} | {r['dataset']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
+        f"{_fmt(s.get('fid'))} | {_fmt(s.get('kid'))} | "
+        f"{_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | {_fmt(s.get('density'))} | "
+        f"{_fmt(s.get('coverage'))} | {_fmt(s.get('classifier_score'))} | {nll_text} | "
+        f"`{r['command']}` |")
+    if "floor_train_vs_test" in m:
+      floors[r["dataset"]] = (m["floor_train_vs_test"], m["data_source"])
+  for dataset, (f, _) in floors.items():
+    lines.append(
+        f"| floor: training images | {dataset} | – | – | {_fmt(f['fid'])} | "
+        f"{_fmt(f['kid'])} | {_fmt(f['precision'])} | {_fmt(f['recall'])} | "
+        f"{_fmt(f['density'])} | {_fmt(f['coverage'])} | {_fmt(f['classifier_score'])} | – | "
+        f"`python -m genjax.evaluate --workdir DIR` |")
+  sources = sorted({f"{r['dataset']}: {r['data_source']}" for r in results})
+  notes = [
+      "",
+      f"Samples per row: {results[0]['num'] if results else '–'}, scored against the test split "
+      "in the dataset's own feature network (`genjax.metrics.features`; not Inception, so "
+      "not comparable with published FIDs). Data: " + "; ".join(sources) + ".",
+  ]
+  return "\n".join(lines + notes) + "\n"
+
+
+def write_readme(readme: Path, text: str) -> None:
+  content = readme.read_text()
+  if BEGIN not in content or END not in content:
+    print(f"{readme} has no {BEGIN} ... {END} markers; left as it is.", file=sys.stderr)
+    return
+  pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+  readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}{END}", content))
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  FLAGS = flags.FLAGS
+  unknown = [r for r in FLAGS.rows if r not in ROWS]
+  if unknown:
+    raise app.UsageError(f"--rows: unknown {unknown}; choose from {list(ROWS)}.")
+  if not FLAGS.steps_scale > 0:
+    raise app.UsageError(f"--steps_scale={FLAGS.steps_scale} must be positive.")
+  results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k)
+             for name in FLAGS.rows]
+  text = table(results)
+  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
+  Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m experiments.report`.\n\n{text}")
+  if FLAGS.readme:
+    write_readme(Path(FLAGS.readme), text)
+  print(text)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,138 @@
+"""The feature network of the sample-quality metrics: a small classifier per dataset.
+
+Inception-v3 weights cannot be obtained offline, so FID, KID, precision/recall
+and density/coverage are computed in the penultimate layer (128 ReLU units) of
+a small CNN trained by `python -m genjax.metrics.train_classifier` on the
+dataset's training split with a fixed seed. Its weights are committed in
+`genjax/metrics/weights/` as msgpack, with a JSON record of how they were
+trained and their test accuracy. The SHA-256 of every weights file is fixed
+in `KNOWN_WEIGHTS` below and checked on load, so every machine and version
+measures in the same feature space; a file with another hash is refused.
+
+These numbers are comparable between genjax runs on the same dataset, never
+with published (Inception) FIDs.
+"""
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+# Dataset -> SHA-256 of weights/<dataset>.msgpack. Retraining changes the hash;
+# update it here only together with the committed file, since every metric
+# computed before becomes incomparable.
+KNOWN_WEIGHTS = {
+    "mnist": "977160c729bec905b4cb77de746a139bc8d1a690dc8c6d927bde7e49c04c1c7e",
+    "fashion_mnist": "70b2e74b9931dd12bc61004bed09bed26fc70d3b7be1effc85696da780d93e81",
+}
+
+
+class FeatureNetworkError(RuntimeError):
+  """No usable feature network for a dataset; the message says why and what to do."""
+
+
+class Classifier(nn.Module):
+  """conv-conv-pool x2, a 128-unit feature layer and a linear classifier.
+
+  Input: images [B, H, W, C] in [-1, 1] (H, W multiples of 4).
+  Output: (logits [B, num_classes], features [B, feature_dim]).
+  """
+
+  num_classes: int = 10
+  widths: tuple[int, ...] = (32, 64)
+  feature_dim: int = 128
+
+  @nn.compact
+  def __call__(self, x):
+    for width in self.widths:
+      x = nn.relu(nn.Conv(width, (3, 3))(x))
+      x = nn.relu(nn.Conv(width, (3, 3))(x))
+      x = nn.avg_pool(x, (2, 2), (2, 2))
+    x = x.reshape(x.shape[0], -1)
+    features = nn.relu(nn.Dense(self.feature_dim)(x))
+    return nn.Dense(self.num_classes)(features), features
+
+
+def sha256(path: Path) -> str:
+  return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class FeatureNetwork:
+  """A loaded, hash-checked classifier: `network(images) -> (logits, features)`."""
+
+  def __init__(self, dataset: str, params, record: dict):
+    self.dataset = dataset
+    self.params = params
+    self.record = record
+    self.module = Classifier(num_classes=record["num_classes"])
+    self._apply = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
+
+  def __call__(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """Logits [N, K] and features [N, D] (float32 numpy) of uint8 or [-1, 1] images."""
+    images = np.asarray(images)
+    logits, features = [], []
+    for i in range(0, len(images), batch_size):
+      chunk = images[i:i + batch_size]
+      if chunk.dtype == np.uint8:
+        chunk = chunk.astype(np.float32) / 127.5 - 1.0
+      n = len(chunk)
+      if n < batch_size and len(images) > batch_size:  # one compiled shape
+        chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), chunk.dtype)])
+      l, f = self._apply(self.params, jnp.asarray(chunk, jnp.float32))
+      logits.append(np.asarray(l[:n]))
+      features.append(np.asarray(f[:n]))
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def weights_path(dataset: str, directory: Path = WEIGHTS_DIR) -> Path:
+  return Path(directory) / f"{dataset}.msgpack"
+
+
+def save(dataset: str, params, record: dict, directory: Path = WEIGHTS_DIR) -> dict:
+  """Writes weights/<dataset>.msgpack and .json; returns the record with its sha256."""
+  directory = Path(directory)
+  directory.mkdir(parents=True, exist_ok=True)
+  path = weights_path(dataset, directory)
+  path.write_bytes(serialization.msgpack_serialize(jax.device_get(params)))
+  record = {**record, "sha256": sha256(path), "file": path.name}
+  path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+  return record
+
+
+@functools.lru_cache(maxsize=8)
+def _network(dataset: str, path: Path, sha: str) -> FeatureNetwork:
+  del sha  # part of the cache key: a changed file is a new network
+  record = json.loads(path.with_suffix(".json").read_text())
+  params = serialization.msgpack_restore(path.read_bytes())
+  return FeatureNetwork(dataset, jax.tree.map(jnp.asarray, params), record)
+
+
+def load(dataset: str, directory: Path = WEIGHTS_DIR, expected_sha256: str | None = None):
+  """The committed feature network of `dataset`, after checking its hash.
+
+  Raises FeatureNetworkError when there is none or the file is not the one
+  the metrics were defined with.
+  """
+  path = weights_path(dataset, directory)
+  expected = expected_sha256 if expected_sha256 is not None else KNOWN_WEIGHTS.get(dataset)
+  if not expected or not path.exists():
+    known = sorted(k for k, v in KNOWN_WEIGHTS.items() if v)
+    raise FeatureNetworkError(
+        f"No feature network for dataset {dataset!r} (have: {', '.join(known)}). "
+        f"Train one with `python -m genjax.metrics.train_classifier --dataset {dataset}` "
+        f"and add its sha256 to genjax.metrics.features.KNOWN_WEIGHTS.")
+  actual = sha256(path)
+  if actual != expected:
+    raise FeatureNetworkError(
+        f"{path} has sha256 {actual}, but the metrics are defined with {expected}. "
+        "Metrics from other weights are not comparable; restore the committed file "
+        "(git checkout genjax/metrics/weights).")
+  return _network(dataset, path, actual)  # checked on every call, built once per file

@@ -1,0 +1,44 @@
+"""experiments.report: one command from configs to the README's results table."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from experiments import report
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_report_trains_scores_and_writes_the_table(tmp_path):
+  readme = tmp_path / "README.md"
+  readme.write_text(f"# title\n\nbefore\n{report.BEGIN}\nold table\n{report.END}\nafter\n")
+  out = tmp_path / "results.md"
+  command = [sys.executable, "-m", "experiments.report", "--rows=gan_mnist",
+             "--steps_scale=0.004", "--num=300", f"--workdir={tmp_path / 'runs'}",
+             f"--out={out}", f"--readme={readme}"]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "runs" / "gan_mnist" / "report.json").read_text())
+  assert result["steps"] == 12 and result["metrics"]["samples"]["num_samples"] == 300
+  assert result["command"] == "python -m experiments.gan_mnist --config.num_steps=12"
+  rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+  assert len(rows) == 3  # header, the run, the floor
+  fid = result["metrics"]["samples"]["fid"]
+  assert f"| {fid:.3g} |" in rows[1] and rows[2].startswith("| floor: training images | mnist |")
+  text = readme.read_text()
+  assert "old table" not in text and rows[1] in text
+  assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
+  # A second run reads the finished row instead of training again.
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+  assert proc.returncode == 0 and "[gan_mnist] already done" in proc.stderr, proc.stderr[-3000:]
+
+
+def test_unknown_row_is_named(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.report", "--rows=gan_mnsit", f"--workdir={tmp_path}"],
+      capture_output=True, text=True, cwd=ROOT, timeout=120,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode != 0 and "unknown ['gan_mnsit']" in proc.stderr, proc.stderr[-2000:]

@@ -1,0 +1,143 @@
+"""The committed feature networks and sample scores on real images."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from genjax import checkpoint, data, loop, run
+from genjax.metrics import features, scores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_classifier_score_bounds():
+  k = 10
+  # Every sample the same soft prediction: score 1.
+  same = np.tile(np.random.default_rng(0).normal(size=k), (500, 1))
+  np.testing.assert_allclose(scores.classifier_score(same), 1.0, rtol=1e-9)
+  # Confident predictions, each class equally often: score k.
+  confident = np.full((500, k), -1e4)
+  confident[np.arange(500), np.arange(500) % k] = 0.0
+  np.testing.assert_allclose(scores.classifier_score(confident), k, rtol=1e-6)
+  # All confident in one class: 1 again (no diversity).
+  one_class = np.full((500, k), -1e4)
+  one_class[:, 3] = 0.0
+  np.testing.assert_allclose(scores.classifier_score(one_class), 1.0, rtol=1e-6)
+  shares = scores.class_shares(confident[:100], k)
+  assert len(shares) == k and abs(sum(shares) - 1) < 1e-9 and max(shares) == 0.1
+
+
+def test_weights_with_another_hash_are_refused(tmp_path):
+  for suffix in (".msgpack", ".json"):
+    shutil.copy(features.weights_path("mnist").with_suffix(suffix), tmp_path)
+  path = features.weights_path("mnist", tmp_path)
+  good = features.KNOWN_WEIGHTS["mnist"]
+  assert features.load("mnist", tmp_path, good).record["dataset"] == "mnist"
+  raw = bytearray(path.read_bytes())
+  raw[-1] ^= 1  # one bit of one weight
+  path.write_bytes(bytes(raw))
+  with pytest.raises(features.FeatureNetworkError, match=f"sha256 .* defined with {good}"):
+    features.load("mnist", tmp_path, good)
+
+
+def test_unknown_dataset_says_how_to_train_a_feature_network():
+  with pytest.raises(features.FeatureNetworkError,
+                     match="No feature network.*'cifar10'.*train_classifier --dataset cifar10"):
+    features.load("cifar10")
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "fashion_mnist"])
+def test_committed_classifier_accuracy_on_real_test_images(dataset, request):
+  folder = request.getfixturevalue("mnist_idx_dir" if dataset == "mnist" else "fashion_mnist_slice")
+  network = features.load(dataset)
+  test = data.load(dataset, "test", idx_dir=str(folder), data_dir=str(request.getfixturevalue("tfds_dir")),
+                   download=False)
+  logits, feats = network(test.images)
+  accuracy = float(np.mean(logits.argmax(1) == test.labels))
+  assert feats.shape == (len(test), 128)
+  # The recorded accuracy is over the whole test split; the slice is 500 of them.
+  assert accuracy >= network.record["test_accuracy"] - 0.02, (accuracy, network.record)
+  assert network.record["test_accuracy"] >= (0.91 if dataset == "fashion_mnist" else 0.97)
+
+
+@pytest.fixture(scope="module")
+def mnist_sets(mnist_idx_dir, tfds_dir):
+  kw = dict(idx_dir=str(mnist_idx_dir), data_dir=str(tfds_dir), download=False)
+  return data.load("mnist", "train", **kw), data.load("mnist", "test", **kw)
+
+
+def test_scores_rank_real_above_corrupted_digits(mnist_sets):
+  train, test = mnist_sets
+  scorer = scores.Scorer("mnist", test.images, kid_subsets=20)
+  rng = np.random.default_rng(0)
+  images = train.images[rng.permutation(len(train))[:2000]]  # the split is sorted by class
+  real = scorer(images)
+  noisy = scorer(np.clip(images + rng.normal(0, 60, images.shape), 0, 255).astype(np.uint8))
+  only_ones = scorer(train.images[train.labels == 1][:500])
+  assert real["fid"] < 0.2 * noisy["fid"], (real["fid"], noisy["fid"])
+  assert real["kid"] < 0.2 * noisy["kid"] and real["recall"] > noisy["recall"]
+  assert real["classifier_score"] > 8.5  # 10 balanced, confidently classified classes
+  # One class only: precision stays high, recall and the score collapse.
+  assert only_ones["precision"] > 0.8 and only_ones["recall"] < 0.3
+  assert only_ones["classifier_score"] < 1.5 and only_ones["class_shares"][1] > 0.95
+  assert real["coverage"] > only_ones["coverage"]
+  # The test split against itself.
+  assert abs(scorer(test.images)["fid"]) < 1e-3  # of a trace in the thousands
+
+
+def test_scores_do_not_depend_on_sample_order(mnist_sets):
+  train, test = mnist_sets
+  scorer = scores.Scorer("mnist", test.images, kid_subsets=5)
+  images = train.images[::7][:600]
+  a = scorer(images)
+  b = scorer(images[np.random.default_rng(1).permutation(600)])
+  for name in ("fid", "precision", "recall", "density", "coverage", "classifier_score"):
+    np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
+
+
+def test_loop_logs_fid_and_keeps_best_checkpoint(tiny_gan_config, tmp_path):
+  config = tiny_gan_config
+  config.num_steps, config.eval_every, config.checkpoint_every = 30, 10, 30
+  config.keep_checkpoints = 1
+  config.metrics_num_samples = 200
+  loop.train_and_evaluate(config, tmp_path)
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  fids = {e.step: e.value for e in events.Scalars("eval/fid")}
+  assert sorted(fids) == [10, 20, 30] and set(events.Tags()["scalars"]) >= {"eval/kid"}
+  best_step = min(fids, key=fids.get)
+  best = checkpoint.Checkpointer(tmp_path / "best_checkpoint", 1, best_metric="fid")
+  assert best.best()[0] == best_step
+  np.testing.assert_allclose(best.best()[1], fids[best_step], rtol=1e-5)
+  best.close()
+  _, _, state = run.restore(tmp_path, "best")
+  assert int(state.step) == best_step
+
+
+def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path):
+  loop.train_and_evaluate(tiny_gan_config, tmp_path)
+  proc = subprocess.run(
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}", "--num=300"],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  result = json.loads(proc.stdout)
+  samples, floor = result["samples"], result["floor_train_vs_test"]
+  assert result["step"] == 20 and samples["num_samples"] == 300 and floor["num_samples"] == 300
+  assert result["feature_network"]["sha256"] == features.KNOWN_WEIGHTS["mnist"]
+  # 20 steps of a tiny GAN are far from real digits.
+  assert floor["fid"] < 0.2 * samples["fid"] and floor["recall"] > samples["recall"]
+  assert len(samples["class_shares"]) == 10 and abs(sum(samples["class_shares"]) - 1) < 1e-4
+  # A step that does not exist is named.
+  proc = subprocess.run(
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}", "--checkpoint=7"],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode == 1 and "No checkpoint for step 7" in proc.stderr, proc.stderr[-2000:]
