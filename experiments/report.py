@@ -26,16 +26,19 @@ from absl import app, flags, logging
 
 from genjax import evaluate, loop
 
-# name -> (experiment module, config overrides, what the row shows)
+# name -> (experiment module, preset, config overrides, what the row shows).
+# The loss rows share one shorter budget so that they compare with each other.
 ROWS = {
-    "gan_mnist": ("gan_mnist", {}, "DCGAN, non-saturating loss"),
-    "gan_fashion_mnist": ("gan_mnist", {"data.name": "fashion_mnist"},
+    "gan_mnist": ("gan_mnist", None, {}, "DCGAN, non-saturating loss"),
+    "gan_fashion_mnist": ("gan_mnist", None, {"data.name": "fashion_mnist"},
                           "DCGAN, non-saturating loss"),
-    "vae_mnist": ("vae_mnist", {}, "VAE, Bernoulli decoder"),
-    "vae_fashion_mnist": ("vae_fashion_mnist", {}, "VAE, Bernoulli decoder"),
+    "vae_mnist": ("vae_mnist", None, {}, "VAE, Bernoulli decoder"),
+    "vae_fashion_mnist": ("vae_fashion_mnist", None, {}, "VAE, Bernoulli decoder"),
+    **{f"loss_{preset}": ("gan_mnist", preset, {"num_steps": 1000}, f"preset `{preset}`")
+       for preset in ("dcgan", "gan", "wgan", "wgan_gp", "hinge_sn", "lsgan")},
 }
 
-flags.DEFINE_list("rows", list(ROWS), f"Rows to run, of {list(ROWS)}.")
+flags.DEFINE_list("rows", list(ROWS), "Rows to run (default: all).")
 flags.DEFINE_float("steps_scale", 1.0, "Multiplies every row's num_steps (the budget).")
 flags.DEFINE_string("workdir", "runs/report", "Parent folder of the rows' runs.")
 flags.DEFINE_integer("num", 10000, "Samples scored per row.")
@@ -46,32 +49,32 @@ flags.DEFINE_string("readme", "README.md", "Updated between its results markers;
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _config(module_name: str, overrides: dict, steps_scale: float):
+def _config(module_name: str, preset, overrides: dict, steps_scale: float):
   import importlib  # pylint: disable=g-import-not-at-top
 
-  config = importlib.import_module(f"experiments.{module_name}").get_config()
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+  from experiments import gan_mnist  # pylint: disable=g-import-not-at-top
+
+  get_config = importlib.import_module(f"experiments.{module_name}").get_config
+  config = get_config(preset) if preset else get_config()
+  gan_mnist.apply_overrides(config, overrides)
   steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
   config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
   return config
 
 
-def _command(module_name: str, overrides: dict, steps: int, default_steps: int) -> str:
-  args = [f"--config.{k}={v}" for k, v in overrides.items()]
-  if steps != default_steps:
+def _command(module_name: str, preset, overrides: dict, steps: int) -> str:
+  args = [f"--config=experiments/{module_name}.py:{preset}"] if preset else []
+  args += [f"--config.{k}={v}" for k, v in overrides.items() if k != "num_steps"]
+  default = _config(module_name, preset, {}, 1.0).num_steps
+  if steps != default:
     args.append(f"--config.num_steps={steps}")
   return " ".join([f"python -m experiments.{module_name}", *args])
 
 
 def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int) -> dict:
   """Trains and evaluates one row (or reads its finished result)."""
-  module_name, overrides, what = ROWS[name]
-  config = _config(module_name, overrides, steps_scale)
+  module_name, preset, overrides, what = ROWS[name]
+  config = _config(module_name, preset, overrides, steps_scale)
   result_path = workdir / "report.json"
   if result_path.exists():
     result = json.loads(result_path.read_text())
@@ -83,12 +86,11 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int)
   loop.train_and_evaluate(config, workdir)
   train_seconds = time.perf_counter() - start
   metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k if config.family == "vae" else 0)
-  default_steps = _config(module_name, overrides, 1.0).num_steps
   result = {
       "name": name, "model": what, "family": config.family, "dataset": config.data.name,
       "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,
       "train_seconds": round(train_seconds, 1),
-      "command": _command(module_name, overrides, config.num_steps, default_steps),
+      "command": _command(module_name, preset, overrides, config.num_steps),
       "metrics": metrics,
   }
   result_path.write_text(json.dumps(result, indent=2))

@@ -12,8 +12,8 @@ from experiments import vae_mnist
 from genjax import cli
 
 
-def get_config():
-  config = vae_mnist.get_config()
+def get_config(preset: str | None = None):
+  config = vae_mnist.get_config(preset)
   config.data.name = "fashion_mnist"
   return config
 

@@ -18,7 +18,10 @@ import ml_collections
 from genjax import cli
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
+  if preset:
+    raise ValueError(f"experiments.vae_mnist has no presets (got {preset!r}); set values "
+                     "with --config.KEY=VALUE.")
   config = ml_collections.ConfigDict()
   config.family = "vae"
   config.seed = 0

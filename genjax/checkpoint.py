@@ -22,6 +22,7 @@ class Checkpointer:
     the lowest value of that metric instead (saved with `save(..., metrics=)`)."""
     self.directory = Path(directory).absolute()
     self.best_metric = best_metric
+    self._best = None
     best = {}
     if best_metric is not None:
       best = dict(best_fn=lambda m: m[best_metric], best_mode="min",
@@ -40,14 +41,24 @@ class Checkpointer:
     """Starts an asynchronous save; returns once the arrays are copied off device."""
     if step in self.manager.all_steps():
       return
+    previous = self.best() if self.best_metric is not None else None
     self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
+    if self.best_metric is not None and metrics is not None:
+      if previous is None or metrics[self.best_metric] < previous[1]:
+        self._best = (step, float(metrics[self.best_metric]))
 
   def best(self) -> Optional[tuple[int, float]]:
-    """(step, value) of the best saved step by `best_metric`, or None."""
-    step = self.manager.best_step()
-    if step is None:
-      return None
-    return step, float(self.manager.metrics(step)[self.best_metric])
+    """(step, value) of the best saved step by `best_metric`, or None.
+
+    Kept in memory from this process's saves (an asynchronous save's metrics
+    are on disk only once it finishes); read from disk after a restart.
+    """
+    if self._best is None:
+      step = self.manager.best_step()
+      metrics = self.manager.metrics(step) if step is not None else None
+      if metrics is not None:
+        self._best = (step, float(metrics[self.best_metric]))
+    return self._best
 
   def restore(self, target: Any, step: Optional[int] = None) -> Any:
     """Restores `step` (default: latest) shaped and sharded like `target`."""

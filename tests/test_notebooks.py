@@ -31,9 +31,20 @@ def test_gan_walkthrough_trains_and_evaluates():
   assert "real training images" in text and "fid" in text
 
 
-def test_vae_latent_space(request):
+def test_vae_latent_space():
   if not FASHION_MNIST_DIR.exists():
     pytest.skip(f"needs Fashion-MNIST in {FASHION_MNIST_DIR}: `apt-get install "
                 "dataset-fashion-mnist` (.ci/run does)")
   notebook = _execute("vae_latent_space.ipynb")
   assert _images(notebook) >= 4  # reconstructions, scatter, manifold, interpolation
+
+
+def test_cyclegan_translation():
+  if not FASHION_MNIST_DIR.exists():
+    pytest.skip(f"needs Fashion-MNIST in {FASHION_MNIST_DIR}: `apt-get install "
+                "dataset-fashion-mnist` (.ci/run does)")
+  notebook = _execute("cyclegan_translation.ipynb")
+  assert _images(notebook) >= 3  # the data, and a grid per direction
+  text = "".join(out.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                 for out in cell.outputs)
+  assert "ab_psnr_db" in text and "ba_class_recognised" in text
