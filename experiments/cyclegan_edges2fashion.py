@@ -17,9 +17,7 @@ from genjax import cli
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  if preset:
-    raise ValueError(f"The CycleGAN experiments have no presets (got {preset!r}); set values "
-                     "with --config.KEY=VALUE.")
+  cli.refuse_preset("experiments.cyclegan_edges2fashion", preset)
   config = ml_collections.ConfigDict()
   config.family = "cyclegan"
   config.seed = 0

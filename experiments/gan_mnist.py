@@ -40,26 +40,13 @@ PRESETS = {
 }
 
 
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
-  """Sets dotted keys ('opt.g_lr') of `config`; an unknown key is an error."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise KeyError(f"config has no key {key!r}")
-    node[leaf] = value
-  return config
-
-
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   """The default config, or a preset of PRESETS ('wgan_gp', ...)."""
   config = _base_config()
   if preset:
     if preset not in PRESETS:
       raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-    apply_overrides(config, PRESETS[preset][0])
+    cli.apply_overrides(config, PRESETS[preset][0])
   return config
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from genjax import evaluate, loop
+from genjax import cli, evaluate, loop
 
 # name -> (experiment module, preset, config overrides, what the row shows).
 # The loss rows share one shorter budget so that they compare with each other.
@@ -52,11 +52,9 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 def _config(module_name: str, preset, overrides: dict, steps_scale: float):
   import importlib  # pylint: disable=g-import-not-at-top
 
-  from experiments import gan_mnist  # pylint: disable=g-import-not-at-top
-
   get_config = importlib.import_module(f"experiments.{module_name}").get_config
   config = get_config(preset) if preset else get_config()
-  gan_mnist.apply_overrides(config, overrides)
+  cli.apply_overrides(config, overrides)
   steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
   config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
   return config

@@ -19,9 +19,7 @@ from genjax import cli
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  if preset:
-    raise ValueError(f"experiments.vae_mnist has no presets (got {preset!r}); set values "
-                     "with --config.KEY=VALUE.")
+  cli.refuse_preset("experiments.vae_mnist", preset)
   config = ml_collections.ConfigDict()
   config.family = "vae"
   config.seed = 0

@@ -22,6 +22,27 @@ _POSITIVE_INTS = ("batch_size", "num_steps", "eval_every", "checkpoint_every",
                   "steps_per_call", "keep_checkpoints", "num_eval_samples")
 
 
+def apply_overrides(config, overrides: dict):
+  """Sets dotted keys ('opt.g_lr') of `config` in place and returns it; an
+  unknown key is a KeyError naming it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise KeyError(f"config has no key {key!r}")
+    node[leaf] = value
+  return config
+
+
+def refuse_preset(experiment: str, preset) -> None:
+  """For experiments without presets: `--config=FILE:NAME` is an error."""
+  if preset:
+    raise ValueError(f"{experiment} has no presets (got {preset!r}); set values with "
+                     "--config.KEY=VALUE.")
+
+
 def validate_config(config) -> None:
   """Raises ValueError naming the first bad key; runs before any compile."""
   for key in _POSITIVE_INTS:

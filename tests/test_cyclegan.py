@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import cyclegan_edges2fashion, cyclegan_horse2zebra
-from genjax import losses, loop
+from genjax import cli, losses, loop
 from genjax.data import unpaired
 from genjax.nn import cyclegan as cyclegan_nn
 from genjax.steps import cyclegan
@@ -105,13 +105,7 @@ def _tiny(idx_dir, tfds_dir, **overrides):
   config.steps_per_call = 5
   config.eval_every = config.checkpoint_every = 10
   config.data.idx_dir, config.data.data_dir, config.data.download = str(idx_dir), str(tfds_dir), False
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return cli.apply_overrides(config, overrides)
 
 
 def test_resumed_run_equals_uninterrupted_run_pools_included(fashion_mnist_slice, tfds_dir,

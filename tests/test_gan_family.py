@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax import data, loop, run
+from genjax import cli, data, loop, run
 from genjax.metrics import features, scores
 from genjax.steps import gan
 from tests.conftest import make_tiny_gan_config, params_equal
@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _preset(name, mnist_idx_dir, tfds_dir):
   """A preset on the tiny networks of the loop tests."""
   config = make_tiny_gan_config(mnist_idx_dir, tfds_dir)
-  gan_mnist.apply_overrides(config, gan_mnist.PRESETS[name][0])
+  cli.apply_overrides(config, gan_mnist.PRESETS[name][0])
   return config
 
 
@@ -146,7 +146,7 @@ def test_bad_gan_configs_are_named():
       ({"opt.name": "sgd"}, "opt.name='sgd'"),
       ({"r1_gamma": -1.0}, "r1_gamma=-1.0"),
   ):
-    config = gan_mnist.apply_overrides(gan_mnist.get_config(), overrides)
+    config = cli.apply_overrides(gan_mnist.get_config(), overrides)
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
       gan.validate_config(config)
   with pytest.raises(ValueError, match="Unknown preset 'wgangp'"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import vae_fashion_mnist, vae_mnist
-from genjax import data, loop
+from genjax import cli, data, loop
 from genjax.steps import vae
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,13 +26,7 @@ def _tiny(idx_dir, tfds_dir, dataset="mnist", **overrides):
   config.model.hidden = (64,)
   config.model.latent_dim = 8
   config.data.idx_dir, config.data.data_dir, config.data.download = str(idx_dir), str(tfds_dir), False
-  for key, value in overrides.items():
-    node = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return config
+  return cli.apply_overrides(config, overrides)
 
 
 @pytest.fixture(scope="module")
