@@ -172,8 +172,10 @@ def train_step(state: GANState, batch, key: jax.Array, *, opts: _Options):
 
   batch_stats = g.batch_stats
   if opts.n_critic > 1:
+    # Unrolled on CPU, where XLA runs conv nets inside a while loop many times slower.
     (d, batch_stats), _ = jax.lax.scan(
-        critic_only, (d, batch_stats), (real[:-1], real_labels[:-1], z_keys[:-1]))
+        critic_only, (d, batch_stats), (real[:-1], real_labels[:-1], z_keys[:-1]),
+        unroll=True if jax.default_backend() == "cpu" else 1)
 
   z_BxZ, fake_labels = _latents(z_keys[-1], batch_size, opts.latent_dim, num_classes)
   fake, g_vjp, batch_stats = jax.vjp(
