@@ -74,10 +74,25 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict) -> Non
 
 def load_split(family, config: ml_collections.ConfigDict, split: str):
   """A split of the run's data: the family's own loader (two domains for
-  CycleGAN), else one image dataset by config.data.name."""
-  if hasattr(family, "load_split"):
-    return family.load_split(config, split)
-  return data.load_from_config(config.data, split)
+  CycleGAN), else one image dataset by config.data.name.
+
+  In a multi-process run process 0 loads (and, the first time, prepares) the
+  split before the others start, so that hosts sharing a filesystem do not
+  prepare the same TFDS dataset at once.
+  """
+  def load():
+    if hasattr(family, "load_split"):
+      return family.load_split(config, split)
+    return data.load_from_config(config.data, split)
+
+  if jax.process_count() == 1:
+    return load()
+  if jax.process_index() == 0:
+    result = load()
+  parallel.barrier(f"genjax: data prepared ({split})")
+  if jax.process_index() != 0:
+    result = load()
+  return result
 
 
 def _multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, num_steps,

@@ -13,6 +13,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
@@ -27,6 +28,10 @@ def initialize_distributed() -> None:
   """
   if jax.distributed.is_initialized():
     return
+  if "JAX_COORDINATOR_ADDRESS" in os.environ or os.environ.get("GENJAX_DISTRIBUTED") == "1":
+    # Collectives between CPU processes (several processes on one machine
+    # standing in for hosts); accelerators use their own interconnect.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
   if "JAX_COORDINATOR_ADDRESS" in os.environ:
     jax.distributed.initialize(
         coordinator_address=os.environ["JAX_COORDINATOR_ADDRESS"],
@@ -35,6 +40,12 @@ def initialize_distributed() -> None:
     )
   elif os.environ.get("GENJAX_DISTRIBUTED") == "1":
     jax.distributed.initialize()
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier called `name`."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -1,4 +1,5 @@
-"""Data parallelism: 8 simulated CPU devices train like 1 device."""
+"""Data parallelism: 8 simulated CPU devices, and 2 processes x 4 devices on
+loopback, train like 1 device; checkpoints move between process counts."""
 
 import json
 import os
@@ -6,6 +7,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +44,76 @@ def test_eight_devices_match_one_device(mnist_idx_dir, tfds_dir, tmp_path):
   assert result["num_devices"] == 8 and result["replicated"]
   # Same global batch, same keys: equal up to the order of float reductions.
   assert result["max_diff"] < 1e-4, result
+
+
+# Runs the loop for each WORKDIR:STEPS:OUT job in turn, in one process of a
+# possibly multi-process run; process 0 saves the final parameters to OUT.
+JOBS_SCRIPT = textwrap.dedent("""
+    import sys
+    from genjax import parallel
+    parallel.initialize_distributed()
+    import jax, numpy as np
+    from genjax import loop
+    from tests.conftest import make_tiny_gan_config
+    idx_dir, tfds_dir, *jobs = sys.argv[1:]
+    for job in jobs:
+      workdir, num_steps, out = job.split(":")
+      config = make_tiny_gan_config(idx_dir, tfds_dir)
+      config.num_steps = int(num_steps)
+      config.steps_per_call = config.eval_every = config.checkpoint_every = 3
+      state, _ = loop.train_and_evaluate(config, workdir)
+      params = jax.tree.leaves((state.generator.params, state.discriminator.params))
+      if jax.process_index() == 0:
+        np.savez(out, *[np.asarray(p) for p in params])
+      print("FINISHED", workdir, jax.process_count(), jax.device_count(), flush=True)
+""")
+
+
+def _free_port() -> int:
+  import socket
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _run_jobs(num_processes, jobs, mnist_idx_dir, tfds_dir):
+  """Runs JOBS_SCRIPT as `num_processes` processes x 4 CPU devices (or one
+  process with one device) on loopback; returns each one's stdout + stderr."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  if num_processes > 1:
+    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}",
+               JAX_NUM_PROCESSES=str(num_processes))
+  args = [sys.executable, "-c", JOBS_SCRIPT, str(mnist_idx_dir), str(tfds_dir), *jobs]
+  procs = [subprocess.Popen(args, env=dict(env, JAX_PROCESS_ID=str(i)), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(num_processes)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-4000:]
+  return [out + err for out, err in outputs]
+
+
+def test_two_processes_match_one_and_share_checkpoints(mnist_idx_dir, tfds_dir, tmp_path):
+  """2 processes x 4 devices (gloo collectives on loopback) train like 1
+  device, and a checkpoint written by either restores in the other."""
+  t = tmp_path
+  # One process, one device: 6 steps straight; and 3 steps to hand over.
+  _run_jobs(1, [f"{t}/ref:6:{t}/ref.npz", f"{t}/one_then_two:3:{t}/x.npz"],
+            mnist_idx_dir, tfds_dir)
+  # Two processes: resume the 1-process run to 6; start a run of 3 to hand back.
+  outs = _run_jobs(2, [f"{t}/one_then_two:6:{t}/one_then_two.npz",
+                       f"{t}/two_then_one:3:{t}/y.npz"], mnist_idx_dir, tfds_dir)
+  assert all(f"FINISHED {t}/two_then_one 2 8" in out for out in outs), outs
+  assert all("Resuming from step 3 of 6" in out for out in outs), outs
+  # One process resumes the 2-process run to 6.
+  out, = _run_jobs(1, [f"{t}/two_then_one:6:{t}/two_then_one.npz"], mnist_idx_dir, tfds_dir)
+  assert "Resuming from step 3 of 6" in out and "FINISHED" in out, out
+
+  ref = np.load(t / "ref.npz")
+  for name in ("one_then_two", "two_then_one"):
+    got = np.load(t / f"{name}.npz")
+    assert len(got.files) == len(ref.files) > 0
+    diff = max(float(np.max(np.abs(ref[k] - got[k]))) for k in ref.files)
+    # Same global batches and keys: equal up to the order of float reductions.
+    assert diff < 1e-4, (name, diff)
