@@ -14,6 +14,7 @@ What a run writes under `workdir`:
                      feature network (genjax.metrics.features)
 """
 
+import functools
 import json
 import signal
 import sys
@@ -95,8 +96,8 @@ def load_split(family, config: ml_collections.ConfigDict, split: str):
   return result
 
 
-def _multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, num_steps,
-                batch_size, num_batches, sharding):
+def multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, num_steps,
+               batch_size, num_batches, sharding):
   """`num_steps` train steps in one compiled call; metrics stacked [num_steps].
 
   The batch of each step is drawn on device from `dataset`, and its key is
@@ -117,6 +118,29 @@ def _multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, 
     return state, jax.tree.map(lambda m: m[None], metrics)
   unroll = True if jax.default_backend() == "cpu" else 1
   return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
+
+
+def make_train_call(family, config: ml_collections.ConfigDict, mesh, num_steps: int):
+  """The jitted call the loop runs: (state, dataset, train_key, data_key) ->
+  (state after `num_steps` steps, metrics [num_steps]). The state is donated
+  and replicated; each step's batch is split over the mesh's `data` axis."""
+  draw_batch = (family.make_draw_batch(config) if hasattr(family, "make_draw_batch")
+                else device.draw_batch)
+  replicated = parallel.replicated(mesh)
+  return jax.jit(
+      functools.partial(
+          multi_step, train_step=family.make_train_step(config), draw_batch=draw_batch,
+          num_steps=num_steps, batch_size=config.batch_size,
+          num_batches=family.batches_per_step(config),
+          sharding=parallel.batch_sharding(mesh, batch_axis=1)),
+      donate_argnums=0, out_shardings=(replicated, replicated))
+
+
+def to_device(family, dataset, mesh):
+  """A loaded split on every device of the mesh (the family's own layout if it has one)."""
+  if hasattr(family, "to_device"):
+    return family.to_device(dataset, mesh)
+  return device.to_device(dataset.images, dataset.labels, mesh)
 
 
 class _StopRequest:
@@ -191,10 +215,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
-  if hasattr(family, "to_device"):
-    dataset = family.to_device(train, mesh)
-  else:
-    dataset = device.to_device(train.images, train.labels, mesh)
+  dataset = to_device(family, train, mesh)
   image_shape = train.images.shape[1:]
 
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
@@ -213,20 +234,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   print(("Resuming from" if restored is not None else "Starting at") +
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)
 
-  train_step = family.make_train_step(config)
-  draw_batch = (family.make_draw_batch(config) if hasattr(family, "make_draw_batch")
-                else device.draw_batch)
-  sharding = parallel.batch_sharding(mesh, batch_axis=1)
-
-  def compile_calls(k):
-    return jax.jit(
-        lambda s, d, tk, dk: _multi_step(
-            s, d, tk, dk, train_step=train_step, draw_batch=draw_batch, num_steps=k,
-            batch_size=config.batch_size,
-            num_batches=num_batches, sharding=sharding),
-        donate_argnums=0, out_shardings=(replicated, replicated))
-
-  calls = {config.steps_per_call: compile_calls(config.steps_per_call)}
+  calls = {config.steps_per_call: make_train_call(family, config, mesh, config.steps_per_call)}
   test = load_split(family, config, "test")
   evaluator = family.make_evaluator(config, eval_key, test)
   scorer = make_scorer(config, test)
@@ -263,7 +271,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       while step < config.num_steps:
         k = min(config.steps_per_call, _next_boundary(step, config) - step)
         if k not in calls:
-          calls[k] = compile_calls(k)
+          calls[k] = make_train_call(family, config, mesh, k)
         t0 = time.perf_counter()
         state, stacked = calls[k](state, dataset, train_key, data_key)
         stacked = jax.device_get(stacked)  # waits for the call

@@ -1,0 +1,71 @@
+"""experiments.benchmark: its arithmetic, its JSON, and genjax's XLA:CPU option."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from experiments import benchmark
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_timed_windows_measures_a_known_rate():
+  calls = []
+
+  def run_once():  # 5 items per 20 ms call: at most 250 items/s
+    calls.append(1)
+    time.sleep(0.02)
+
+  rate = benchmark.timed_windows(run_once, 5, windows=3, window_seconds=0.2)
+  assert 150 < rate["min"] <= rate["median"] <= rate["max"] <= 250, rate
+  assert len(calls) >= 1 + 3 * 10  # a warm-up call, then >= 0.2 s per window
+
+
+def test_benchmark_json_is_consistent(tmp_path):
+  out = tmp_path / "bench.json"
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--experiments=vae_mnist",
+       "--windows=2", "--window_seconds=0.2", "--nopytorch", f"--output={out}"],
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report == json.loads(proc.stdout[proc.stdout.index("{"):])
+  assert report["backend"] == "cpu" and report["device_count"] >= 1
+  assert report["matmul_peak_gflops"] > 1
+  vae = report["vae_mnist"]
+  assert set(vae["images_per_sec"]) == {"1", "10"}  # k=1 and the config's steps_per_call
+  assert set(vae["compile_seconds"]) == {"1", "10"}
+  best = max(r["median"] for r in vae["images_per_sec"].values())
+  assert abs(vae["achieved_gflops"] - vae["gflop_per_step"] * best / vae["images_per_step"]) < 0.2
+  assert vae["fraction_of_matmul_peak"] == round(
+      vae["achieved_gflops"] / report["matmul_peak_gflops"], 3)
+  # The VAE's step: encoder + decoder MLPs over a batch of 100, forward and backward.
+  assert 0.01 < vae["gflop_per_step"] < 10
+  assert 100 < vae["peak_rss_mb"] < 20_000
+
+
+def _xla_flags_after_import(**env):
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GENJAX_KEEP_XLA_FLAGS")} | env
+  proc = subprocess.run([sys.executable, "-c", "import os, genjax; print(os.environ.get('XLA_FLAGS'))"],
+                        capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  return proc.stdout.strip()
+
+
+def test_xla_cpu_option_is_added_but_never_overrides_the_user():
+  import jaxlib.version
+
+  option = "--xla_cpu_experimental_ynn_fusion_type"
+  if jaxlib.version.__version__.startswith("0.10."):
+    assert _xla_flags_after_import() == f"{option}="
+    assert (_xla_flags_after_import(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+            == f"--xla_force_host_platform_device_count=2 {option}=")
+  else:
+    assert _xla_flags_after_import() == "None"
+  mine = f"{option}=LIBRARY_FUSION_TYPE_DOT"
+  assert _xla_flags_after_import(XLA_FLAGS=mine) == mine
+  assert _xla_flags_after_import(GENJAX_KEEP_XLA_FLAGS="1") == "None"
