@@ -11,6 +11,12 @@ KID (mean and std over 100 subsets), precision/recall (k=3), density/coverage
 `floor_train_vs_test` scores real training images the same way: the value a
 perfect generator would get with this many samples.
 
+Where pytorch-fid's Inception weights are on disk (genjax.metrics.inception:
+$GENJAX_INCEPTION_WEIGHTS, the torch.hub cache, or --inception_weights PATH),
+`inception_fid` adds the standard Inception FID of the samples (and of the
+floor); without the file it says `unavailable` and why. On a CPU it is slow
+(about 15 images/s here), so `--noinception` skips it.
+
 VAE runs also: the test ELBO and the IWAE-k negative log-likelihood in nats
 (Burda et al. 2016) over the test split (`--iwae_k 0` skips them).
 
@@ -31,15 +37,22 @@ import tqdm
 from absl import app, flags, logging
 
 from genjax import data, loop, run, sample
-from genjax.metrics import features, scores
+from genjax.metrics import distances, features, inception, scores
 
 
 def _log(message: str) -> None:
   print(message, file=sys.stderr, flush=True)
 
 
+def _inception_features(network, images, what: str) -> np.ndarray:
+  with tqdm.tqdm(total=len(images), unit="image", desc=f"Inception: {what}",
+                 file=sys.stderr) as bar:
+    return network(images, progress=lambda done: bar.update(done - bar.n))
+
+
 def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
-             iwae_k: int = 5000, chunk: int = 25, num_test: int = 0) -> dict:
+             iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
+             inception_weights=None) -> dict:
   start = time.perf_counter()
   config, family, state = run.restore(workdir, checkpoint)
   test = loop.load_split(family, config, "test")
@@ -65,6 +78,22 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
       _log(f"Scoring {len(real)} training images (the floor)...")
       result["floor_train_vs_test"] = scorer(real)
+
+    if use_inception:
+      try:
+        network = inception.load(inception_weights)
+      except inception.InceptionUnavailable as e:
+        if inception_weights:  # a file the user named must be usable
+          raise ValueError(f"--inception_weights: {e}") from e
+        result["inception"] = f"unavailable: {e}"
+      else:
+        result["inception"] = {"weights": str(network.path), "sha256": network.sha256}
+        reference = distances.feature_statistics(
+            _inception_features(network, test.images, "test split"))
+        for name, images in [("samples", fakes), ("floor_train_vs_test", real if floor else None)]:
+          if images is not None:
+            stats = distances.feature_statistics(_inception_features(network, images, name))
+            result[name]["inception_fid"] = distances.frechet_distance(*stats, *reference)
 
   family_metrics = hasattr(family, "evaluate_metrics") and not (
       config.family == "vae" and iwae_k == 0)
@@ -98,6 +127,10 @@ def define_flags():
   flags.DEFINE_integer("iwae_k", 5000, "VAEs: importance samples per test image; 0 = skip.")
   flags.DEFINE_integer("chunk", 25, "VAEs: importance samples per compiled call (bounds memory).")
   flags.DEFINE_integer("num_test", 0, "VAEs: test images for the likelihoods; 0 = all.")
+  flags.DEFINE_bool("inception", True, "Also the standard Inception FID, where its weights "
+                    "are on disk (genjax.metrics.inception).")
+  flags.DEFINE_string("inception_weights", None, "pytorch-fid's pt_inception-2015-12-05-"
+                      "6726825d.pth (default: $GENJAX_INCEPTION_WEIGHTS, then the torch.hub cache).")
 
 
 def main(argv):
@@ -112,7 +145,8 @@ def main(argv):
       raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 0.")
   try:
     result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, run.parse_checkpoint(FLAGS.checkpoint),
-                      FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test)
+                      FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test,
+                      FLAGS.inception, FLAGS.inception_weights)
   except (FileNotFoundError, ValueError, data.DatasetUnavailableError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

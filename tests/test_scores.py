@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from genjax import checkpoint, data, loop, run
-from genjax.metrics import features, scores
+from genjax import checkpoint, data, evaluate, loop, run
+from genjax.metrics import features, inception, scores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,14 +121,19 @@ def test_loop_logs_fid_and_keeps_best_checkpoint(tiny_gan_config, tmp_path):
   assert int(state.step) == best_step
 
 
-def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path):
+def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
   loop.train_and_evaluate(tiny_gan_config, tmp_path)
+  no_inception = dict(os.environ, PYTHONPATH=str(ROOT), TORCH_HOME=str(tmp_path / "torch"),
+                      GENJAX_INCEPTION_WEIGHTS="")
   proc = subprocess.run(
       [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}", "--num=300"],
-      capture_output=True, text=True, cwd=ROOT, timeout=300,
-      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+      capture_output=True, text=True, cwd=ROOT, timeout=300, env=no_inception)
   assert proc.returncode == 0, proc.stderr[-2000:]
   result = json.loads(proc.stdout)
+  # No Inception weights on disk: said so, with where to put them; no number.
+  assert result["inception"].startswith("unavailable: no Inception weights at ")
+  assert "pt_inception-2015-12-05-6726825d.pth" in result["inception"]
+  assert "inception_fid" not in result["samples"]
   samples, floor = result["samples"], result["floor_train_vs_test"]
   assert result["step"] == 20 and samples["num_samples"] == 300 and floor["num_samples"] == 300
   assert result["feature_network"]["sha256"] == features.KNOWN_WEIGHTS["mnist"]
@@ -141,3 +146,23 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path):
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode == 1 and "No checkpoint for step 7" in proc.stderr, proc.stderr[-2000:]
+  # A weights file the user names must exist.
+  proc = subprocess.run(
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}", "--num=50",
+       f"--inception_weights={tmp_path}/missing.pth"],
+      capture_output=True, text=True, cwd=ROOT, timeout=300, env=no_inception)
+  assert proc.returncode == 1 and f"{tmp_path}/missing.pth" in proc.stderr, proc.stderr[-2000:]
+
+  # With a network (here a stand-in: pixels as features, since the real weights
+  # are not in the repository), the Inception FID of samples and floor is reported.
+  class PixelFeatures:
+    path, sha256 = "stand-in", "-"
+
+    def __call__(self, images, progress=None):
+      progress(len(images))
+      return images.reshape(len(images), -1)[:, ::4].astype(np.float64)
+
+  monkeypatch.setattr(inception, "load", lambda path=None: PixelFeatures())
+  result = evaluate.evaluate(tmp_path, num=300)
+  assert result["inception"] == {"weights": "stand-in", "sha256": "-"}
+  assert 0 < result["floor_train_vs_test"]["inception_fid"] < result["samples"]["inception_fid"]

@@ -3,8 +3,9 @@
   python -m genjax.metrics.train_classifier --dataset fashion_mnist
   python -m genjax.metrics.train_classifier --dataset mnist --epochs 40
 
-Adam with cosine decay, random 2-pixel shifts (and horizontal flips for
-datasets whose classes allow them), a fixed seed. Prints the test accuracy
+Adam with cosine decay, a fixed seed and random 2-pixel shifts (and
+horizontal flips for datasets whose classes allow them) or, with
+`--augment affine`, random rotations, scalings and shifts. Prints the test accuracy
 and the sha256 to put in genjax.metrics.features.KNOWN_WEIGHTS.
 """
 
@@ -29,6 +30,9 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentat
 flags.DEFINE_string("out", str(features.WEIGHTS_DIR), "Folder for <dataset>.msgpack/.json.")
 flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
 flags.DEFINE_string("idx_dir", "", "Folder of MNIST-format IDX files.")
+flags.DEFINE_enum("augment", "shift", ["shift", "affine"],
+                  "shift: up to 2 pixels; affine: rotation <= 12 degrees, scale 0.9-1.1, "
+                  "shift <= 2 pixels (bilinear).")
 
 FLIP_DATASETS = {"fashion_mnist", "cifar10"}  # classes unchanged by a horizontal flip
 
@@ -47,13 +51,38 @@ def augment(key, images, flip: bool):
   return images
 
 
+def augment_affine(key, images, max_degrees: float = 12.0, max_scale: float = 0.1,
+                   max_shift: float = 2.0):
+  """Random rotation, scaling and shift of each image about its centre (bilinear,
+  -1 outside the image)."""
+  b, h, w, c = images.shape
+  k_rot, k_scale, k_shift = jax.random.split(key, 3)
+  angle = jnp.deg2rad(jax.random.uniform(k_rot, (b,), minval=-max_degrees, maxval=max_degrees))
+  scale = jax.random.uniform(k_scale, (b,), minval=1 - max_scale, maxval=1 + max_scale)
+  shift = jax.random.uniform(k_shift, (b, 2), minval=-max_shift, maxval=max_shift)
+  cy, cx = (h - 1) / 2, (w - 1) / 2
+  yy, xx = jnp.meshgrid(jnp.arange(h, dtype=jnp.float32), jnp.arange(w, dtype=jnp.float32),
+                        indexing="ij")
+
+  def one(image, angle, scale, shift):
+    y, x = yy - cy - shift[0], xx - cx - shift[1]  # output pixel -> source pixel
+    cos, sin = jnp.cos(angle), jnp.sin(angle)
+    src_y = (cos * y + sin * x) / scale + cy
+    src_x = (-sin * y + cos * x) / scale + cx
+    warp = lambda channel: jax.scipy.ndimage.map_coordinates(
+        channel, [src_y, src_x], order=1, mode="constant", cval=-1.0)
+    return jax.vmap(warp, in_axes=-1, out_axes=-1)(image)
+
+  return jax.vmap(one)(images, angle, scale, shift)
+
+
 def accuracy(network: features.FeatureNetwork, dataset: data.ArrayDataset) -> float:
   logits, _ = network(dataset.images)
   return float(np.mean(logits.argmax(-1) == dataset.labels))
 
 
 def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
-          data_dir=None, idx_dir=None, log=print):
+          data_dir=None, idx_dir=None, log=print, augmentation: str = "shift"):
   """(params, record) of a classifier trained on `name`'s training split."""
   train_data = data.load(name, "train", data_dir=data_dir, idx_dir=idx_dir, download=False)
   test_data = data.load(name, "test", data_dir=data_dir, idx_dir=idx_dir, download=False)
@@ -73,7 +102,10 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
     epoch, position = jnp.divmod(i, steps_per_epoch)
     order = jax.random.permutation(jax.random.fold_in(data_key, epoch), len(images))
     idx = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-    x = augment(jax.random.fold_in(aug_key, i), images[idx].astype(jnp.float32) / 127.5 - 1, flip)
+    x = images[idx].astype(jnp.float32) / 127.5 - 1
+    if augmentation == "affine":
+      x = augment_affine(jax.random.fold_in(aug_key, i), x)
+    x = augment(jax.random.fold_in(aug_key, i), x, flip) if augmentation == "shift" else x
 
     def loss_fn(p):
       logits, _ = model.apply({"params": p}, x)
@@ -96,7 +128,9 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
       "dataset": name, "data_source": train_data.source, "num_classes": train_data.num_classes,
       "image_shape": list(train_data.images.shape[1:]), "train_images": len(train_data),
       "test_images": len(test_data), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-      "seed": seed, "augmentation": "shift<=2px" + (", horizontal flip" if flip else ""),
+      "seed": seed, "augmentation": ("shift<=2px" + (", horizontal flip" if flip else "")
+                       if augmentation == "shift" else "affine: rotation<=12deg, scale 0.9-1.1, "
+                       "shift<=2px"),
       "architecture": "Classifier(widths=(32, 64), feature_dim=128)",
       "train_seconds": round(time.perf_counter() - start, 1),
   }
@@ -112,7 +146,7 @@ def main(argv):
   FLAGS = flags.FLAGS
   params, record = train(FLAGS.dataset, FLAGS.epochs, FLAGS.batch_size, FLAGS.lr, FLAGS.seed,
                          FLAGS.data_dir or None, FLAGS.idx_dir or None,
-                         log=lambda m: print(m, file=sys.stderr))
+                         log=lambda m: print(m, file=sys.stderr), augmentation=FLAGS.augment)
   record = features.save(FLAGS.dataset, params, record, FLAGS.out)
   print(json.dumps(record, indent=2))
   print(f"Set KNOWN_WEIGHTS[{FLAGS.dataset!r}] = {record['sha256']!r} in "
