@@ -100,36 +100,42 @@ def _fmt(value, digits=3) -> str:
 
 
 def table(results: list[dict]) -> str:
-  """The markdown table: one row per run, then one floor row per dataset."""
-  head = ("| model | dataset | steps | train time | FID | KID | precision | recall | "
-          "density | coverage | classifier score | test NLL (nats) | command |")
+  """The markdown table: one row per run, then one floor row per dataset. An
+  "Inception FID" column appears when some row has one (its weights were on disk)."""
+  inception = any("inception_fid" in r["metrics"].get("samples", {}) for r in results)
+  head = ("| model | dataset | steps | train time | FID | " + ("Inception FID | " if inception else "")
+          + "KID | precision | recall | density | coverage | classifier score | "
+          "test NLL (nats) | command |")
   lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+
+  def scores(s):
+    return (f"{_fmt(s.get('fid'))} | "
+            + (f"{_fmt(s.get('inception_fid'))} | " if inception else "")
+            + f"{_fmt(s.get('kid'))} | {_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | "
+            f"{_fmt(s.get('density'))} | {_fmt(s.get('coverage'))} | "
+            f"{_fmt(s.get('classifier_score'))}")
+
   floors = {}
   for r in results:
     m = r["metrics"]
-    s = m.get("samples", {})
     nll = next((v for k, v in m.items() if k.startswith("iwae_") and k.endswith("_nll_nats")), None)
     nll_text = f"{nll:.2f} (IWAE-{m['iwae_k']})" if nll is not None else "–"
     lines.append(
         f"| {r['model']} | {r['dataset']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
-        f"{_fmt(s.get('fid'))} | {_fmt(s.get('kid'))} | "
-        f"{_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | {_fmt(s.get('density'))} | "
-        f"{_fmt(s.get('coverage'))} | {_fmt(s.get('classifier_score'))} | {nll_text} | "
-        f"`{r['command']}` |")
+        f"{scores(m.get('samples', {}))} | {nll_text} | `{r['command']}` |")
     if "floor_train_vs_test" in m:
-      floors[r["dataset"]] = (m["floor_train_vs_test"], m["data_source"])
-  for dataset, (f, _) in floors.items():
-    lines.append(
-        f"| floor: training images | {dataset} | – | – | {_fmt(f['fid'])} | "
-        f"{_fmt(f['kid'])} | {_fmt(f['precision'])} | {_fmt(f['recall'])} | "
-        f"{_fmt(f['density'])} | {_fmt(f['coverage'])} | {_fmt(f['classifier_score'])} | – | "
-        f"`python -m genjax.evaluate --workdir DIR` |")
+      floors[r["dataset"]] = m["floor_train_vs_test"]
+  for dataset, f in floors.items():
+    lines.append(f"| floor: training images | {dataset} | – | – | {scores(f)} | – | "
+                 "`python -m genjax.evaluate --workdir DIR` |")
   sources = sorted({f"{r['dataset']}: {r['data_source']}" for r in results})
   notes = [
       "",
       f"Samples per row: {results[0]['num'] if results else '–'}, scored against the test split "
       "in the dataset's own feature network (`genjax.metrics.features`; not Inception, so "
-      "not comparable with published FIDs). Data: " + "; ".join(sources) + ".",
+      "not comparable with published FIDs"
+      + ("; the Inception FID column is the standard one" if inception else "")
+      + "). Data: " + "; ".join(sources) + ".",
   ]
   return "\n".join(lines + notes) + "\n"
 
