@@ -97,8 +97,10 @@ def matmul_peak_gflops(windows: int, n: int = 4096) -> float:
   return rate["max"] * 2 * n**3 / 1e9
 
 
-def synthetic_split(family_name: str, image_shape, n: int = 5000):
-  """Random uint8 images with labels, shaped like the loop's loaded split."""
+def synthetic_split(family_name: str, image_shape, n: int = 60000):
+  """Random uint8 images with labels, shaped like the loop's loaded split and
+  as many as MNIST's training split (the per-step cost of drawing a batch
+  must not hide behind a small N)."""
   import numpy as np
 
   from genjax import data

@@ -99,3 +99,20 @@ def test_draw_batch_is_a_permutation_per_epoch():
   batch = device.draw_batch(dev, jnp.int32(0), key, b, num_batches=2)
   assert batch["image"].shape == (2, b, 1, 1, 1)
   np.testing.assert_allclose(batch["image"][..., 0, 0, 0], batch["label"] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_permuted_index_is_a_shuffle_of_every_size():
+  """A bijection of [0, n) for sizes around powers of two, different per key,
+  and no visible trace of the identity order."""
+  for n in (1, 2, 3, 7, 12, 255, 256, 257, 4500, 65537):
+    out = np.asarray(device.permuted_index(jnp.arange(n), n, jax.random.key(n)))
+    assert sorted(out.tolist()) == list(range(n)), n
+  n = 60000
+  a = np.asarray(device.permuted_index(jnp.arange(n), n, jax.random.key(0)))
+  b = np.asarray(device.permuted_index(jnp.arange(n), n, jax.random.key(1)))
+  assert np.mean(a == b) < 0.01 and np.mean(a == np.arange(n)) < 0.01
+  assert abs(np.corrcoef(a, np.arange(n))[0, 1]) < 0.02
+  # A batch of 64 consecutive positions is spread over the whole split.
+  first = np.sort(a[:64])
+  assert first[0] < n / 8 and first[-1] > 7 * n / 8
+  assert abs(np.corrcoef(a[:-1], a[1:])[0, 1]) < 0.02  # neighbours unrelated

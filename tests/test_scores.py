@@ -147,11 +147,8 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode == 1 and "No checkpoint for step 7" in proc.stderr, proc.stderr[-2000:]
   # A weights file the user names must exist.
-  proc = subprocess.run(
-      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}", "--num=50",
-       f"--inception_weights={tmp_path}/missing.pth"],
-      capture_output=True, text=True, cwd=ROOT, timeout=300, env=no_inception)
-  assert proc.returncode == 1 and f"{tmp_path}/missing.pth" in proc.stderr, proc.stderr[-2000:]
+  with pytest.raises(ValueError, match=f"--inception_weights: no Inception weights at {tmp_path}/missing.pth"):
+    evaluate.evaluate(tmp_path, num=50, floor=False, inception_weights=tmp_path / "missing.pth")
 
   # With a network (here a stand-in: pixels as features, since the real weights
   # are not in the repository), the Inception FID of samples and floor is reported.

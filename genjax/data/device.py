@@ -4,6 +4,11 @@ The whole split lives on every device as uint8; each step gathers its batch
 from an epoch permutation derived from the step number, so no host input
 pipeline runs and a resumed run draws exactly the batches an uninterrupted
 one would.
+
+The permutation is a keyed bijection of [0, N) evaluated at the batch's
+positions only (`permuted_index`), so a step costs O(batch), not the
+O(N log N) sort of `jax.random.permutation` (26 ms a step for N = 60,000 on
+a 2-core CPU, against under 1 ms).
 """
 
 import flax
@@ -32,6 +37,42 @@ def to_float(images_u8: jax.Array) -> jax.Array:
   return images_u8.astype(jnp.float32) / 127.5 - 1.0
 
 
+_FEISTEL_ROUNDS = 6
+
+
+def _mix(x: jax.Array, key: jax.Array) -> jax.Array:
+  """A 32-bit integer hash of x under key (uint32 in, uint32 out)."""
+  x = (x ^ key) * jnp.uint32(0x9E3779B1)
+  x = (x ^ (x >> 15)) * jnp.uint32(0x85EBCA77)
+  return x ^ (x >> 13)
+
+
+def permuted_index(positions: jax.Array, n: int, key: jax.Array) -> jax.Array:
+  """The images at `positions` of a random permutation of [0, n) chosen by `key`.
+
+  A balanced Feistel network over the smallest even number of bits that
+  holds n is a bijection of [0, 2^bits); applying it again to values >= n
+  ("cycle walking") leaves a bijection of [0, n). Fewer than 4 applications
+  are needed on average (2^bits < 4n). For any key, distinct positions give
+  distinct indices.
+  """
+  bits = max(2, int(n - 1).bit_length() + (int(n - 1).bit_length() % 2))
+  half = bits // 2
+  mask = jnp.uint32((1 << half) - 1)
+  round_keys = jax.random.bits(key, (_FEISTEL_ROUNDS,), jnp.uint32)
+
+  def feistel(x):
+    left, right = x >> half, x & mask
+    for r in range(_FEISTEL_ROUNDS):
+      left, right = right, left ^ (_mix(right, round_keys[r]) & mask)
+    return (left << half) | right
+
+  x = feistel(jnp.asarray(positions, jnp.uint32))
+  x = jax.lax.while_loop(lambda x: jnp.any(x >= n),
+                         lambda x: jnp.where(x >= n, feistel(x), x), x)
+  return x.astype(jnp.int32)
+
+
 def draw_batch(data: DeviceData, step: jax.Array, key: jax.Array, batch_size: int,
                num_batches: int = 1) -> dict[str, jax.Array]:
   """The `num_batches` batches of step `step`, without replacement per epoch.
@@ -47,7 +88,7 @@ def draw_batch(data: DeviceData, step: jax.Array, key: jax.Array, batch_size: in
   per_step = num_batches * batch_size
   steps_per_epoch = n // per_step
   epoch, position = jnp.divmod(step, steps_per_epoch)
-  order = jax.random.permutation(jax.random.fold_in(key, epoch), n)
-  idx = jax.lax.dynamic_slice_in_dim(order, position * per_step, per_step)
+  positions = position * per_step + jnp.arange(per_step)
+  idx = permuted_index(positions, n, jax.random.fold_in(key, epoch))
   idx = idx.reshape(num_batches, batch_size)
   return {"image": to_float(data.images[idx]), "label": data.labels[idx]}
