@@ -25,12 +25,25 @@ SCRIPT = textwrap.dedent("""
     one, _ = loop.train_and_evaluate(config, sys.argv[3] + "/one", devices=jax.devices()[:1])
     eight, _ = loop.train_and_evaluate(config, sys.argv[3] + "/eight")
     sharding = eight.generator.params["Dense_0"]["kernel"].sharding
-    diffs = [float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
-             zip(jax.tree.leaves(one.generator.params) + jax.tree.leaves(one.discriminator.params),
-                 jax.tree.leaves(eight.generator.params) + jax.tree.leaves(eight.discriminator.params))]
-    print("RESULT", json.dumps({"max_diff": max(diffs), "num_devices": len(sharding.device_set),
+    leaves = lambda s: jax.tree.leaves(s.generator.params) + jax.tree.leaves(s.discriminator.params)
+    diffs = np.concatenate([np.abs(np.asarray(a) - np.asarray(b)).ravel()
+                            for a, b in zip(leaves(one), leaves(eight))])
+    print("RESULT", json.dumps({"diffs": diffs.tolist(), "num_devices": len(sharding.device_set),
                                 "replicated": sharding.is_fully_replicated}))
 """)
+
+
+def assert_equal_up_to_reduction_order(diffs):
+  """|parameter differences| after a few Adam steps (lr 2e-4) from the same
+  batches and keys, summed in another order. Adam divides each gradient by
+  its running RMS, so an entry whose gradient is near zero can move by up to
+  lr a step when its sign flips with the summation order: a few outliers
+  may approach lr, the bulk must agree to float32 rounding. A data-parallel
+  bug (unaveraged gradients, other batches) moves most entries by ~lr."""
+  diffs = np.asarray(diffs)
+  quantiles = dict(zip(("median", "p99", "max"), np.quantile(diffs, [0.5, 0.99, 1.0])))
+  assert quantiles["median"] < 1e-5 and quantiles["p99"] < 5e-5 and quantiles["max"] < 5e-4, \
+      quantiles
 
 
 def test_eight_devices_match_one_device(mnist_idx_dir, tfds_dir, tmp_path):
@@ -43,7 +56,7 @@ def test_eight_devices_match_one_device(mnist_idx_dir, tfds_dir, tmp_path):
   result = json.loads(proc.stdout.split("RESULT", 1)[1])
   assert result["num_devices"] == 8 and result["replicated"]
   # Same global batch, same keys: equal up to the order of float reductions.
-  assert result["max_diff"] < 1e-4, result
+  assert_equal_up_to_reduction_order(result["diffs"])
 
 
 # Runs the loop for each WORKDIR:STEPS:OUT job in turn, in one process of a
@@ -114,6 +127,6 @@ def test_two_processes_match_one_and_share_checkpoints(mnist_idx_dir, tfds_dir, 
   for name in ("one_then_two", "two_then_one"):
     got = np.load(t / f"{name}.npz")
     assert len(got.files) == len(ref.files) > 0
-    diff = max(float(np.max(np.abs(ref[k] - got[k]))) for k in ref.files)
     # Same global batches and keys: equal up to the order of float reductions.
-    assert diff < 1e-4, (name, diff)
+    assert_equal_up_to_reduction_order(
+        np.concatenate([np.abs(ref[k] - got[k]).ravel() for k in ref.files]))

@@ -72,7 +72,8 @@ class FeatureNetwork:
     self.dataset = dataset
     self.params = params
     self.record = record
-    self.module = Classifier(num_classes=record["num_classes"])
+    self.module = Classifier(num_classes=record["num_classes"],
+                             widths=tuple(record.get("widths", (32, 64))))
     self._apply = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
 
   def __call__(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:

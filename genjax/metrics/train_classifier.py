@@ -30,6 +30,8 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentat
 flags.DEFINE_string("out", str(features.WEIGHTS_DIR), "Folder for <dataset>.msgpack/.json.")
 flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
 flags.DEFINE_string("idx_dir", "", "Folder of MNIST-format IDX files.")
+flags.DEFINE_list("widths", ["32", "64"], "Channels of the two conv stages.")
+flags.DEFINE_integer("holdout", 0, "Training images kept out to choose a recipe by (0: none).")
 flags.DEFINE_enum("augment", "shift", ["shift", "affine"],
                   "shift: up to 2 pixels; affine: rotation <= 12 degrees, scale 0.9-1.1, "
                   "shift <= 2 pixels (bilinear).")
@@ -82,11 +84,26 @@ def accuracy(network: features.FeatureNetwork, dataset: data.ArrayDataset) -> fl
 
 
 def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
-          data_dir=None, idx_dir=None, log=print, augmentation: str = "shift"):
-  """(params, record) of a classifier trained on `name`'s training split."""
+          data_dir=None, idx_dir=None, log=print, augmentation: str = "shift",
+          widths: tuple[int, ...] = (32, 64), holdout: int = 0):
+  """(params, record) of a classifier trained on `name`'s training split.
+
+  holdout > 0 keeps that many training images (a fixed random choice) out of
+  training and reports the accuracy on them as `validation_accuracy`: the
+  number to choose a recipe by, leaving the test split for the final figure.
+  """
   train_data = data.load(name, "train", data_dir=data_dir, idx_dir=idx_dir, download=False)
   test_data = data.load(name, "test", data_dir=data_dir, idx_dir=idx_dir, download=False)
-  model = features.Classifier(num_classes=train_data.num_classes)
+  validation = None
+  if holdout:
+    if not 0 < holdout < len(train_data):
+      raise ValueError(f"holdout={holdout} must be between 1 and {len(train_data) - 1}.")
+    order = np.random.default_rng(1234).permutation(len(train_data))
+    part = lambda ix: data.ArrayDataset(train_data.images[ix], train_data.labels[ix],
+                                        train_data.num_classes, train_data.source)
+    train_data, validation = part(np.sort(order[holdout:])), part(np.sort(order[:holdout]))
+  widths = tuple(widths)
+  model = features.Classifier(num_classes=train_data.num_classes, widths=widths)
   init_key, data_key, aug_key = jax.random.split(jax.random.key(seed), 3)
   params = model.init(init_key, jnp.zeros((1, *train_data.images.shape[1:])))["params"]
   steps_per_epoch = len(train_data) // batch_size
@@ -131,11 +148,14 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
       "seed": seed, "augmentation": ("shift<=2px" + (", horizontal flip" if flip else "")
                        if augmentation == "shift" else "affine: rotation<=12deg, scale 0.9-1.1, "
                        "shift<=2px"),
-      "architecture": "Classifier(widths=(32, 64), feature_dim=128)",
+      "architecture": f"Classifier(widths={widths}, feature_dim=128)", "widths": list(widths),
       "train_seconds": round(time.perf_counter() - start, 1),
   }
   network = features.FeatureNetwork(name, params, record)
   record["train_accuracy"] = round(accuracy(network, train_data), 5)
+  if validation is not None:
+    record["holdout"] = holdout
+    record["validation_accuracy"] = round(accuracy(network, validation), 5)
   record["test_accuracy"] = round(accuracy(network, test_data), 5)
   return params, record
 
@@ -146,7 +166,8 @@ def main(argv):
   FLAGS = flags.FLAGS
   params, record = train(FLAGS.dataset, FLAGS.epochs, FLAGS.batch_size, FLAGS.lr, FLAGS.seed,
                          FLAGS.data_dir or None, FLAGS.idx_dir or None,
-                         log=lambda m: print(m, file=sys.stderr), augmentation=FLAGS.augment)
+                         log=lambda m: print(m, file=sys.stderr), augmentation=FLAGS.augment,
+                         widths=tuple(int(w) for w in FLAGS.widths), holdout=FLAGS.holdout)
   record = features.save(FLAGS.dataset, params, record, FLAGS.out)
   print(json.dumps(record, indent=2))
   print(f"Set KNOWN_WEIGHTS[{FLAGS.dataset!r}] = {record['sha256']!r} in "
