@@ -163,3 +163,35 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
   result = evaluate.evaluate(tmp_path, num=300)
   assert result["inception"] == {"weights": "stand-in", "sha256": "-"}
   assert 0 < result["floor_train_vs_test"]["inception_fid"] < result["samples"]["inception_fid"]
+
+
+def test_affine_augmentation_moves_digits_and_is_identity_at_zero(mnist_sets):
+  import jax
+  import jax.numpy as jnp
+
+  from genjax.metrics import train_classifier
+
+  train, _ = mnist_sets
+  x = jnp.asarray(train.images[::450]).astype(jnp.float32) / 127.5 - 1
+  key = jax.random.key(0)
+  still = train_classifier.augment_affine(key, x, max_degrees=0.0, max_scale=0.0, max_shift=0.0)
+  np.testing.assert_allclose(still, x, atol=1e-6)
+  moved = np.asarray(train_classifier.augment_affine(key, x))
+  assert moved.min() >= -1.0 and moved.max() <= 1.0
+  changed = np.mean(np.abs(moved - np.asarray(x)) > 0.1, axis=(1, 2, 3))
+  assert np.all(changed > 0.02), changed  # every digit moved
+  # Ink is kept: a 12-degree turn and a 10% scaling do not erase the digit.
+  ink = lambda im: (im > 0).sum(axis=(1, 2, 3))
+  assert np.all(np.abs(ink(moved) / ink(np.asarray(x)) - 1) < 0.35)
+
+
+def test_holdout_is_kept_out_of_training_and_scored(mnist_idx_dir, tfds_dir):
+  from genjax.metrics import train_classifier
+
+  _, record = train_classifier.train("mnist", 1, 128, 1e-3, 0, str(tfds_dir), str(mnist_idx_dir),
+                                     log=lambda m: None, holdout=500)
+  assert record["train_images"] == 4000 and record["holdout"] == 500
+  assert 0.7 < record["validation_accuracy"] <= 1.0  # one epoch already learns digits
+  with pytest.raises(ValueError, match="holdout=4500 must be between 1 and 4499"):
+    train_classifier.train("mnist", 1, 128, 1e-3, 0, str(tfds_dir), str(mnist_idx_dir),
+                           holdout=4500)
