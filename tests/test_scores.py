@@ -84,8 +84,8 @@ def test_scores_rank_real_above_corrupted_digits(mnist_sets):
   assert real["fid"] < 0.2 * noisy["fid"], (real["fid"], noisy["fid"])
   assert real["kid"] < 0.2 * noisy["kid"] and real["recall"] > noisy["recall"]
   assert real["classifier_score"] > 8.5  # 10 balanced, confidently classified classes
-  # One class only: precision stays high, recall and the score collapse.
-  assert only_ones["precision"] > 0.8 and only_ones["recall"] < 0.3
+  # One class only: precision stays near that of a real sample, recall and the score collapse.
+  assert only_ones["precision"] > 0.85 * real["precision"] and only_ones["recall"] < 0.3
   assert only_ones["classifier_score"] < 1.5 and only_ones["class_shares"][1] > 0.95
   assert real["coverage"] > only_ones["coverage"]
   # The test split against itself.
