@@ -22,20 +22,6 @@ from absl import app, flags, logging
 from genjax import data
 from genjax.metrics import features
 
-flags.DEFINE_string("dataset", "fashion_mnist", "TFDS name of the dataset.")
-flags.DEFINE_integer("epochs", 10, "Passes over the training split.")
-flags.DEFINE_integer("batch_size", 128, "Batch size.")
-flags.DEFINE_float("lr", 1e-3, "Peak Adam learning rate.")
-flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
-flags.DEFINE_string("out", str(features.WEIGHTS_DIR), "Folder for <dataset>.msgpack/.json.")
-flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
-flags.DEFINE_string("idx_dir", "", "Folder of MNIST-format IDX files.")
-flags.DEFINE_list("widths", ["32", "64"], "Channels of the two conv stages.")
-flags.DEFINE_integer("holdout", 0, "Training images kept out to choose a recipe by (0: none).")
-flags.DEFINE_enum("augment", "shift", ["shift", "affine"],
-                  "shift: up to 2 pixels; affine: rotation <= 12 degrees, scale 0.9-1.1, "
-                  "shift <= 2 pixels (bilinear).")
-
 FLIP_DATASETS = {"fashion_mnist", "cifar10"}  # classes unchanged by a horizontal flip
 
 
@@ -160,6 +146,24 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
   return params, record
 
 
+def define_flags():
+  """The command-line flags; defined only when run as a program, so that
+  importing this module leaves the importer's flags alone."""
+  flags.DEFINE_string("dataset", "fashion_mnist", "TFDS name of the dataset.")
+  flags.DEFINE_integer("epochs", 10, "Passes over the training split.")
+  flags.DEFINE_integer("batch_size", 128, "Batch size.")
+  flags.DEFINE_float("lr", 1e-3, "Peak Adam learning rate.")
+  flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and augmentation.")
+  flags.DEFINE_string("out", str(features.WEIGHTS_DIR), "Folder for <dataset>.msgpack/.json.")
+  flags.DEFINE_string("data_dir", "", "TFDS data_dir (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).")
+  flags.DEFINE_string("idx_dir", "", "Folder of MNIST-format IDX files.")
+  flags.DEFINE_list("widths", ["32", "64"], "Channels of the two conv stages.")
+  flags.DEFINE_integer("holdout", 0, "Training images kept out to choose a recipe by (0: none).")
+  flags.DEFINE_enum("augment", "shift", ["shift", "affine"],
+                    "shift: up to 2 pixels; affine: rotation <= 12 degrees, scale 0.9-1.1, "
+                    "shift <= 2 pixels (bilinear).")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -175,4 +179,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
