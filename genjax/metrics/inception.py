@@ -192,10 +192,15 @@ def preprocess(images) -> jax.Array:
 # --- weights -----------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1)
+def _variable_shapes():
+  """The network's variables as shapes (nothing computed)."""
+  return jax.eval_shape(FIDInceptionV3().init, jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
+
+
 def torch_shapes() -> dict[str, tuple[int, ...]]:
   """{PyTorch state-dict name: shape} of every tensor the network needs."""
-  variables = jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
-                             jnp.zeros((1, 299, 299, 3)))
+  variables = _variable_shapes()
   shapes = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
     keys = [p.key for p in path]
@@ -220,8 +225,7 @@ def from_torch(state: dict) -> dict:
   Raises ValueError naming the first missing tensor or mismatched shape;
   tensors the network does not use (fc.*, num_batches_tracked) are ignored.
   """
-  variables = jax.eval_shape(FIDInceptionV3().init, jax.random.key(0),
-                             jnp.zeros((1, 299, 299, 3)))
+  variables = _variable_shapes()
 
   def convert(path, leaf):
     keys = [p.key for p in path]
