@@ -106,9 +106,8 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
     order = jax.random.permutation(jax.random.fold_in(data_key, epoch), len(images))
     idx = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
     x = images[idx].astype(jnp.float32) / 127.5 - 1
-    if augmentation == "affine":
-      x = augment_affine(jax.random.fold_in(aug_key, i), x)
-    x = augment(jax.random.fold_in(aug_key, i), x, flip) if augmentation == "shift" else x
+    step_key = jax.random.fold_in(aug_key, i)
+    x = augment_affine(step_key, x) if augmentation == "affine" else augment(step_key, x, flip)
 
     def loss_fn(p):
       logits, _ = model.apply({"params": p}, x)
