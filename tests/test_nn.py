@@ -1,6 +1,7 @@
 """Module shapes and the sub-pixel upsampling layout."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,3 +37,50 @@ def test_unsupported_image_size_named():
   g = dcgan.Generator(image_size=30)
   with pytest.raises(ValueError, match="30"):
     g.init(jax.random.key(0), jnp.zeros((1, 4)))
+
+
+@pytest.mark.parametrize("kernel,features,shape", [
+    ((3, 3), 1, (2, 9, 7, 5)),  # the generator's output: matmul to taps
+    ((4, 4), 3, (2, 8, 8, 6)),  # even kernel: SAME pads one less before
+    ((5, 3), 2, (1, 6, 5, 4)),
+    ((3, 3), 8, (2, 5, 5, 3)),  # more channels: a convolution
+])
+def test_conv_is_nn_conv(kernel, features, shape):
+  x = jax.random.normal(jax.random.key(0), shape)
+  ours, ref = layers.Conv(features, kernel), nn.Conv(features, kernel, padding="SAME")
+  variables = ours.init(jax.random.key(1), x)
+  ref_variables = ref.init(jax.random.key(1), x)
+  chex.assert_trees_all_equal_shapes_and_dtypes(variables, ref_variables)
+  variables = jax.tree.map(  # a nonzero bias and a kernel other than init's
+      lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape), variables)
+  np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=1e-5)
+  grads = [jax.grad(lambda v, x: jnp.sum(m.apply(v, x) ** 3), argnums=(0, 1))(variables, x)
+           for m in (ours, ref)]
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_conv_refuses_other_padding():
+  with pytest.raises(ValueError, match="'VALID'"):
+    layers.Conv(1, (3, 3), padding="VALID").init(jax.random.key(0), jnp.zeros((1, 4, 4, 2)))
+
+
+@pytest.mark.parametrize("method", layers.UPSAMPLE_METHODS)
+def test_upsample_per_pixel_is_applied_to_the_output(method):
+  # Batch norm before the pixel shuffle (subpixel) equals batch norm after it.
+  x = jax.random.normal(jax.random.key(0), (3, 4, 5, 6))
+  up = layers.Upsample2x(4, method)
+  bn = nn.BatchNorm(use_running_average=False)
+  variables = up.init(jax.random.key(1), x)
+  bn_vars = bn.init(jax.random.key(2), jnp.zeros((1, 4)))
+  bn_vars = jax.tree.map(lambda v: v + jnp.arange(4.0), bn_vars)  # per-channel, distinct
+
+  def per_pixel(rows):
+    assert rows.shape == (3 * 8 * 10, 4)
+    return jnp.tanh(bn.apply(bn_vars, rows, mutable=["batch_stats"])[0])
+
+  inside = up.apply(variables, x, per_pixel)
+  plain = up.apply(variables, x)
+  after = per_pixel(plain.reshape(-1, 4)).reshape(plain.shape)
+  chex.assert_shape(inside, (3, 8, 10, 4))
+  np.testing.assert_allclose(inside, after, atol=1e-5)
+  assert float(jnp.max(jnp.abs(inside - plain))) > 0.1  # per_pixel did something

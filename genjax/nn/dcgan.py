@@ -51,17 +51,25 @@ class Generator(nn.Module):
                train: bool = True) -> jax.Array:
     n_up = _num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
-    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+
+    def norm_relu():
+      # Batch norm and ReLU of [N, C] rows, one per pixel: XLA:CPU reduces the
+      # leading axis of a 2-D array several times faster than three axes of a
+      # 4-D one (fwd+bwd at 28x28x32, batch 64: 5.5 ms against 9.1 ms).
+      norm = bn()  # created here, so its variables are the Generator's BatchNorm_i
+      return lambda rows: nn.relu(norm(rows))
+
     if self.num_classes:
       z = jnp.concatenate([z, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
     h = nn.Dense(start * start * self.width * 2**n_up)(z)
+    h = norm_relu()(h.reshape(-1, self.width * 2**n_up))
     h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]
-    h = nn.relu(norm()(h))
     for i in range(n_up):
-      h = layers.Upsample2x(self.width * 2 ** (n_up - 1 - i), self.upsample, self.kernel_size)(h)
-      h = nn.relu(norm()(h))
+      h = layers.Upsample2x(self.width * 2 ** (n_up - 1 - i), self.upsample,
+                            self.kernel_size)(h, norm_relu())
     # [B, S, S, width] -> [B, S, S, C]
-    h = nn.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
+    h = layers.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
     return jnp.tanh(h)
 
 
