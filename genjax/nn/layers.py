@@ -90,10 +90,10 @@ class Upsample2x(nn.Module):
     shuffled tensor into every fusion that reads it.
     """
     k = (self.kernel_size, self.kernel_size)
-    if per_pixel is None:
-      per_pixel = lambda rows: rows  # noqa: E731
 
     def rows_map(h):
+      if per_pixel is None:
+        return h
       return per_pixel(h.reshape(-1, self.features)).reshape(h.shape)
 
     if self.method == "subpixel":
