@@ -13,7 +13,8 @@ docs/results.md and, between its markers, into README.md.
 
 A row whose run and evaluation are already in runs/report is not redone, so
 an interrupted report continues where it stopped; delete the row's folder to
-redo it.
+redo it. A finished row scored with other feature-network weights than the
+committed ones is scored again from its checkpoint, not trained again.
 """
 
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from genjax import cli, evaluate, loop
+from genjax.metrics import features
 
 # name -> (experiment module, preset, config overrides, what the row shows).
 # The loss rows share one shorter budget so that they compare with each other.
@@ -74,16 +76,27 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int)
   module_name, preset, overrides, what = ROWS[name]
   config = _config(module_name, preset, overrides, steps_scale)
   result_path = workdir / "report.json"
+  iwae_k = iwae_k if config.family == "vae" else 0
   if result_path.exists():
     result = json.loads(result_path.read_text())
     if result.get("steps") == config.num_steps and result.get("num") == num:
-      print(f"[{name}] already done: {result_path}", file=sys.stderr)
+      scored_with = result["metrics"].get("feature_network", {}).get("sha256")
+      current = features.KNOWN_WEIGHTS.get(config.data.name)
+      if scored_with == current:
+        print(f"[{name}] already done: {result_path}", file=sys.stderr)
+        return result
+      # The run is finished but its numbers are in another feature space:
+      # score its checkpoint again rather than train it again.
+      print(f"[{name}] rescoring: it was scored with feature network {str(scored_with)[:12]}, "
+            f"the metrics now use {str(current)[:12]}", file=sys.stderr)
+      result["metrics"] = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k)
+      result_path.write_text(json.dumps(result, indent=2))
       return result
   print(f"[{name}] training {config.num_steps} steps in {workdir}", file=sys.stderr)
   start = time.perf_counter()
   loop.train_and_evaluate(config, workdir)
   train_seconds = time.perf_counter() - start
-  metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k if config.family == "vae" else 0)
+  metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k)
   result = {
       "name": name, "model": what, "family": config.family, "dataset": config.data.name,
       "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,

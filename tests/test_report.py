@@ -34,6 +34,19 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   # A second run reads the finished row instead of training again.
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0 and "[gan_mnist] already done" in proc.stderr, proc.stderr[-3000:]
+  # A row scored in another feature space is scored again from its
+  # checkpoint, not trained again.
+  report_json = tmp_path / "runs" / "gan_mnist" / "report.json"
+  stale = json.loads(report_json.read_text())
+  stale["metrics"]["feature_network"]["sha256"] = "0" * 64
+  stale["metrics"]["samples"]["fid"] = -1.0
+  report_json.write_text(json.dumps(stale))
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
+  assert proc.returncode == 0 and "[gan_mnist] rescoring" in proc.stderr, proc.stderr[-3000:]
+  assert "[gan_mnist] training" not in proc.stderr
+  rescored = json.loads(report_json.read_text())
+  assert rescored["metrics"]["samples"]["fid"] == fid  # same checkpoint, same seed, same number
+  assert rescored["train_seconds"] == result["train_seconds"]
 
 
 def test_unknown_row_is_named(tmp_path):

@@ -185,13 +185,79 @@ def test_affine_augmentation_moves_digits_and_is_identity_at_zero(mnist_sets):
   assert np.all(np.abs(ink(moved) / ink(np.asarray(x)) - 1) < 0.35)
 
 
-def test_holdout_is_kept_out_of_training_and_scored(mnist_idx_dir, tfds_dir):
+def test_elastic_field_is_smooth_and_of_the_stated_size():
+  import jax
+
+  from genjax.metrics import train_classifier
+
+  field = np.asarray(train_classifier.elastic_field(jax.random.key(0), (64, 28, 28), 34.0, 4.0))
+  assert field.shape == (64, 28, 28, 2)
+  rms = np.sqrt(np.mean(field ** 2))
+  assert 0.8 < rms < 2.0, rms  # a pixel or so, as in Simard et al. (alpha 34, sigma 4)
+  # Smooth: neighbouring pixels move almost together (white noise would not).
+  step = np.sqrt(np.mean(np.diff(field, axis=1) ** 2))
+  assert step < 0.3 * rms, (step, rms)
+  np.testing.assert_allclose(train_classifier.elastic_field(jax.random.key(0), (2, 28, 28), 0.0, 4.0),
+                             0.0)
+
+
+def test_elastic_augmentation_moves_every_digit_and_keeps_its_ink(mnist_sets):
+  import jax
+  import jax.numpy as jnp
+
+  from genjax.metrics import train_classifier
+
+  train, _ = mnist_sets
+  x = jnp.asarray(train.images[::450]).astype(jnp.float32) / 127.5 - 1
+  key = jax.random.key(1)
+  still = dict(max_degrees=0.0, max_scale=0.0, max_shift=0.0)
+  bent = np.asarray(train_classifier.augment_affine(key, x, elastic_alpha=34.0, **still))
+  changed = np.mean(np.abs(bent - np.asarray(x)) > 0.1, axis=(1, 2, 3))
+  assert np.all(changed > 0.02), changed  # the distortion alone moves every digit
+  # Strokes are stretched and squeezed (ink changes by up to a third or so),
+  # not erased or smeared over the image.
+  ink = lambda im: (im > 0).sum(axis=(1, 2, 3))
+  ratio = ink(bent) / ink(np.asarray(x))
+  assert np.all((0.5 < ratio) & (ratio < 1.6)), ratio
+
+
+def test_folds_keep_a_part_out_of_training_and_never_read_the_test_split(mnist_idx_dir, tfds_dir):
   from genjax.metrics import train_classifier
 
   _, record = train_classifier.train("mnist", 1, 128, 1e-3, 0, str(tfds_dir), str(mnist_idx_dir),
-                                     log=lambda m: None, holdout=500)
-  assert record["train_images"] == 4000 and record["holdout"] == 500
+                                     log=lambda m: None, folds=9, fold=8, dropout=0.5,
+                                     augmentation="elastic")
+  assert record["train_images"] == 4000 and record["validation_images"] == 500
   assert 0.7 < record["validation_accuracy"] <= 1.0  # one epoch already learns digits
-  with pytest.raises(ValueError, match="holdout=4500 must be between 1 and 4499"):
+  assert "test_accuracy" not in record  # recipes are chosen without the test split
+  with pytest.raises(ValueError, match="folds=3, fold=3: need 1 < folds <= 4500"):
     train_classifier.train("mnist", 1, 128, 1e-3, 0, str(tfds_dir), str(mnist_idx_dir),
-                           holdout=4500)
+                           folds=3, fold=3)
+  with pytest.raises(ValueError, match="augmentation='elastc': choose from"):
+    train_classifier.train("mnist", 1, 128, 1e-3, 0, str(tfds_dir), str(mnist_idx_dir),
+                           augmentation="elastc")
+
+
+def test_folds_partition_the_training_split(monkeypatch):
+  """Every training image is left out exactly once over the folds."""
+  from genjax import data
+  from genjax.metrics import train_classifier
+
+  n = 1000
+  images = np.zeros((n, 28, 28, 1), np.uint8)  # image i carries i in its first two pixels
+  images[:, 0, 0, 0], images[:, 0, 1, 0] = np.arange(n) // 256, np.arange(n) % 256
+  tagged = data.ArrayDataset(images, np.arange(n) % 10, 10, "tagged")
+  monkeypatch.setattr(data, "load", lambda *a, **k: tagged)
+  held_out = []
+  real_accuracy = train_classifier.accuracy
+
+  def note_validation(network, dataset):
+    if len(dataset) < n // 2:
+      held_out.extend(dataset.images[:, 0, 0, 0].astype(int) * 256 + dataset.images[:, 0, 1, 0])
+    return real_accuracy(network, dataset)
+
+  monkeypatch.setattr(train_classifier, "accuracy", note_validation)
+  result = train_classifier.cross_validate("mnist", 3, log=lambda m: None, epochs=1,
+                                           batch_size=128, lr=1e-3, seed=0)
+  assert result["validation_images"] == n and len(result["fold_accuracies"]) == 3
+  assert sorted(held_out) == list(range(n))

@@ -43,22 +43,25 @@ class Classifier(nn.Module):
   """conv-conv-pool x2, a 128-unit feature layer and a linear classifier.
 
   Input: images [B, H, W, C] in [-1, 1] (H, W multiples of 4).
-  Output: (logits [B, num_classes], features [B, feature_dim]).
+  Output: (logits [B, num_classes], features [B, feature_dim]). With
+  `train=True` and dropout > 0 it needs a 'dropout' rng.
   """
 
   num_classes: int = 10
   widths: tuple[int, ...] = (32, 64)
   feature_dim: int = 128
+  dropout: float = 0.0  # on the features, before the last layer, in training only
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
     for width in self.widths:
       x = nn.relu(nn.Conv(width, (3, 3))(x))
       x = nn.relu(nn.Conv(width, (3, 3))(x))
       x = nn.avg_pool(x, (2, 2), (2, 2))
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(self.feature_dim)(x))
-    return nn.Dense(self.num_classes)(features), features
+    dropped = nn.Dropout(self.dropout, deterministic=not train)(features)
+    return nn.Dense(self.num_classes)(dropped), features
 
 
 def sha256(path: Path) -> str:
