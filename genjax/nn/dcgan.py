@@ -95,7 +95,7 @@ class Discriminator(nn.Module):
     k = (self.kernel_size, self.kernel_size)
     h = x
     for i in range(self.num_layers):
-      h = layer(nn.Conv(self.width * 2**i, k, strides=(2, 2), padding="SAME"), h)
+      h = layer(layers.Conv(self.width * 2**i, k, strides=2, name=f"Conv_{i}"), h)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)  # [B, F]
     logits = layer(nn.Dense(1), h)[:, 0]

@@ -1,5 +1,6 @@
 """Building blocks shared by the model families."""
 
+import functools
 from typing import Callable, Literal
 
 import flax.linen as nn
@@ -19,8 +20,77 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
   return x.reshape(b, h * block, w * block, out_c)
 
 
+_DIMS = ("NHWC", "HWIO", "NHWC")
+
+
+def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
+  """lax's SAME padding of one spatial axis."""
+  total = max((-(-size // stride) - 1) * stride + k - size, 0)
+  return total // 2, total - total // 2
+
+
+def _conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  pads = [_same_padding(x.shape[1], kernel.shape[0], 2), _same_padding(x.shape[2], kernel.shape[1], 2)]
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), pads, dimension_numbers=_DIMS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_stride2_transpose(dy: jax.Array, kernel: jax.Array, x_shape: tuple) -> jax.Array:
+  """The input gradient of `_conv_stride2` at cotangent dy, as lax computes it."""
+  zeros = jnp.zeros(x_shape, dy.dtype)
+  return jax.vjp(lambda x: _conv_stride2(x, kernel), zeros)[1](dy)[0]
+
+
+def _conv_stride2_transpose_fwd(dy, kernel, x_shape):
+  return _conv_stride2_transpose(dy, kernel, x_shape), (dy, kernel)
+
+
+def _conv_stride2_transpose_bwd(x_shape, residuals, g):
+  """<g, T(dy, W)> = <conv(g, W), dy>: the derivative in dy is the forward
+  convolution of g, and the derivative in W the forward convolution's weight
+  gradient at input g and cotangent dy."""
+  del x_shape
+  dy, kernel = residuals
+  y, kernel_vjp = jax.vjp(lambda w: _conv_stride2(g, w), kernel)
+  return y, kernel_vjp(dy)[0]
+
+
+_conv_stride2_transpose.defvjp(_conv_stride2_transpose_fwd, _conv_stride2_transpose_bwd)
+
+
+@jax.custom_vjp
+def conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Stride-2 SAME convolution (kernel [kh, kw, C, F]), as lax's, with a
+  second derivative that XLA:CPU computes fast.
+
+  WGAN-GP's and R1's penalties differentiate a discriminator's input
+  gradient, a transposed (dilated) convolution, with respect to the weights.
+  JAX derives that as a convolution XLA:CPU runs far below its speed; this
+  function gives it instead as the forward convolution's own weight
+  gradient, the same number: for 4x4, 64 -> 128 channels at 14x14, batch
+  64, 48 ms instead of 298 ms. Values and first derivatives are lax's.
+  """
+  return _conv_stride2(x, kernel)
+
+
+def _conv_stride2_fwd(x, kernel):
+  return _conv_stride2(x, kernel), (x, kernel)
+
+
+def _conv_stride2_bwd(residuals, dy):
+  x, kernel = residuals
+  _, kernel_vjp = jax.vjp(lambda w: _conv_stride2(x, w), kernel)
+  return _conv_stride2_transpose(dy, kernel, x.shape), kernel_vjp(dy)[0]
+
+
+conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
+
+
 class Conv(nn.Module):
-  """Stride-1 SAME convolution with nn.Conv's variables (kernel [k, k, C, F], bias [F]).
+  """SAME convolution with nn.Conv's variables (kernel [k, k, C, F], bias [F]).
+
+  strides=2 is `conv_stride2`: lax's convolution, whose second derivatives
+  (gradient penalties) XLA:CPU takes fast.
 
   For a few output channels (F <= TAPS_MAX_FEATURES), as at a generator's
   output, it is computed as one matrix product to the k*k*F tap responses of
@@ -34,6 +104,7 @@ class Conv(nn.Module):
 
   features: int
   kernel_size: tuple[int, int] = (3, 3)
+  strides: int = 1  # 1 or 2, both axes
   padding: str = "SAME"
   use_bias: bool = True
 
@@ -43,10 +114,14 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.padding != "SAME":
       raise ValueError(f"layers.Conv supports padding='SAME' only, got {self.padding!r}.")
+    if self.strides not in (1, 2):
+      raise ValueError(f"layers.Conv supports strides 1 and 2, got {self.strides!r}.")
     kh, kw = self.kernel_size
     b, h, w, c = x.shape
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, c, self.features))
-    if self.features > self.TAPS_MAX_FEATURES:
+    if self.strides == 2:
+      y = conv_stride2(x, kernel)
+    elif self.features > self.TAPS_MAX_FEATURES:
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     else:
