@@ -30,6 +30,7 @@ machine and compare ratios taken within one run.
 
   python -m experiments.benchmark                       # all, ~6 min on 2 cores
   python -m experiments.benchmark --experiments=gan_mnist --windows=3
+  python -m experiments.benchmark --experiments=gan_mnist:wgan_gp   # a preset
 """
 
 import importlib
@@ -55,7 +56,8 @@ EXPERIMENTS = {
 
 
 def _define_flags():
-  flags.DEFINE_list("experiments", list(EXPERIMENTS), "Experiments to measure.")
+  flags.DEFINE_list("experiments", list(EXPERIMENTS),
+                    "Experiments to measure; EXPERIMENT:PRESET measures one of its presets.")
   flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
   flags.DEFINE_boolean("pytorch", True, "Measure the PyTorch DCGAN too, when torch is installed.")
@@ -123,7 +125,9 @@ def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
 
   from genjax import loop, parallel, steps
 
-  config = importlib.import_module(f"experiments.{name}").get_config()
+  name, _, preset = name.partition(":")
+  get_config = importlib.import_module(f"experiments.{name}").get_config
+  config = get_config(preset) if preset else get_config()
   family = steps.get_family(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
@@ -188,9 +192,15 @@ def main(argv):
     print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds)))
     return
 
-  unknown = [e for e in f.experiments if e not in EXPERIMENTS]
+  unknown = [e for e in f.experiments if e.partition(":")[0] not in EXPERIMENTS]
   if unknown:
     raise app.UsageError(f"--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}.")
+  for e in f.experiments:
+    name, _, preset = e.partition(":")
+    presets = getattr(importlib.import_module(f"experiments.{name}"), "PRESETS", {})
+    if preset and preset not in presets:
+      raise app.UsageError(f"--experiments: {name} has no preset {preset!r}; "
+                           f"choose from {sorted(presets)}.")
   import jax
 
   report = {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,

@@ -69,3 +69,13 @@ def test_xla_cpu_option_is_added_but_never_overrides_the_user():
   mine = f"{option}=LIBRARY_FUSION_TYPE_DOT"
   assert _xla_flags_after_import(XLA_FLAGS=mine) == mine
   assert _xla_flags_after_import(GENJAX_KEEP_XLA_FLAGS="1") == "None"
+
+
+def test_unknown_preset_is_named_with_the_choices():
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--experiments=gan_mnist:wgan_pg"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert proc.returncode != 0
+  assert "gan_mnist has no preset 'wgan_pg'" in proc.stderr and "'wgan_gp'" in proc.stderr, \
+      proc.stderr[-2000:]
