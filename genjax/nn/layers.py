@@ -30,7 +30,7 @@ def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
 
 
 def _conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  pads = [_same_padding(x.shape[1], kernel.shape[0], 2), _same_padding(x.shape[2], kernel.shape[1], 2)]
+  pads = [_same_padding(x.shape[axis], kernel.shape[axis - 1], 2) for axis in (1, 2)]
   return jax.lax.conv_general_dilated(x, kernel, (2, 2), pads, dimension_numbers=_DIMS)
 
 
