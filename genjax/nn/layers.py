@@ -23,22 +23,15 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def _same_padding(size: int, k: int, stride: int) -> tuple[int, int]:
-  """lax's SAME padding of one spatial axis."""
-  total = max((-(-size // stride) - 1) * stride + k - size, 0)
-  return total // 2, total - total // 2
-
-
 def _conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  pads = [_same_padding(x.shape[axis], kernel.shape[axis - 1], 2) for axis in (1, 2)]
-  return jax.lax.conv_general_dilated(x, kernel, (2, 2), pads, dimension_numbers=_DIMS)
+  return jax.lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_DIMS)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_stride2_transpose(dy: jax.Array, kernel: jax.Array, x_shape: tuple) -> jax.Array:
   """The input gradient of `_conv_stride2` at cotangent dy, as lax computes it."""
-  zeros = jnp.zeros(x_shape, dy.dtype)
-  return jax.vjp(lambda x: _conv_stride2(x, kernel), zeros)[1](dy)[0]
+  x = jax.ShapeDtypeStruct(x_shape, dy.dtype)
+  return jax.linear_transpose(lambda x: _conv_stride2(x, kernel), x)(dy)[0]
 
 
 def _conv_stride2_transpose_fwd(dy, kernel, x_shape):
@@ -79,8 +72,8 @@ def _conv_stride2_fwd(x, kernel):
 
 def _conv_stride2_bwd(residuals, dy):
   x, kernel = residuals
-  _, kernel_vjp = jax.vjp(lambda w: _conv_stride2(x, w), kernel)
-  return _conv_stride2_transpose(dy, kernel, x.shape), kernel_vjp(dy)[0]
+  kernel_grad = jax.linear_transpose(lambda w: _conv_stride2(x, w), kernel)(dy)[0]
+  return _conv_stride2_transpose(dy, kernel, x.shape), kernel_grad
 
 
 conv_stride2.defvjp(_conv_stride2_fwd, _conv_stride2_bwd)
@@ -122,8 +115,7 @@ class Conv(nn.Module):
     if self.strides == 2:
       y = conv_stride2(x, kernel)
     elif self.features > self.TAPS_MAX_FEATURES:
-      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS)
     else:
       # taps[b, i, j, u, v, f]: pixel (i, j)'s contribution to output (i + top - u, j + left - v).
       taps = x.reshape(-1, c) @ kernel.transpose(2, 0, 1, 3).reshape(c, -1)
