@@ -4,8 +4,9 @@ The one-stochastic-layer VAE of Burda et al. (2016): encoder and decoder with
 two deterministic layers of 200 tanh units, 50 latent units, a Bernoulli
 decoder on dynamically binarised digits, Adam. Their table gives a test NLL
 of 86.76 nats on full MNIST after 3,280 epochs; the default budget here is
-far shorter, and offline (no full MNIST) it trains on the 5,000 embedded
-digits, so its numbers are not comparable with the table.
+far shorter (about 17 epochs of full MNIST), so its numbers are higher; where
+full MNIST cannot be had it trains on the 5,000 embedded digits, and its
+numbers are not comparable with the table at all.
 
   python -m experiments.vae_mnist                           # VAE
   python -m experiments.vae_mnist --config.beta=4           # beta-VAE

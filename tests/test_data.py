@@ -63,11 +63,14 @@ def test_local_idx_builder_prepares_and_loads(mnist_idx_dir, tfds_dir):
   assert key(train.images, train.labels) == key(ref_images, ref_labels)
 
 
-def test_mnist_falls_back_to_embedded_subset_loudly(tmp_path, capsys):
+def test_mnist_falls_back_to_embedded_subset_loudly(tmp_path, capsys, monkeypatch):
+  # As on a machine where full MNIST was never fetched.
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "absent")])
   ds = data.load("mnist", "train", data_dir=str(tmp_path), download=False)
   assert len(ds) == 4500 and "embedded" in ds.source
   err = capsys.readouterr().err
   assert "WARNING: full MNIST is unavailable" in err and "NOT comparable" in err
+  assert "python -m genjax.data.fetch mnist" in err
 
 
 def test_fashion_mnist_never_silently_substituted(tmp_path, monkeypatch):

