@@ -63,6 +63,21 @@ def test_local_idx_builder_prepares_and_loads(mnist_idx_dir, tfds_dir):
   assert key(train.images, train.labels) == key(ref_images, ref_labels)
 
 
+def test_two_idx_folders_of_one_dataset_never_share_a_prepared_copy(mnist_idx_dir, tmp_path):
+  tfds_dir = tmp_path / "tfds"
+  first = data.load("mnist", "test", data_dir=str(tfds_dir), idx_dir=str(mnist_idx_dir), download=False)
+  other = tmp_path / "other"
+  other.mkdir()
+  for split, n in (("train", 20), ("test", 7)):
+    images, labels = idx.load_idx_split(mnist_idx_dir, split)
+    idx.write_idx(other / (idx.IDX_FILES[(split, "image")] + ".gz"), images[:n, ..., 0])
+    idx.write_idx(other / (idx.IDX_FILES[(split, "label")] + ".gz"), labels[:n])
+  second = data.load("mnist", "test", data_dir=str(tfds_dir), idx_dir=str(other), download=False)
+  again = data.load("mnist", "test", data_dir=str(tfds_dir), idx_dir=str(mnist_idx_dir), download=False)
+  assert (len(first), len(second), len(again)) == (500, 7, 500)
+  assert str(other) in second.source
+
+
 def test_mnist_falls_back_to_embedded_subset_loudly(tmp_path, capsys, monkeypatch):
   # As on a machine where full MNIST was never fetched.
   monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "absent")])

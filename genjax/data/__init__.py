@@ -15,6 +15,7 @@ Anything else is an error that names what was looked for and how to fix it.
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import socket
 import sys
@@ -126,11 +127,23 @@ def _idx_folder(name: str, idx_dir: Optional[str]) -> Optional[Path]:
   return None
 
 
+def _idx_digest(folder: Path) -> str:
+  """sha256 over the bytes of the folder's four IDX files, as stored."""
+  digest = hashlib.sha256()
+  for split, part in sorted(idx.IDX_FILES):
+    digest.update(idx.find_idx_file(folder, split, part).read_bytes())
+  return digest.hexdigest()
+
+
 def _prepare_local_idx(name: str, folder: Path, data_dir: str):
+  """The `local_idx/<name>` builder of these files, prepared once per content:
+  another folder (the embedded subset as IDX files, full MNIST) never reads
+  what an earlier one prepared in the same data_dir."""
   tfds = _tfds()
   from genjax.data import local_idx  # pylint: disable=g-import-not-at-top,unused-import
 
-  builder = tfds.builder(f"local_idx/{name}", data_dir=data_dir)
+  content_dir = Path(data_dir) / "local_idx_files" / _idx_digest(folder)[:16]
+  builder = tfds.builder(f"local_idx/{name}", data_dir=str(content_dir))
   if not builder.is_prepared():
     print(f"Preparing {name} from the IDX files in {folder} into {builder.data_dir} (once).",
           file=sys.stderr)
