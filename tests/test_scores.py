@@ -276,3 +276,35 @@ def test_folds_partition_the_training_split(monkeypatch):
                                            batch_size=128, lr=1e-3, seed=0)
   assert result["validation_images"] == n and len(result["fold_accuracies"]) == 3
   assert sorted(held_out) == list(range(n))
+
+
+def test_feature_network_for_32x32_rgb_trains_saves_and_loads_checked(tmp_path, monkeypatch):
+  # CIFAR-10 cannot be had offline, so its weights are not committed; the path
+  # that would make them (32x32 RGB, flips for such classes) runs on
+  # synthetic images whose class is a colour and a stripe direction.
+  from genjax.metrics import train_classifier
+
+  def synthetic(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n)
+    colours = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1]] * 2, np.float32)
+    stripes = np.sin(np.arange(32) / 2.0)
+    images = np.empty((n, 32, 32, 3), np.float32)
+    for i, c in enumerate(labels):
+      pattern = stripes[:, None] if c < 5 else stripes[None, :]  # rows or columns
+      images[i] = (0.5 + 0.25 * pattern)[..., None] * colours[c]
+    images += rng.normal(0, 0.05, images.shape)
+    return data.ArrayDataset(np.clip(images * 255, 0, 255).astype(np.uint8), labels, 10, "synthetic")
+
+  splits = {"train": synthetic(1280, 0), "test": synthetic(320, 1)}
+  monkeypatch.setattr(train_classifier.data, "load", lambda name, split, **_: splits[split])
+  params, record = train_classifier.train("cifar10", 2, 64, 3e-3, 0)
+  assert record["image_shape"] == [32, 32, 3] and "horizontal flip" in record["augmentation"]
+  assert record["test_accuracy"] > 0.9, record
+  saved = features.save("cifar10", params, record, tmp_path)
+  network = features.load("cifar10", tmp_path, expected_sha256=saved["sha256"])
+  logits, feats = network(splits["test"].images)
+  assert feats.shape == (320, 128)
+  assert np.mean(logits.argmax(1) == splits["test"].labels) == pytest.approx(record["test_accuracy"])
+  with pytest.raises(features.FeatureNetworkError, match="sha256"):
+    features.load("cifar10", tmp_path, expected_sha256="0" * 64)
