@@ -6,8 +6,9 @@ shuffle, batch norm, ReLU, a 3x3 conv to one channel, tanh), the same
 discriminator (two 4x4 stride-2 convs with leaky ReLU 0.2, a dense logit),
 batch 64, the non-saturating loss, Adam(2e-4, 0.5, 0.999), one generator
 forward pass per step, and real batches gathered from uint8 images held in
-memory, as the usual PyTorch DCGAN training loop writes it. Needs torch
-(`pip install -e ".[bench]"`); genjax itself never imports it.
+memory, as the usual PyTorch DCGAN training loop writes it. On a machine
+with a CUDA GPU it runs there (synchronising after each step), else on the
+CPU. Needs torch (`pip install -e ".[bench]"`); genjax itself never imports it.
 """
 
 import os
@@ -41,17 +42,20 @@ def measure(windows: int, window_seconds: float, batch_size: int = 64,
   from experiments.benchmark import timed_windows
 
   generator, discriminator, torch = build(latent_dim)
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  generator, discriminator = generator.to(device), discriminator.to(device)
   torch.manual_seed(0)
   opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
   opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
   bce = torch.nn.functional.binary_cross_entropy_with_logits
-  images = torch.randint(0, 256, (5000, 1, 28, 28), dtype=torch.uint8)
-  ones, zeros = torch.ones(batch_size), torch.zeros(batch_size)
+  images = torch.randint(0, 256, (5000, 1, 28, 28), dtype=torch.uint8, device=device)
+  ones = torch.ones(batch_size, device=device)
+  zeros = torch.zeros(batch_size, device=device)
 
   def step():
-    idx = torch.randint(0, images.shape[0], (batch_size,))
+    idx = torch.randint(0, images.shape[0], (batch_size,), device=device)
     real = images[idx].float() / 127.5 - 1.0
-    fake = generator(torch.randn(batch_size, latent_dim))
+    fake = generator(torch.randn(batch_size, latent_dim, device=device))
     logits = discriminator(torch.cat([real, fake.detach()]))[:, 0]
     d_loss = bce(logits[:batch_size], ones) + bce(logits[batch_size:], zeros)
     opt_d.zero_grad(set_to_none=True)
@@ -61,9 +65,13 @@ def measure(windows: int, window_seconds: float, batch_size: int = 64,
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
+    if device.type == "cuda":
+      torch.cuda.synchronize()
 
   rate = timed_windows(step, batch_size, windows, window_seconds)
-  return {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
+  return {"torch_version": torch.__version__, "device": str(device),
+          "device_name": (torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
+          "threads": torch.get_num_threads(),
           "cpu_count": os.cpu_count(), "batch_size": batch_size,
           "images_per_sec": {k: round(v, 1) for k, v in rate.items()},
           "step_seconds": round(batch_size / rate["median"], 4)}
