@@ -45,7 +45,7 @@ import time
 
 from absl import app, flags
 
-import genjax  # noqa: F401  (its XLA:CPU options apply to every measurement)
+from genjax import runtime
 
 EXPERIMENTS = {
     # experiment module: image shape of its default dataset
@@ -123,16 +123,16 @@ def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
-  from genjax import loop, parallel, steps
+  from genjax import families, loop, parallel
 
   name, _, preset = name.partition(":")
   get_config = importlib.import_module(f"experiments.{name}").get_config
   config = get_config(preset) if preset else get_config()
-  family = steps.get_family(config.family)
+  family = families.get(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   split = synthetic_split(config.family, EXPERIMENTS[name])
-  dataset = loop.to_device(family, split, mesh)
+  dataset = family.to_device(split, mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   state = jax.jit(lambda k: family.create_state(config, k, EXPERIMENTS[name], 10),
                   out_shardings=parallel.replicated(mesh))(init_key)
@@ -181,7 +181,7 @@ def _run_child(args: list[str]) -> dict:
 def main(argv):
   del argv
   f = flags.FLAGS
-  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  runtime.configure()  # in this process and, through XLA_FLAGS, in every child
   timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
   if f.one == "pytorch_dcgan":
     from experiments import benchmark_pytorch

@@ -9,15 +9,30 @@ policy are the authors' (least squares, lambda=10, identity 0.5, a pool of
 
   python -m experiments.cyclegan_edges2fashion
   python -m genjax.evaluate --workdir runs/cyclegan_edges2fashion
+  python -m experiments.cyclegan_edges2fashion --config=experiments/cyclegan_edges2fashion.py:tiny
 """
 
 import ml_collections
 
-from genjax import cli
+from genjax import configs
+
+PRESETS = {
+    "tiny": ({"batch_size": 8, "num_steps": 20, "decay_start": 10, "model.g_width": 8,
+              "model.g_blocks": 2, "model.d_width": 8, "eval_every": 10,
+              "checkpoint_every": 10},
+             "small networks trained for seconds, for tests"),
+    "small": ({"model.g_width": 8, "model.g_blocks": 3, "num_steps": 400, "decay_start": 200,
+               "eval_every": 200, "checkpoint_every": 200},
+              "narrow networks trained for a few minutes (notebooks/cyclegan_translation)"),
+}
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  cli.refuse_preset("experiments.cyclegan_edges2fashion", preset)
+  """The default config, or presets of PRESETS."""
+  return configs.with_presets(_base_config(), PRESETS, preset)
+
+
+def _base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.family = "cyclegan"
   config.seed = 0
@@ -61,4 +76,5 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/cyclegan_edges2fashion")

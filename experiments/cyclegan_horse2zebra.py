@@ -13,13 +13,15 @@ time; offline the run stops at once and says so.
 """
 
 from experiments import cyclegan_edges2fashion
-from genjax import cli
+from genjax import configs
+
+PRESETS = cyclegan_edges2fashion.PRESETS
 
 EPOCH = 1334  # images in horse2zebra's larger domain (trainB)
 
 
 def get_config(preset: str | None = None):
-  config = cyclegan_edges2fashion.get_config(preset)
+  config = cyclegan_edges2fashion.get_config()
   config.batch_size = 1
   config.num_steps = 200 * EPOCH
   config.decay_start = 100 * EPOCH
@@ -31,8 +33,9 @@ def get_config(preset: str | None = None):
   config.steps_per_call = 100
   config.eval_every = 5 * EPOCH
   config.checkpoint_every = 5 * EPOCH
-  return config
+  return configs.with_presets(config, PRESETS, preset)
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/cyclegan_horse2zebra")

@@ -16,13 +16,13 @@ README); training and sample grids work without it.
 import ml_collections
 
 from experiments import gan_mnist
-from genjax import cli
+from genjax import configs
 
 PRESETS = gan_mnist.PRESETS
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  config = gan_mnist.get_config(preset)
+  config = gan_mnist.get_config()
   config.data.name = "cifar10"
   config.num_steps = 50000
   config.batch_size = 64
@@ -30,8 +30,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   config.model.d_width = 64  # 64 -> 128 -> 256
   config.eval_every = 2500
   config.checkpoint_every = 5000
-  return config
+  return configs.with_presets(config, PRESETS, preset)
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/gan_cifar10")

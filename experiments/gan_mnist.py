@@ -15,11 +15,12 @@ Presets set the loss and the optimiser of each paper (see PRESETS):
   python -m experiments.gan_mnist --config.loss=minimax --config.num_steps=10000
 
 A preset's run goes to runs/gan_mnist_<preset> unless --workdir says otherwise.
+`tiny` shrinks any of them to seconds (`:wgan_gp,tiny`), for tests and notebooks.
 """
 
 import ml_collections
 
-from genjax import cli
+from genjax import configs
 
 # name -> (overrides of the default config, reference). Each is the objective
 # of its paper with the optimiser settings that paper used for it.
@@ -38,17 +39,21 @@ PRESETS = {
     "cgan": ({"conditional": True},
              "Mirza & Osindero 2014, projection D of Miyato & Koyama 2018: class-conditional DCGAN"),
     "dcgan_ema": ({"ema_decay": 0.999}, "DCGAN sampled from an EMA of G's weights (Yazici et al. 2019)"),
+    "tiny": ({"batch_size": 16, "num_steps": 20, "steps_per_call": 5, "eval_every": 10,
+              "checkpoint_every": 10, "num_eval_samples": 16, "metrics_num_samples": 0,
+              "model.latent_dim": 16, "model.g_width": 8, "model.d_width": 8},
+             "networks and a run shrunk to seconds, for tests"),
+    "small": ({"num_steps": 600, "model.g_width": 16, "model.d_width": 32, "opt.g_lr": 5e-4,
+               "opt.d_lr": 5e-4, "eval_every": 200, "checkpoint_every": 200,
+               "metrics_num_samples": 1000},
+              "half-width networks, a larger step size and 600 steps: digits in about a "
+              "minute (notebooks/gan_walkthrough)"),
 }
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  """The default config, or a preset of PRESETS ('wgan_gp', ...)."""
-  config = _base_config()
-  if preset:
-    if preset not in PRESETS:
-      raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-    cli.apply_overrides(config, PRESETS[preset][0])
-  return config
+  """The default config, or presets of PRESETS ('wgan_gp', 'wgan_gp,tiny', ...)."""
+  return configs.with_presets(_base_config(), PRESETS, preset)
 
 
 def _base_config() -> ml_collections.ConfigDict:
@@ -101,4 +106,5 @@ def _base_config() -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/gan_mnist")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from genjax import cli, evaluate, loop
+from genjax import configs, evaluate, loop, runtime
 from genjax.metrics import features
 
 # name -> (experiment module, preset, config overrides, what the row shows).
@@ -56,7 +56,7 @@ def _config(module_name: str, preset, overrides: dict, steps_scale: float):
 
   get_config = importlib.import_module(f"experiments.{module_name}").get_config
   config = get_config(preset) if preset else get_config()
-  cli.apply_overrides(config, overrides)
+  configs.apply_overrides(config, overrides)
   steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
   config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
   return config
@@ -112,21 +112,27 @@ def _fmt(value, digits=3) -> str:
   return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], compact: bool = False) -> str:
   """The markdown table: one row per run, then one floor row per dataset. An
-  "Inception FID" column appears when some row has one (its weights were on disk)."""
+  "Inception FID" column appears when some row has one (its weights were on
+  disk). `compact` (the README's) keeps FID, precision, recall and the NLL,
+  without commands or notes."""
   inception = any("inception_fid" in r["metrics"].get("samples", {}) for r in results)
-  head = ("| model | dataset | steps | train time | FID | " + ("Inception FID | " if inception else "")
-          + "KID | precision | recall | density | coverage | classifier score | "
-          "test NLL (nats) | command |")
+  columns = ["fid", *(["inception_fid"] if inception else []),
+             *([] if compact else ["kid"]), "precision", "recall",
+             *([] if compact else ["density", "coverage", "classifier_score"])]
+  names = {"fid": "FID", "inception_fid": "Inception FID", "kid": "KID",
+           "classifier_score": "classifier score"}
+  head = ("| model | dataset | steps | train time | "
+          + "".join(f"{names.get(c, c)} | " for c in columns)
+          + "test NLL (nats) |" + ("" if compact else " command |"))
   lines = [head, "|" + " --- |" * (head.count("|") - 1)]
 
   def scores(s):
-    return (f"{_fmt(s.get('fid'))} | "
-            + (f"{_fmt(s.get('inception_fid'))} | " if inception else "")
-            + f"{_fmt(s.get('kid'))} | {_fmt(s.get('precision'))} | {_fmt(s.get('recall'))} | "
-            f"{_fmt(s.get('density'))} | {_fmt(s.get('coverage'))} | "
-            f"{_fmt(s.get('classifier_score'))}")
+    return " | ".join(_fmt(s.get(c)) for c in columns)
+
+  def command(text):
+    return "" if compact else f" {text} |"
 
   floors = {}
   for r in results:
@@ -135,12 +141,14 @@ def table(results: list[dict]) -> str:
     nll_text = f"{nll:.2f} (IWAE-{m['iwae_k']})" if nll is not None else "–"
     lines.append(
         f"| {r['model']} | {r['dataset']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
-        f"{scores(m.get('samples', {}))} | {nll_text} | `{r['command']}` |")
+        f"{scores(m.get('samples', {}))} | {nll_text} |" + command(f"`{r['command']}`"))
     if "floor_train_vs_test" in m:
       floors[r["dataset"]] = m["floor_train_vs_test"]
   for dataset, f in floors.items():
-    lines.append(f"| floor: training images | {dataset} | – | – | {scores(f)} | – | "
-                 "`python -m genjax.evaluate --workdir DIR` |")
+    lines.append(f"| floor: training images | {dataset} | – | – | {scores(f)} | – |"
+                 + command("`python -m genjax.evaluate --workdir DIR`"))
+  if compact:
+    return "\n".join(lines) + "\n"
   sources = sorted({f"{r['dataset']}: {r['data_source']}" for r in results})
   notes = [
       "",
@@ -164,6 +172,7 @@ def write_readme(readme: Path, text: str) -> None:
 
 def main(argv):
   del argv
+  runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
   unknown = [r for r in FLAGS.rows if r not in ROWS]
@@ -177,7 +186,7 @@ def main(argv):
   Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
   Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m experiments.report`.\n\n{text}")
   if FLAGS.readme:
-    write_readme(Path(FLAGS.readme), text)
+    write_readme(Path(FLAGS.readme), table(results, compact=True))
   print(text)
 
 

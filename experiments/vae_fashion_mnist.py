@@ -9,14 +9,17 @@ installs offline from Debian (`apt-get install dataset-fashion-mnist`).
 """
 
 from experiments import vae_mnist
-from genjax import cli
+from genjax import configs
+
+PRESETS = vae_mnist.PRESETS
 
 
 def get_config(preset: str | None = None):
-  config = vae_mnist.get_config(preset)
+  config = vae_mnist.get_config()
   config.data.name = "fashion_mnist"
-  return config
+  return configs.with_presets(config, PRESETS, preset)
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/vae_fashion_mnist")

@@ -12,15 +12,30 @@ numbers are not comparable with the table at all.
   python -m experiments.vae_mnist --config.beta=4           # beta-VAE
   python -m experiments.vae_mnist --config.model.latent_dim=2 --workdir runs/vae_2d
   python -m genjax.evaluate --workdir runs/vae_mnist        # ELBO, IWAE-5000 NLL
+  python -m experiments.vae_mnist --config=experiments/vae_mnist.py:tiny   # seconds
 """
 
 import ml_collections
 
-from genjax import cli
+from genjax import configs
+
+PRESETS = {
+    "tiny": ({"num_steps": 300, "eval_every": 300, "checkpoint_every": 300,
+              "num_eval_samples": 16, "model.hidden": (64,), "model.latent_dim": 8},
+             "a small VAE trained for seconds, for tests"),
+    "latent2d": ({"model.latent_dim": 2, "num_steps": 1500, "eval_every": 1500,
+                  "checkpoint_every": 1500, "metrics_num_samples": 0},
+                 "a 2-D latent space to look at: scatter and manifold grids "
+                 "(notebooks/vae_latent_space)"),
+}
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  cli.refuse_preset("experiments.vae_mnist", preset)
+  """The default config, or presets of PRESETS."""
+  return configs.with_presets(_base_config(), PRESETS, preset)
+
+
+def _base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.family = "vae"
   config.seed = 0
@@ -64,4 +79,5 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
 
 
 if __name__ == "__main__":
+  from genjax import cli
   cli.main(get_config, default_workdir="runs/vae_mnist")

@@ -3,9 +3,16 @@ restore the latest.
 
 Saves are asynchronous and atomic: Orbax writes each step into a temporary
 folder and renames it when complete, so a process killed mid-save leaves no
-step that `restore_latest` would pick up; the previous step is restored.
+step that `restore_latest` would pick up; the previous step is restored. A
+save that fails (a full disk) is reported by `check()` as soon as it has
+failed, and its temporary folder removed. A complete step that does not
+restore while an older one does (a damaged file) is moved aside, never
+deleted, into `<directory>_unreadable/`, so that the next save of that step
+succeeds.
 """
 
+import datetime
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -14,14 +21,26 @@ import jax
 import orbax.checkpoint as ocp
 
 
+class CheckpointError(RuntimeError):
+  """No checkpoint restores, or a save failed; the message says what to do."""
+
+
+def describe_error(error: BaseException, limit: int = 200) -> str:
+  text = (str(error).strip().splitlines() or [""])[0]
+  return f"{type(error).__name__}: {text[:limit]}"
+
+
 class Checkpointer:
   """Thin owner of one `ocp.CheckpointManager` for one run directory."""
 
-  def __init__(self, directory: Path, max_to_keep: int = 3, best_metric: Optional[str] = None):
+  def __init__(self, directory: Path, max_to_keep: int = 3, best_metric: Optional[str] = None,
+               create: bool = True):
     """Keeps the newest `max_to_keep` steps; with `best_metric`, the steps with
-    the lowest value of that metric instead (saved with `save(..., metrics=)`)."""
+    the lowest value of that metric instead (saved with `save(..., metrics=)`).
+    `create=False` for readers, which must not add folders to a workdir."""
     self.directory = Path(directory).absolute()
     self.best_metric = best_metric
+    self.unreadable: list[int] = []  # steps restore_latest skipped as damaged
     self._best = None
     best = {}
     if best_metric is not None:
@@ -30,7 +49,7 @@ class Checkpointer:
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=True, **best,
+            max_to_keep=max_to_keep, create=create, enable_async_checkpointing=True, **best,
         ),
     )
 
@@ -69,26 +88,63 @@ class Checkpointer:
   def restore_latest(self, target: Any) -> Optional[Any]:
     """The newest checkpoint that restores, or None when there is none.
 
-    A step that fails to restore (a corrupted file) is reported and the one
-    before it tried; if none restores, the first error is raised, because a
-    state that does not fit any checkpoint means the config changed.
+    A step that fails to restore is reported and the one before it tried.
+    When an older step restores, the newer ones that failed are damaged (the
+    same state fits the older one) and are listed in `self.unreadable`, for
+    `move_aside`. When none restores, a CheckpointError lists every step and
+    why it failed, since a state that fits no checkpoint usually means a
+    changed config.
     """
-    steps = sorted(self.manager.all_steps(), reverse=True)
-    first_error = None
-    for step in steps:
+    self.unreadable = []
+    failures = []
+    for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        return self.restore(target, step)
+        state = self.restore(target, step)
       except Exception as e:  # pylint: disable=broad-except
-        first_error = first_error or e
+        failures.append((step, e))
         print(f"WARNING: checkpoint {self.directory / str(step)} could not be restored "
-              f"({type(e).__name__}: {str(e)[:300]}); trying the one before.", file=sys.stderr)
-    if first_error is not None:
-      raise RuntimeError(
-          f"No checkpoint in {self.directory} fits this run's state. Was the "
-          "model or optimiser config changed? Use a new --workdir for a new "
-          "config, or the old config to resume."
-      ) from first_error
+              f"({describe_error(e)}); trying the one before.", file=sys.stderr)
+        continue
+      self.unreadable = [s for s, _ in failures]
+      return state
+    if failures:
+      details = "\n".join(f"  step {s}: {describe_error(e)}" for s, e in failures)
+      raise CheckpointError(
+          f"No checkpoint in {self.directory} restores into this run's state:\n{details}\n"
+          f"If the model, optimiser or data config changed since they were written, resume "
+          f"with the config in {self.directory.parent / 'config.json'} or start the new "
+          f"config in a new --workdir. If the files are damaged, move the step folders out "
+          f"of {self.directory} to train from the start.") from failures[0][1]
     return None
+
+  def move_aside(self, steps: list[int], resumed: int) -> None:
+    """Moves the step folders `steps` into `<directory>_unreadable/`, saying so."""
+    aside = self.directory.parent / f"{self.directory.name}_unreadable"
+    aside.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    for step in steps:
+      target = aside / f"{step}-{stamp}"
+      shutil.move(str(self.directory / str(step)), str(target))
+      print(f"Moved the unreadable checkpoint {self.directory / str(step)} to {target}; "
+            f"resuming from step {resumed}.", file=sys.stderr)
+    self.manager.reload()
+
+  def check(self) -> None:
+    """Raises CheckpointError at once if an asynchronous save has failed,
+    after removing the failed save's temporary folder."""
+    try:
+      self.manager.check_for_errors()
+    except Exception as e:  # pylint: disable=broad-except
+      removed = []
+      for tmp in self.directory.glob("*.orbax-checkpoint-tmp*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp.name)
+      raise CheckpointError(
+          f"Saving a checkpoint in {self.directory} failed ({describe_error(e, 300)}). "
+          + (f"Removed the partial folder(s) {', '.join(removed)}. " if removed else "")
+          + f"The last complete checkpoint (step {self.latest_step()}) is kept; free disk "
+          "space or fix the folder's permissions, then rerun the same command to resume."
+      ) from e
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

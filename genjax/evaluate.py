@@ -17,14 +17,13 @@ $GENJAX_INCEPTION_WEIGHTS, the torch.hub cache, or --inception_weights PATH),
 floor); without the file it says `unavailable` and why. On a CPU it is slow
 (about 15 images/s here), so `--noinception` skips it.
 
-VAE runs also: the test ELBO and the IWAE-k negative log-likelihood in nats
-(Burda et al. 2016) over the test split (`--iwae_k 0` skips them).
-
-CycleGAN runs: cycle-reconstruction L1 both ways over the test split; on
-edges2fashion, whose test split is paired, also the A -> B error against the
-true edge maps (L1 and PSNR, on [0, 1] pixels) and the share of B -> A
-translations that the Fashion-MNIST classifier assigns to the source
-garment's class.
+Then the family's own measures over the test split (`--num_test` images;
+all by default), from its `evaluate_metrics` (genjax.families): for VAEs
+the test ELBO, active units and the IWAE-k negative log-likelihood in nats
+(Burda et al. 2016; `--iwae_k 0` skips the IWAE bound); for CycleGAN the
+cycle-reconstruction L1 both ways and, on edges2fashion's paired test
+split, the A -> B error against the true edge maps and the share of B -> A
+translations classified as the source garment's class.
 """
 
 import json
@@ -36,7 +35,7 @@ import numpy as np
 import tqdm
 from absl import app, flags, logging
 
-from genjax import data, loop, run, sample
+from genjax import checkpoint, data, evaluators, run, runtime
 from genjax.metrics import distances, features, inception, scores
 
 
@@ -54,14 +53,22 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
              inception_weights=None) -> dict:
   start = time.perf_counter()
+  inception_unavailable = None
+  if use_inception:  # the weights file is found and hash-checked before any work
+    try:
+      inception.check_weights_file(inception_weights)
+    except inception.InceptionUnavailable as e:
+      if inception_weights:  # a file the user named must be usable
+        raise ValueError(f"--inception_weights: {e}") from e
+      inception_unavailable = f"unavailable: {e}"
   config, family, state = run.restore(workdir, checkpoint)
-  test = loop.load_split(family, config, "test")
+  test = family.load_split(config, "test")
   result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
             "family": config.family, "dataset": config.data.name, "data_source": test.source}
   key = jax.random.key(seed)
 
   scorer = None
-  if hasattr(family, "sample"):  # a generator of new images (not a translator)
+  if family.sample is not None:  # a generator of new images (not a translator)
     try:
       scorer = scores.Scorer(config.data.name, test.images, seed=seed)
     except features.FeatureNetworkError as e:
@@ -70,46 +77,37 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
     record = scorer.network.record
     result["feature_network"] = {k: record[k] for k in ("sha256", "test_accuracy", "data_source")}
     _log(f"Scoring {num} samples against {len(test)} test images...")
-    fakes = sample.draw(family, state, config, num, jax.random.fold_in(key, 0))
+    fakes = evaluators.draw(family.sample, state, config, num, jax.random.fold_in(key, 0))
     result["samples"] = scorer(fakes)
     if floor:
-      train = data.load_from_config(config.data, "train")
+      train = family.load_split(config, "train")
       rng = np.random.default_rng(seed)
       real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
       _log(f"Scoring {len(real)} training images (the floor)...")
       result["floor_train_vs_test"] = scorer(real)
 
-    if use_inception:
-      try:
-        network = inception.load(inception_weights)
-      except inception.InceptionUnavailable as e:
-        if inception_weights:  # a file the user named must be usable
-          raise ValueError(f"--inception_weights: {e}") from e
-        result["inception"] = f"unavailable: {e}"
-      else:
-        result["inception"] = {"weights": str(network.path), "sha256": network.sha256}
-        reference = distances.feature_statistics(
-            _inception_features(network, test.images, "test split"))
-        for name, images in [("samples", fakes), ("floor_train_vs_test", real if floor else None)]:
-          if images is not None:
-            stats = distances.feature_statistics(_inception_features(network, images, name))
-            result[name]["inception_fid"] = distances.frechet_distance(*stats, *reference)
+    if inception_unavailable:
+      result["inception"] = inception_unavailable
+    elif use_inception:
+      network = inception.load(inception_weights)
+      result["inception"] = {"weights": str(network.path), "sha256": network.sha256}
+      reference = distances.feature_statistics(
+          _inception_features(network, test.images, "test split"))
+      for name, images in [("samples", fakes), ("floor_train_vs_test", real if floor else None)]:
+        if images is not None:
+          stats = distances.feature_statistics(_inception_features(network, images, name))
+          result[name]["inception_fid"] = distances.frechet_distance(*stats, *reference)
 
-  family_metrics = hasattr(family, "evaluate_metrics") and not (
-      config.family == "vae" and iwae_k == 0)
-  if family_metrics:
-    family_test = test
-    if num_test and isinstance(test, data.ArrayDataset):
-      family_test = data.ArrayDataset(test.images[:num_test], test.labels[:num_test],
-                                      test.num_classes, test.source)
+  if family.evaluate_metrics is not None:
+    family_test = test.take(num_test)
+    options = {"iwae_k": iwae_k, "chunk": chunk}
     with tqdm.tqdm(total=len(family_test), unit="image", file=sys.stderr) as bar:
-      def progress(done):
-        bar.update(done - bar.n)
       result.update(family.evaluate_metrics(
-          state, config, family_test, jax.random.fold_in(key, 1), iwae_k=iwae_k,
-          chunk=chunk, progress=progress))
+          state, config, family_test, jax.random.fold_in(key, 1),
+          progress=lambda done: bar.update(done - bar.n),
+          **{name: options[name] for name in family.metric_options}))
 
-  if scorer is None and not family_metrics:
+  if scorer is None and family.evaluate_metrics is None:
     raise ValueError(f"Nothing to evaluate for this {config.family!r} run: "
                      + result.get("sample_metrics", "").removeprefix("unavailable: "))
   result["seconds"] = round(time.perf_counter() - start, 1)
@@ -126,7 +124,7 @@ def define_flags():
   flags.DEFINE_bool("floor", True, "Also score training images against the test split.")
   flags.DEFINE_integer("iwae_k", 5000, "VAEs: importance samples per test image; 0 = skip.")
   flags.DEFINE_integer("chunk", 25, "VAEs: importance samples per compiled call (bounds memory).")
-  flags.DEFINE_integer("num_test", 0, "VAEs: test images for the likelihoods; 0 = all.")
+  flags.DEFINE_integer("num_test", 0, "Test images for the family's own measures; 0 = all.")
   flags.DEFINE_bool("inception", True, "Also the standard Inception FID, where its weights "
                     "are on disk (genjax.metrics.inception).")
   flags.DEFINE_string("inception_weights", None, "pytorch-fid's pt_inception-2015-12-05-"
@@ -135,11 +133,16 @@ def define_flags():
 
 def main(argv):
   del argv
+  runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  for name in ("num", "chunk"):
-    if FLAGS[name].value < 1:
-      raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 1.")
+  if FLAGS.num < 2:
+    raise app.UsageError(f"--num={FLAGS.num} must be >= 2: the Frechet distance needs a "
+                         "covariance of the samples' features (10,000 is the usual number).")
+  if FLAGS.chunk < 1:
+    raise app.UsageError(f"--chunk={FLAGS.chunk} must be >= 1.")
+  if not 0 <= FLAGS.seed < 2**63:
+    raise app.UsageError(f"--seed={FLAGS.seed} must be in [0, 2**63).")
   for name in ("iwae_k", "num_test"):
     if FLAGS[name].value < 0:
       raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 0.")
@@ -147,7 +150,8 @@ def main(argv):
     result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, run.parse_checkpoint(FLAGS.checkpoint),
                       FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test,
                       FLAGS.inception, FLAGS.inception_weights)
-  except (FileNotFoundError, ValueError, data.DatasetUnavailableError) as e:
+  except (FileNotFoundError, ValueError, data.DatasetUnavailableError,
+          checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   print(json.dumps(result, indent=2))

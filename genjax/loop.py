@@ -1,9 +1,11 @@
-"""The one training loop, shared by every experiment.
+"""The one training loop, shared by every model family.
 
   config -> data (on device) -> state (restored if a checkpoint exists)
   -> compiled k-step calls -> logs, sample grids, checkpoints
 
 What a run writes under `workdir`:
+  lock               held while the run is alive: a second run is refused
+                     (genjax.workdir_lock)
   config.json        the config it was started with (checked on resume)
   run.json           image shape, class count and source of the data
   checkpoints/<step> Orbax checkpoints of the whole state, the last few kept
@@ -12,8 +14,14 @@ What a run writes under `workdir`:
   best_checkpoint/   the state with the lowest FID seen at an evaluation, when
                      config.metrics_num_samples > 0 and the dataset has a
                      feature network (genjax.metrics.features)
+
+The pieces, in order: `_start` (mesh, data, state, restore), `Evaluation`
+(grids, family scalars, FID and the best checkpoint), the loop body in
+`train_and_evaluate`, and the teardown through a `contextlib.ExitStack`.
 """
 
+import contextlib
+import dataclasses
 import functools
 import json
 import signal
@@ -21,16 +29,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from genjax import checkpoint, data, parallel, run, sample, steps, viz
-from genjax.data import device
+from genjax import checkpoint, configs, families, parallel, run, viz, workdir_lock
+from genjax.evaluators import Sampler
 from genjax.metrics import features, scores
 
 # Config keys that may change when a run resumes; any other change is an error.
@@ -54,57 +62,66 @@ def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
   return out
 
 
-def check_resume_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
-  """Fails, naming the keys, when `workdir` was started with another config."""
+def _has_checkpoint(workdir: Path) -> bool:
+  folder = workdir / "checkpoints"
+  return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
+                        allow_changes=()) -> None:
+  """Fails, naming the keys, when `workdir` holds checkpoints of a run with
+  another config. Keys in RESUMABLE_KEYS, and those the user names in
+  `allow_changes` (e.g. ('opt.g_lr',) to resume with a lower learning rate),
+  may change."""
   path = workdir / "config.json"
-  if not path.exists():
-    return
-  old = _flatten(ml_collections.ConfigDict(json.loads(path.read_text())))
+  if not path.exists() or not _has_checkpoint(workdir):
+    return  # nothing trained yet: nothing a new config could spoil
+  try:
+    old = _flatten(ml_collections.ConfigDict(json.loads(path.read_text())))
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
+                     "in a new --workdir.") from None
   new = _flatten(config)
+  unknown = sorted(set(allow_changes) - set(new))
+  if unknown:
+    raise ValueError(f"--allow_changes names {unknown}, which are not config keys.")
   changed = sorted(
       k for k in set(old) | set(new)
-      if k not in RESUMABLE_KEYS and json.dumps(old.get(k)) != json.dumps(new.get(k))
-  )
+      if k not in RESUMABLE_KEYS and k not in allow_changes
+      and json.dumps(old.get(k)) != json.dumps(new.get(k)))
   if changed:
     details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
     raise ValueError(
         f"{workdir} holds a run with a different config ({details}). Resume with "
-        "the same values, or start the new config in a new --workdir."
-    )
+        "the same values, start the new config in a new --workdir, or, to continue this "
+        f"run with the new values, add --allow_changes={','.join(changed)}.")
 
 
-def load_split(family, config: ml_collections.ConfigDict, split: str):
-  """A split of the run's data: the family's own loader (two domains for
-  CycleGAN), else one image dataset by config.data.name.
+def load_split(family: families.Family, config: ml_collections.ConfigDict, split: str):
+  """The family's split of the run's data.
 
   In a multi-process run process 0 loads (and, the first time, prepares) the
   split before the others start, so that hosts sharing a filesystem do not
   prepare the same TFDS dataset at once.
   """
-  def load():
-    if hasattr(family, "load_split"):
-      return family.load_split(config, split)
-    return data.load_from_config(config.data, split)
-
   if jax.process_count() == 1:
-    return load()
+    return family.load_split(config, split)
   if jax.process_index() == 0:
-    result = load()
+    result = family.load_split(config, split)
   parallel.barrier(f"genjax: data prepared ({split})")
   if jax.process_index() != 0:
-    result = load()
+    result = family.load_split(config, split)
   return result
 
 
 def multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, num_steps,
-               batch_size, num_batches, sharding):
+               batch_size, num_batches, sharding, unroll):
   """`num_steps` train steps in one compiled call; metrics stacked [num_steps].
 
   The batch of each step is drawn on device from `dataset`, and its key is
   `fold_in(train_key, step)`, so a resumed run repeats an uninterrupted one.
-  On CPU the steps are unrolled: XLA:CPU runs a conv net inside a while loop
-  about 15x slower than the same ops unrolled (measured: 1.7 s against 0.1 s
-  per DCGAN step), while GPUs and TPUs run the rolled loop at full speed.
+  `unroll`: unroll the steps instead of a rolled `lax.scan` (see
+  `parallel.unroll_steps`).
   """
 
   def body(state, _):
@@ -116,31 +133,23 @@ def multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, n
   if num_steps == 1:
     state, metrics = body(state, None)
     return state, jax.tree.map(lambda m: m[None], metrics)
-  unroll = True if jax.default_backend() == "cpu" else 1
-  return jax.lax.scan(body, state, length=num_steps, unroll=unroll)
+  return jax.lax.scan(body, state, length=num_steps, unroll=True if unroll else 1)
 
 
-def make_train_call(family, config: ml_collections.ConfigDict, mesh, num_steps: int):
+def make_train_call(family: families.Family, config: ml_collections.ConfigDict, mesh,
+                    num_steps: int):
   """The jitted call the loop runs: (state, dataset, train_key, data_key) ->
   (state after `num_steps` steps, metrics [num_steps]). The state is donated
   and replicated; each step's batch is split over the mesh's `data` axis."""
-  draw_batch = (family.make_draw_batch(config) if hasattr(family, "make_draw_batch")
-                else device.draw_batch)
   replicated = parallel.replicated(mesh)
   return jax.jit(
       functools.partial(
-          multi_step, train_step=family.make_train_step(config), draw_batch=draw_batch,
-          num_steps=num_steps, batch_size=config.batch_size,
-          num_batches=family.batches_per_step(config),
-          sharding=parallel.batch_sharding(mesh, batch_axis=1)),
+          multi_step, train_step=family.make_train_step(config),
+          draw_batch=family.make_draw_batch(config), num_steps=num_steps,
+          batch_size=config.batch_size, num_batches=family.batches_per_step(config),
+          sharding=parallel.batch_sharding(mesh, batch_axis=1),
+          unroll=parallel.unroll_steps(mesh)),
       donate_argnums=0, out_shardings=(replicated, replicated))
-
-
-def to_device(family, dataset, mesh):
-  """A loaded split on every device of the mesh (the family's own layout if it has one)."""
-  if hasattr(family, "to_device"):
-    return family.to_device(dataset, mesh)
-  return device.to_device(dataset.images, dataset.labels, mesh)
 
 
 class _StopRequest:
@@ -176,10 +185,10 @@ def _next_boundary(step: int, config) -> int:
   return min(due)
 
 
-def make_scorer(config: ml_collections.ConfigDict, test: data.ArrayDataset):
+def make_scorer(family: families.Family, config: ml_collections.ConfigDict, test):
   """The FID/KID scorer of evaluations during training, or None (saying why)."""
   num = config.get("metrics_num_samples", 0)
-  if not num:
+  if not num or family.sample is None:
     return None
   try:
     return scores.Scorer(config.data.name, test.images, kid_subsets=10)
@@ -188,25 +197,32 @@ def make_scorer(config: ml_collections.ConfigDict, test: data.ArrayDataset):
     return None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None):
-  """Trains `config.family` per `config`, writing to `workdir`; resumes if possible.
+@dataclasses.dataclass
+class _Start:
+  """What `_start` sets up: everything the loop body reads."""
 
-  Args:
-    config: an experiment's config (see experiments/).
-    workdir: the run directory; a checkpoint there is resumed.
-    devices: the devices of the mesh (default: all devices of all processes).
+  family: families.Family
+  mesh: Any
+  dataset: Any  # the training split on device
+  test: Any  # the test split in memory
+  state: Any
+  start_step: int
+  restored: bool
+  train_key: jax.Array
+  data_key: jax.Array
+  eval_key: jax.Array
 
-  Returns:
-    (state, metrics): the final state, and the last call's metrics averaged
-    over its steps (host floats) with 'step'.
-  """
-  workdir = Path(workdir)
-  family = steps.get_family(config.family)
-  parallel.initialize_distributed()
+
+def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_changes) -> _Start:
+  """Mesh, data, state (restored from the latest checkpoint when there is one)
+  and the run's files; nothing is compiled for training yet. config.json is
+  written before anything slow."""
+  family = families.get(config.family)
   mesh = parallel.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
-  is_main = jax.process_index() == 0
-  check_resume_config(workdir, config)
+  check_resume_config(workdir, config, allow_changes)
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(config.to_json(indent=2))
 
   train = load_split(family, config, "train")
   print(f"Data: {config.data.name} train, {len(train)} images {train.images.shape[1:]} "
@@ -215,104 +231,151 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
-  dataset = to_device(family, train, mesh)
+  dataset = family.to_device(train, mesh)
   image_shape = train.images.shape[1:]
 
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
-  replicated = parallel.replicated(mesh)
   state = jax.jit(lambda k: family.create_state(config, k, image_shape, train.num_classes),
-                  out_shardings=replicated)(init_key)
+                  out_shardings=parallel.replicated(mesh))(init_key)
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-  restored = ckpt.restore_latest(state)
+  try:
+    restored = ckpt.restore_latest(state)
+    parallel.barrier("genjax: restored")  # every process has read the steps
+    if jax.process_index() == 0 and ckpt.unreadable:
+      ckpt.move_aside(ckpt.unreadable, resumed=int(restored.step))
+  finally:
+    ckpt.close()
   if restored is not None:
     state = restored
-  start = int(state.step)
-  if is_main:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.json").write_text(config.to_json(indent=2))
+  if jax.process_index() == 0:
     run.write_info(workdir, image_shape, train.num_classes, train.source)
+  start = int(state.step)
   print(("Resuming from" if restored is not None else "Starting at") +
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)
+  return _Start(family, mesh, dataset, load_split(family, config, "test"), state, start,
+                restored is not None, train_key, data_key, eval_key)
 
-  calls = {config.steps_per_call: make_train_call(family, config, mesh, config.steps_per_call)}
-  test = load_split(family, config, "test")
-  evaluator = family.make_evaluator(config, eval_key, test)
-  scorer = make_scorer(config, test)
-  if scorer is not None:
-    sampler = sample.Sampler(family, config, min(500, config.metrics_num_samples))
-    best_ckpt = checkpoint.Checkpointer(workdir / "best_checkpoint", 1, best_metric="fid")
-  writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
 
-  def evaluate(state, step):
-    images, scalars = evaluator(state)
-    if scorer is not None:
-      fakes = sampler(state, config.metrics_num_samples, jax.random.fold_in(eval_key, 1))
-      scalars.update(scorer(fakes, full=False))
-      best = best_ckpt.best()
+class Evaluation:
+  """One evaluation of the loop: the family's grids and scalars, and FID/KID
+  of `config.metrics_num_samples` samples where the dataset has a feature
+  network, keeping the lowest-FID state in `best_checkpoint/`."""
+
+  def __init__(self, family: families.Family, config: ml_collections.ConfigDict, test,
+               key: jax.Array, workdir: Path, writer, stack: contextlib.ExitStack):
+    self.config, self.key, self.workdir, self.writer = config, key, workdir, writer
+    self.evaluator = family.make_evaluator(config, key, test)
+    self.scorer = make_scorer(family, config, test)
+    if self.scorer is not None:
+      self.sampler = Sampler(family.sample, config, min(500, config.metrics_num_samples))
+      self.best = checkpoint.Checkpointer(workdir / "best_checkpoint", 1, best_metric="fid")
+      stack.callback(self.best.close)
+
+  def __call__(self, state, step: int, log) -> None:
+    images, scalars = self.evaluator(state)
+    if self.scorer is not None:
+      fakes = self.sampler(state, self.config.metrics_num_samples,
+                           jax.random.fold_in(self.key, 1))
+      scalars.update(self.scorer(fakes, full=False))
+      best = self.best.best()
       if best is None or scalars["fid"] < best[1]:
-        best_ckpt.save(step, state, metrics={"fid": scalars["fid"]})
-    if not is_main:
+        self.best.save(step, state, metrics={"fid": scalars["fid"]})
+    if self.writer is None:  # not the main process
       return
     for name, image in images.items():
-      viz.save_png(workdir / "samples" / f"step_{step:06d}_{name}.png", image)
-      writer.add_image(name, image, step, dataformats="HWC")
+      viz.save_png(self.workdir / "samples" / f"step_{step:06d}_{name}.png", image)
+      self.writer.add_image(name, image, step, dataformats="HWC")
     for name, value in scalars.items():
-      writer.add_scalar(f"eval/{name}", value, step)
+      self.writer.add_scalar(f"eval/{name}", value, step)
     if scalars:
-      bar.write(f"step {step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scalars.items()))
-    writer.flush()
+      log(f"step {step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scalars.items()))
+    self.writer.flush()
 
-  step, metrics = start, {}
-  images_per_step = config.batch_size * num_batches
-  bar = tqdm.tqdm(total=config.num_steps, initial=start, unit="step", dynamic_ncols=True,
-                  disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0)
-  try:
-    with _StopRequest() as stop:
-      while step < config.num_steps:
-        k = min(config.steps_per_call, _next_boundary(step, config) - step)
-        if k not in calls:
-          calls[k] = make_train_call(family, config, mesh, k)
-        t0 = time.perf_counter()
-        state, stacked = calls[k](state, dataset, train_key, data_key)
-        stacked = jax.device_get(stacked)  # waits for the call
-        seconds = time.perf_counter() - t0
-        step += k
-        bad = [name for name, v in stacked.items() if not np.all(np.isfinite(v))]
-        if bad:
-          raise TrainingDiverged(
-              f"{', '.join(bad)} became NaN/Inf between steps {step - k} and {step}. "
-              f"Stopped without saving; the last good checkpoint "
-              f"(step {ckpt.latest_step()}) in {ckpt.directory} is kept. Lower the "
-              "learning rate or change the loss, then rerun.")
-        metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
-        metrics["images_per_sec"] = k * images_per_step / seconds
-        bar.update(k)
-        bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
-        if writer is not None:
-          for name, value in metrics.items():
-            writer.add_scalar(f"train/{name}", value, step)
-        if step % config.eval_every == 0 or step == config.num_steps:
-          evaluate(state, step)
-        if step % config.checkpoint_every == 0 or step == config.num_steps:
-          ckpt.save(step, state)
-        if stop.signal:
-          ckpt.save(step, state)
-          ckpt.wait()
-          bar.write(f"{stop.signal} received: saved a checkpoint at step {step} in "
-                    f"{ckpt.directory}. Run the same command to resume.")
-          break
-  finally:
-    bar.close()
-    ckpt.close()
-    if scorer is not None:
-      best_ckpt.close()
+
+def _check_finite(stacked: dict, first: int, last: int, ckpt: checkpoint.Checkpointer,
+                  config: ml_collections.ConfigDict) -> None:
+  bad = [name for name, v in stacked.items() if not np.all(np.isfinite(v))]
+  if bad:
+    rates = [k for k in _flatten(config) if k.startswith("opt.") and k.endswith("lr")]
+    lower = " ".join(f"--config.{k}={config.opt[k[4:]] / 2:g}" for k in rates)
+    raise TrainingDiverged(
+        f"{', '.join(bad)} became NaN/Inf between steps {first} and {last}. "
+        f"Stopped without saving; the last good checkpoint "
+        f"(step {ckpt.latest_step()}) in {ckpt.directory} is kept. To resume it with a "
+        f"lower learning rate, rerun the same command with {lower} "
+        f"--allow_changes={','.join(rates)}; or start over in a new --workdir.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
+                       allow_changes=()):
+  """Trains `config.family` per `config`, writing to `workdir`; resumes if possible.
+
+  Args:
+    config: an experiment's config (see experiments/).
+    workdir: the run directory; a checkpoint there is resumed. One run at a
+      time: a second one is refused while the first holds the lock.
+    devices: the devices of the mesh (default: all devices of all processes).
+    allow_changes: config keys that may differ from the checkpointed run's.
+
+  Returns:
+    (state, metrics): the final state, and the last call's metrics averaged
+    over its steps (host floats) with 'step'.
+  """
+  workdir = Path(workdir)
+  configs.check_common(config)  # before anything is loaded or compiled
+  families.get(config.family).validate_config(config)
+  parallel.initialize_distributed()
+  is_main = jax.process_index() == 0
+  with contextlib.ExitStack() as stack:
+    stack.enter_context(workdir_lock.acquire(
+        workdir, run_id=parallel.shared_run_id(), is_main=is_main))
+    s = _start(config, workdir, devices, tuple(allow_changes))
+    state, step, metrics = s.state, s.start_step, {}
+    images_per_step = config.batch_size * s.family.batches_per_step(config)
+    calls = {}
+    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+    stack.callback(ckpt.close)
+    writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
     if writer is not None:
-      writer.close()
-  if step >= config.num_steps and start < config.num_steps and is_main:
+      stack.callback(writer.close)
+    evaluate = Evaluation(s.family, config, s.test, s.eval_key, workdir, writer, stack)
+    bar = stack.enter_context(tqdm.tqdm(
+        total=config.num_steps, initial=step, unit="step", dynamic_ncols=True,
+        disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0))
+    stop = stack.enter_context(_StopRequest())
+    while step < config.num_steps:
+      k = min(config.steps_per_call, _next_boundary(step, config) - step)
+      if k not in calls:
+        calls[k] = make_train_call(s.family, config, s.mesh, k)
+      t0 = time.perf_counter()
+      state, stacked = calls[k](state, s.dataset, s.train_key, s.data_key)
+      stacked = jax.device_get(stacked)  # waits for the call
+      seconds = time.perf_counter() - t0
+      step += k
+      ckpt.check()
+      _check_finite(stacked, step - k, step, ckpt, config)
+      metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
+      metrics["images_per_sec"] = k * images_per_step / seconds
+      bar.update(k)
+      bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
+      if writer is not None:
+        for name, value in metrics.items():
+          writer.add_scalar(f"train/{name}", value, step)
+      if step % config.eval_every == 0 or step == config.num_steps:
+        evaluate(state, step, bar.write)
+      if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:
+        ckpt.save(step, state)
+      if stop.signal:
+        ckpt.wait()
+        bar.write(f"{stop.signal} received: saved a checkpoint at step {step} in "
+                  f"{ckpt.directory}. Run the same command to resume.")
+        break
+
+  if step >= config.num_steps and s.start_step < config.num_steps and is_main:
     print(f"Done: {step} steps. Samples in {workdir / 'samples'}, "
           f"TensorBoard logs in {workdir / 'tensorboard'}.", file=sys.stderr)
-  elif start >= config.num_steps:
-    print(f"Nothing to do: the run in {workdir} already reached step {start} "
+  elif s.start_step >= config.num_steps:
+    print(f"Nothing to do: the run in {workdir} already reached step {s.start_step} "
           f"(config.num_steps={config.num_steps}). Raise --config.num_steps to train on.",
           file=sys.stderr)
   return state, {"step": step, **metrics}

@@ -10,6 +10,7 @@ array types.
 """
 
 import os
+import uuid
 
 import jax
 import numpy as np
@@ -48,10 +49,30 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def shared_run_id() -> str:
+  """A fresh random id, the same in every process of the run (process 0's).
+
+  A collective in a multi-process run: every process must call it.
+  """
+  run_id = np.frombuffer(uuid.uuid4().bytes, np.uint8)
+  if jax.process_count() > 1:
+    run_id = multihost_utils.broadcast_one_to_all(run_id)
+  return bytes(np.asarray(run_id, np.uint8)).hex()
+
+
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh with axis `data` over `devices` (default: all devices)."""
   devices = jax.devices() if devices is None else list(devices)
   return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
+
+
+def unroll_steps(mesh: Mesh) -> bool:
+  """Whether several train steps in one call run unrolled rather than in a
+  rolled `lax.scan`: on CPU meshes. XLA:CPU runs a conv net inside a while
+  loop many times slower than the same operations unrolled
+  (docs/performance.md); GPUs and TPUs run the rolled loop at full speed
+  and compile it once."""
+  return mesh.devices.flat[0].platform == "cpu"
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -6,12 +6,13 @@ enough to rebuild the state without loading the dataset.
 """
 
 import json
+import sys
 from pathlib import Path
 
 import jax
 import ml_collections
 
-from genjax import checkpoint, parallel, steps
+from genjax import checkpoint, families, parallel
 
 
 def write_info(workdir: Path, image_shape, num_classes: int, data_source: str) -> None:
@@ -26,8 +27,20 @@ def read(workdir) -> tuple[ml_collections.ConfigDict, dict]:
       raise FileNotFoundError(
           f"{workdir / name} not found: --workdir must be a folder written by an "
           "experiment (e.g. runs/gan_mnist).")
-  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
-  return config, json.loads((workdir / "run.json").read_text())
+  loaded = []
+  for name in ("config.json", "run.json"):
+    try:
+      loaded.append(json.loads((workdir / name).read_text()))
+    except ValueError as e:
+      raise ValueError(f"{workdir / name} is not valid JSON ({e}); it is written by the "
+                       "loop at the start of a run: restore it, or rerun the experiment "
+                       "in this --workdir to write it again.") from None
+  config, info = loaded
+  for key in ("image_shape", "num_classes"):
+    if key not in info:
+      raise ValueError(f"{workdir / 'run.json'} has no {key!r}; rerun the experiment in this "
+                       "--workdir to write it again.")
+  return ml_collections.ConfigDict(config), info
 
 
 def parse_checkpoint(value) -> str | int:
@@ -41,13 +54,13 @@ def parse_checkpoint(value) -> str | int:
 
 
 def restore(workdir, checkpoint_name: str | int = "latest"):
-  """(config, family module, state) from a checkpoint of the run in `workdir`.
+  """(config, Family, state) from a checkpoint of the run in `workdir`.
 
   checkpoint_name: 'latest', 'best' (lowest FID seen by the loop, in
   `best_checkpoint/`), or a step number in `checkpoints/`.
   """
   config, info = read(workdir)
-  family = steps.get_family(config.family)
+  family = families.get(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
   abstract = jax.eval_shape(
       lambda k: family.create_state(config, k, tuple(info["image_shape"]), info["num_classes"]),
@@ -55,18 +68,30 @@ def restore(workdir, checkpoint_name: str | int = "latest"):
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   best = checkpoint_name == "best"
-  ckpt = checkpoint.Checkpointer(Path(workdir) / ("best_checkpoint" if best else "checkpoints"))
+  directory = Path(workdir) / ("best_checkpoint" if best else "checkpoints")
+  if not directory.is_dir() or not any(p.name.isdigit() for p in directory.iterdir()):
+    raise FileNotFoundError(
+        f"No checkpoint in {directory}; " +
+        ("the loop keeps one when config.metrics_num_samples > 0 and the dataset has a "
+         "feature network." if best else "train first."))
+  ckpt = checkpoint.Checkpointer(directory, create=False)
   try:
-    if ckpt.latest_step() is None:
-      raise FileNotFoundError(
-          f"No checkpoint in {ckpt.directory}; " +
-          ("the loop keeps one when config.metrics_num_samples > 0 and the dataset has a "
-           "feature network." if best else "train first."))
-    step = None if checkpoint_name in ("latest", "best") else checkpoint_name
-    if step is not None and step not in ckpt.manager.all_steps():
-      raise FileNotFoundError(f"No checkpoint for step {step} in {ckpt.directory}; it has "
+    if checkpoint_name in ("latest", "best"):
+      state = ckpt.restore_latest(abstract)
+      for step in ckpt.unreadable:
+        print(f"Checkpoint {directory / str(step)} could not be restored; using step "
+              f"{int(state.step)} instead (--checkpoint picks another).", file=sys.stderr)
+    elif checkpoint_name not in ckpt.manager.all_steps():
+      raise FileNotFoundError(f"No checkpoint for step {checkpoint_name} in {directory}; it has "
                               f"{sorted(ckpt.manager.all_steps())}.")
-    state = ckpt.restore(abstract, step)
+    else:
+      try:
+        state = ckpt.restore(abstract, checkpoint_name)
+      except Exception as e:  # pylint: disable=broad-except
+        raise checkpoint.CheckpointError(
+            f"Checkpoint {directory / str(checkpoint_name)} could not be restored "
+            f"({checkpoint.describe_error(e)}); it has {sorted(ckpt.manager.all_steps())}: "
+            "try another --checkpoint.") from e
   finally:
     ckpt.close()
   return config, family, state

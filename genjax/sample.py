@@ -8,40 +8,15 @@ The .npz file holds `images`: uint8 [N, H, W, C], and for conditional runs
 `labels` [N] (the --labels list repeated, or every class in turn).
 """
 
+import os
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import run, viz
-
-
-class Sampler:
-  """`sampler(state, num, key, labels=None)`: uint8 [num, H, W, C], `batch` per
-  compiled call (compiled once, reused for every state of the same shape)."""
-
-  def __init__(self, family, config, batch: int = 500):
-    self.batch = batch
-    self._sample = jax.jit(lambda s, k: family.sample(s, k, batch, config))
-    self._sample_labels = jax.jit(lambda s, k, y: family.sample(s, k, batch, config, labels=y))
-
-  def __call__(self, state, num: int, key: jax.Array, labels=None) -> np.ndarray:
-    chunks = []
-    for i in range(-(-num // self.batch)):
-      k = jax.random.fold_in(key, i)
-      if labels is None:
-        chunks.append(np.asarray(self._sample(state, k)))
-      else:
-        y = np.resize(np.asarray(labels[i * self.batch:(i + 1) * self.batch], np.int32), self.batch)
-        chunks.append(np.asarray(self._sample_labels(state, k, y)))
-    return viz.to_uint8(np.concatenate(chunks)[:num])
-
-
-def draw(family, state, config, num: int, key: jax.Array, batch: int = 500,
-         labels=None) -> np.ndarray:
-  """uint8 [num, H, W, C] samples of `state`, `batch` per compiled call."""
-  return Sampler(family, config, min(batch, num))(state, num, key, labels)
+from genjax import checkpoint, evaluators, run, runtime
 
 
 def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
@@ -65,7 +40,11 @@ def generate(workdir, num: int, seed: int = 0, batch: int = 500,
   config, info = run.read(workdir)
   labels = sample_labels(config, info, num, labels)
   config, family, state = run.restore(workdir, checkpoint)
-  return draw(family, state, config, num, jax.random.key(seed), batch, labels), labels
+  if family.sample is None:
+    raise ValueError(f"{workdir} holds a {config.family!r} run, which translates images and "
+                     "draws no new ones; `python -m genjax.evaluate` measures it.")
+  images = evaluators.draw(family.sample, state, config, num, jax.random.key(seed), batch, labels)
+  return images, labels
 
 
 def define_flags():
@@ -83,11 +62,16 @@ def define_flags():
 
 def main(argv):
   del argv
+  runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  if FLAGS.num < 1:
-    raise app.UsageError(f"--num={FLAGS.num} must be at least 1.")
+  for name in ("num", "batch"):
+    if FLAGS[name].value < 1:
+      raise app.UsageError(f"--{name}={FLAGS[name].value} must be at least 1.")
+  if not 0 <= FLAGS.seed < 2**63:
+    raise app.UsageError(f"--seed={FLAGS.seed} must be in [0, 2**63).")
   try:
+    out = check_output_path(FLAGS.out)
     try:
       wanted = [int(y) for y in FLAGS.labels]
     except ValueError:
@@ -95,12 +79,26 @@ def main(argv):
                        "e.g. --labels=3,7.") from None
     images, labels = generate(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.batch,
                               run.parse_checkpoint(FLAGS.checkpoint), wanted)
-  except (FileNotFoundError, ValueError) as e:
+  except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
   arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
-  np.savez_compressed(FLAGS.out, **arrays)
-  print(f"Wrote {images.shape[0]} images {images.shape[1:]} uint8 to {FLAGS.out}.")
+  np.savez_compressed(out, **arrays)
+  print(f"Wrote {images.shape[0]} images {images.shape[1:]} uint8 to {out}.")
+
+
+def check_output_path(out: str) -> Path:
+  """`--out` as a writable .npz path, checked before any image is generated."""
+  path = Path(out)
+  if path.suffix != ".npz":
+    raise ValueError(f"--out={out}: name a .npz file (e.g. {path.with_suffix('.npz').name}).")
+  if path.is_dir():
+    raise ValueError(f"--out={out} is a folder; name a .npz file in it.")
+  if not path.parent.is_dir():
+    raise ValueError(f"--out={out}: the folder {path.parent} does not exist; create it first.")
+  if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    raise ValueError(f"--out={out}: {path if path.exists() else path.parent} is not writable.")
+  return path
 
 
 if __name__ == "__main__":

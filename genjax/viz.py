@@ -7,12 +7,6 @@ import numpy as np
 from PIL import Image
 
 
-def to_uint8(images) -> np.ndarray:
-  """float [-1, 1] (any array) -> uint8 [0, 255] numpy."""
-  x = np.asarray(images, dtype=np.float32)
-  return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.ndarray:
   """[N, H, W, C] uint8 -> one [rows*(H+pad)+pad, ncol*(W+pad)+pad, C] image."""
   n, h, w, c = images.shape

@@ -3,7 +3,9 @@
 import os
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from genjax import runtime  # noqa: E402
+
+runtime.configure()  # as every entry point does, before JAX starts a backend
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -65,20 +67,15 @@ def tiny_gan_config(mnist_idx_dir, tfds_dir):
 
 
 def make_tiny_gan_config(idx_dir, tfds_dir):
-  """The gan_mnist config shrunk to seconds, on the embedded MNIST digits."""
+  """gan_mnist's `tiny` preset (seconds), on the embedded MNIST digits."""
   from experiments import gan_mnist
 
-  config = gan_mnist.get_config()
-  config.batch_size = 16
-  config.num_steps = 20
-  config.steps_per_call = 5
-  config.eval_every = 10
-  config.checkpoint_every = 10
-  config.num_eval_samples = 16
-  config.metrics_num_samples = 0
-  config.model.latent_dim = 16
-  config.model.g_width = 8
-  config.model.d_width = 8
+  config = gan_mnist.get_config("tiny")
+  return with_local_data(config, idx_dir, tfds_dir)
+
+
+def with_local_data(config, idx_dir, tfds_dir):
+  """`config` reading IDX files from `idx_dir` into `tfds_dir`, never downloading."""
   config.data.idx_dir = str(idx_dir)
   config.data.data_dir = str(tfds_dir)
   config.data.download = False

@@ -48,27 +48,33 @@ def test_benchmark_json_is_consistent(tmp_path):
   assert 100 < vae["peak_rss_mb"] < 20_000
 
 
-def _xla_flags_after_import(**env):
+def _xla_flags_after(code: str, **env):
   env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GENJAX_KEEP_XLA_FLAGS")} | env
-  proc = subprocess.run([sys.executable, "-c", "import os, genjax; print(os.environ.get('XLA_FLAGS'))"],
+  proc = subprocess.run([sys.executable, "-c", f"import os; {code}; print(os.environ.get('XLA_FLAGS'))"],
                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
   assert proc.returncode == 0, proc.stderr
   return proc.stdout.strip()
 
 
-def test_xla_cpu_option_is_added_but_never_overrides_the_user():
+def test_importing_genjax_changes_no_process_wide_setting():
+  imports = "import genjax, genjax.loop, genjax.cli, genjax.evaluate, genjax.sample"
+  assert _xla_flags_after(imports) == "None"
+
+
+def test_xla_cpu_option_is_added_by_configure_but_never_overrides_the_user():
   import jaxlib.version
 
+  configure = "from genjax import runtime; runtime.configure()"
   option = "--xla_cpu_experimental_ynn_fusion_type"
   if jaxlib.version.__version__.startswith("0.10."):
-    assert _xla_flags_after_import() == f"{option}="
-    assert (_xla_flags_after_import(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert _xla_flags_after(configure) == f"{option}="
+    assert (_xla_flags_after(configure, XLA_FLAGS="--xla_force_host_platform_device_count=2")
             == f"--xla_force_host_platform_device_count=2 {option}=")
   else:
-    assert _xla_flags_after_import() == "None"
+    assert _xla_flags_after(configure) == "None"
   mine = f"{option}=LIBRARY_FUSION_TYPE_DOT"
-  assert _xla_flags_after_import(XLA_FLAGS=mine) == mine
-  assert _xla_flags_after_import(GENJAX_KEEP_XLA_FLAGS="1") == "None"
+  assert _xla_flags_after(configure, XLA_FLAGS=mine) == mine
+  assert _xla_flags_after(configure, GENJAX_KEEP_XLA_FLAGS="1") == "None"
 
 
 def test_unknown_preset_is_named_with_the_choices():

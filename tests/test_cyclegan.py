@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from experiments import cyclegan_edges2fashion, cyclegan_horse2zebra
-from genjax import cli, losses, loop
+from genjax import configs, losses, loop
 from genjax.data import unpaired
+from genjax.evaluators import cyclegan as cyclegan_eval
 from genjax.nn import cyclegan as cyclegan_nn
 from genjax.steps import cyclegan
-from tests.conftest import params_equal
+from tests.conftest import params_equal, with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,13 +100,8 @@ def test_edges2fashion_domains_are_disjoint_and_test_is_paired(fashion_mnist_sli
 
 
 def _tiny(idx_dir, tfds_dir, **overrides):
-  config = cyclegan_edges2fashion.get_config()
-  config.batch_size, config.num_steps, config.decay_start = 8, 20, 10
-  config.model.g_width, config.model.g_blocks, config.model.d_width = 8, 2, 8
-  config.steps_per_call = 1  # the default; k > 1 compiles the CycleGAN step far slower
-  config.eval_every = config.checkpoint_every = 10
-  config.data.idx_dir, config.data.data_dir, config.data.download = str(idx_dir), str(tfds_dir), False
-  return cli.apply_overrides(config, overrides)
+  config = cyclegan_edges2fashion.get_config("tiny")
+  return configs.apply_overrides(with_local_data(config, idx_dir, tfds_dir), overrides)
 
 
 def test_resumed_run_equals_uninterrupted_run_pools_included(fashion_mnist_slice, tfds_dir,
@@ -139,7 +135,7 @@ def test_short_run_lowers_cycle_and_translation_errors(fashion_mnist_slice, tfds
   config.eval_every = config.checkpoint_every = 200
   test = unpaired.load(config.data, "test")
   init = cyclegan.create_state(config, jax.random.key(0), (28, 28, 1))
-  before = cyclegan.translation_metrics(init, test)
+  before = cyclegan_eval.translation_metrics(init, test)
   loop.train_and_evaluate(config, tmp_path)
   proc = subprocess.run([sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path}"],
                         capture_output=True, text=True, cwd=ROOT, timeout=300,

@@ -13,19 +13,17 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax import cli, data, loop, run
+from genjax import configs, data, loop, run
 from genjax.metrics import features, scores
 from genjax.steps import gan
-from tests.conftest import make_tiny_gan_config, params_equal
+from tests.conftest import make_tiny_gan_config, params_equal, with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _preset(name, mnist_idx_dir, tfds_dir):
   """A preset on the tiny networks of the loop tests."""
-  config = make_tiny_gan_config(mnist_idx_dir, tfds_dir)
-  cli.apply_overrides(config, gan_mnist.PRESETS[name][0])
-  return config
+  return with_local_data(gan_mnist.get_config(f"{name},tiny"), mnist_idx_dir, tfds_dir)
 
 
 def _batch(n_critic, b=8, seed=0):
@@ -146,7 +144,7 @@ def test_bad_gan_configs_are_named():
       ({"opt.name": "sgd"}, "opt.name='sgd'"),
       ({"r1_gamma": -1.0}, "r1_gamma=-1.0"),
   ):
-    config = cli.apply_overrides(gan_mnist.get_config(), overrides)
+    config = configs.apply_overrides(gan_mnist.get_config(), overrides)
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
       gan.validate_config(config)
   with pytest.raises(ValueError, match="Unknown preset 'wgangp'"):

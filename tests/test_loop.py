@@ -1,5 +1,6 @@
 """The training loop end to end on real digits: resume, checkpoints, NaN, outputs."""
 
+import dataclasses
 import shutil
 
 import jax
@@ -7,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import checkpoint, data, loop, run, steps
+from genjax import checkpoint, data, families, loop, run
 from genjax.metrics import scores
 from genjax.steps import gan
 from tests.conftest import params_equal
@@ -74,7 +75,8 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tiny_gan_config, tmp_path,
       return state, metrics
     return train_step
 
-  monkeypatch.setattr(gan, "make_train_step", poisoned_step)
+  family = dataclasses.replace(families.get("gan"), make_train_step=poisoned_step)
+  monkeypatch.setitem(families.FAMILIES, "gan", family)
   with pytest.raises(loop.TrainingDiverged, match=r"d_loss became NaN/Inf between steps 10 and 15.*step 10"):
     loop.train_and_evaluate(tiny_gan_config, tmp_path)
   ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")

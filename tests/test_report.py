@@ -29,7 +29,10 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   fid = result["metrics"]["samples"]["fid"]
   assert f"| {fid:.3g} |" in rows[1] and rows[2].startswith("| floor: training images | mnist |")
   text = readme.read_text()
-  assert "old table" not in text and rows[1] in text
+  readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+  assert "old table" not in text and len(readme_rows) == 3  # the compact table
+  assert readme_rows[1].startswith("| DCGAN, non-saturating loss | mnist | 12 |")
+  assert f"| {fid:.3g} |" in readme_rows[1] and "`python" not in readme_rows[1]
   assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
   # A second run reads the finished row instead of training again.
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)

@@ -161,9 +161,16 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
       capture_output=True, text=True, cwd=ROOT, timeout=300,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode == 1 and "No checkpoint for step 7" in proc.stderr, proc.stderr[-2000:]
-  # A weights file the user names must exist.
+  # A weights file the user names must exist and be pytorch-fid's, and is
+  # checked before the checkpoint is even restored.
   with pytest.raises(ValueError, match=f"--inception_weights: no Inception weights at {tmp_path}/missing.pth"):
     evaluate.evaluate(tmp_path, num=50, floor=False, inception_weights=tmp_path / "missing.pth")
+  (tmp_path / "other.pth").write_bytes(b"not the weights")
+  with monkeypatch.context() as m:
+    m.setattr(run, "restore", lambda *a: pytest.fail("restored before checking the weights"))
+    with pytest.raises(ValueError, match=f"--inception_weights: {tmp_path}/other.pth has sha256 "
+                                         f"[0-9a-f]{{64}}, not {inception.SHA256}"):
+      evaluate.evaluate(tmp_path, num=50, inception_weights=tmp_path / "other.pth")
 
   # With a network (here a stand-in: pixels as features, since the real weights
   # are not in the repository), the Inception FID of samples and floor is reported.
@@ -174,6 +181,7 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
       progress(len(images))
       return images.reshape(len(images), -1)[:, ::4].astype(np.float64)
 
+  monkeypatch.setattr(inception, "check_weights_file", lambda path=None: Path("stand-in"))
   monkeypatch.setattr(inception, "load", lambda path=None: PixelFeatures())
   result = evaluate.evaluate(tmp_path, num=300)
   assert result["inception"] == {"weights": "stand-in", "sha256": "-"}

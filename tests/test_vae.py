@@ -12,21 +12,17 @@ import numpy as np
 import pytest
 
 from experiments import vae_fashion_mnist, vae_mnist
-from genjax import cli, data, loop
+from genjax import configs, data, loop
+from genjax.evaluators import vae as vae_eval
 from genjax.steps import vae
+from tests.conftest import with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tiny(idx_dir, tfds_dir, dataset="mnist", **overrides):
-  config = (vae_mnist if dataset == "mnist" else vae_fashion_mnist).get_config()
-  config.num_steps, config.steps_per_call = 300, 10
-  config.eval_every = config.checkpoint_every = 300
-  config.num_eval_samples = 16
-  config.model.hidden = (64,)
-  config.model.latent_dim = 8
-  config.data.idx_dir, config.data.data_dir, config.data.download = str(idx_dir), str(tfds_dir), False
-  return cli.apply_overrides(config, overrides)
+  config = (vae_mnist if dataset == "mnist" else vae_fashion_mnist).get_config("tiny")
+  return configs.apply_overrides(with_local_data(config, idx_dir, tfds_dir), overrides)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +39,7 @@ def trained(fashion_mnist_slice, tfds_dir, tmp_path_factory):
 def test_elbo_improves_on_real_data(trained, fashion_mnist_slice, tfds_dir):
   config, state, test, _ = trained
   init = vae.create_state(config, jax.random.key(config.seed), (28, 28, 1))
-  x = vae.test_targets(test, "bernoulli", jax.random.key(0))
+  x = vae_eval.test_targets(test, "bernoulli", jax.random.key(0))
   before = float(jnp.mean(vae.elbo(init, x, jax.random.key(1))))
   after = float(jnp.mean(vae.elbo(state, x, jax.random.key(1))))
   # 784 binary pixels: a useless model is near -543 nats; 300 steps reach well below 300.
@@ -52,16 +48,16 @@ def test_elbo_improves_on_real_data(trained, fashion_mnist_slice, tfds_dir):
 
 def test_iwae_is_elbo_at_k1_and_never_lower_with_k(trained):
   config, state, test, _ = trained
-  x = vae.test_targets(test, "bernoulli", jax.random.key(0))[:200]
+  x = vae_eval.test_targets(test, "bernoulli", jax.random.key(0))[:200]
   key = jax.random.key(2)
   elbo = float(np.mean([np.mean(vae.elbo(state, x, jax.random.fold_in(key, i))) for i in range(20)]))
-  iwae1 = float(np.mean([np.mean(vae.iwae_log_likelihood(state, x, jax.random.fold_in(key, 100 + i), 1))
+  iwae1 = float(np.mean([np.mean(vae_eval.iwae_log_likelihood(state, x, jax.random.fold_in(key, 100 + i), 1))
                          for i in range(20)]))
   assert abs(iwae1 - elbo) < 0.5, (iwae1, elbo)  # equal in expectation
-  bounds = [float(np.mean(vae.iwae_log_likelihood(state, x, key, k, chunk=16))) for k in (1, 10, 100)]
+  bounds = [float(np.mean(vae_eval.iwae_log_likelihood(state, x, key, k, chunk=16))) for k in (1, 10, 100)]
   assert bounds[0] < bounds[1] < bounds[2], bounds
   # Chunking changes memory, not the estimate's distribution: same k, other chunk.
-  other = float(np.mean(vae.iwae_log_likelihood(state, x, jax.random.key(3), 100, chunk=7)))
+  other = float(np.mean(vae_eval.iwae_log_likelihood(state, x, jax.random.key(3), 100, chunk=7)))
   assert abs(other - bounds[2]) < 1.0, (other, bounds[2])
 
 
@@ -98,8 +94,8 @@ def test_large_beta_collapses_posterior(mnist_idx_dir, tfds_dir, tmp_path):
     if x is None:
       test = data.load("mnist", "test", data_dir=str(tfds_dir), idx_dir=str(mnist_idx_dir),
                        download=False)
-      x = vae.test_targets(test, "bernoulli", jax.random.key(0))
-    units[beta] = vae.active_units(state, x)
+      x = vae_eval.test_targets(test, "bernoulli", jax.random.key(0))
+    units[beta] = vae_eval.active_units(state, x)
   assert units[20.0] <= units[1.0] // 2, units  # measured: 8 of 8 active at beta=1, 3 at 20
 
 
@@ -122,7 +118,7 @@ def test_gaussian_decoder_trains(fashion_mnist_slice, tfds_dir, tmp_path):
   init = vae.create_state(config, jax.random.key(0), (28, 28, 1))
   test = data.load("fashion_mnist", "test", data_dir=str(tfds_dir), idx_dir=str(fashion_mnist_slice),
                    download=False)
-  x = vae.test_targets(test, "gaussian", jax.random.key(0))
+  x = vae_eval.test_targets(test, "gaussian", jax.random.key(0))
   assert float(jnp.mean(vae.elbo(state, x, jax.random.key(1)))) > float(
       jnp.mean(vae.elbo(init, x, jax.random.key(1)))) + 100
 

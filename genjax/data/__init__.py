@@ -53,6 +53,12 @@ class ArrayDataset:
   def __len__(self) -> int:
     return self.images.shape[0]
 
+  def take(self, n: int) -> "ArrayDataset":
+    """The first n examples (all of them when n is 0 or larger than the split)."""
+    if not n or n >= len(self):
+      return self
+    return dataclasses.replace(self, images=self.images[:n], labels=self.labels[:n])
+
 
 @contextlib.contextmanager
 def _quiet_fd2():
@@ -73,6 +79,8 @@ def _tfds():
   """Imports TFDS with TensorFlow kept off accelerators and quiet."""
   if "tensorflow_datasets" in sys.modules:
     return sys.modules["tensorflow_datasets"]
+  # TensorFlow only reads files here: its log lines are noise to a genjax user.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   with _quiet_fd2():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

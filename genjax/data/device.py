@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from genjax import images as images_lib
 from genjax import parallel
 
 
@@ -30,11 +31,6 @@ def to_device(images: np.ndarray, labels: np.ndarray, mesh: Mesh) -> DeviceData:
   return parallel.replicate_on_mesh(
       DeviceData(np.asarray(images, np.uint8), np.asarray(labels, np.int32)), mesh
   )
-
-
-def to_float(images_u8: jax.Array) -> jax.Array:
-  """uint8 [0, 255] -> float32 [-1, 1]."""
-  return images_u8.astype(jnp.float32) / 127.5 - 1.0
 
 
 _FEISTEL_ROUNDS = 6
@@ -91,4 +87,4 @@ def draw_batch(data: DeviceData, step: jax.Array, key: jax.Array, batch_size: in
   positions = position * per_step + jnp.arange(per_step)
   idx = permuted_index(positions, n, jax.random.fold_in(key, epoch))
   idx = idx.reshape(num_batches, batch_size)
-  return {"image": to_float(data.images[idx]), "label": data.labels[idx]}
+  return {"image": images_lib.to_float(data.images[idx]), "label": data.labels[idx]}

@@ -5,6 +5,7 @@ then each dimension as a big-endian int32, then the data in C order.
 """
 
 import gzip
+import math
 import os
 from pathlib import Path
 
@@ -18,6 +19,12 @@ IDX_FILES = {
     ("test", "label"): "t10k-labels-idx1-ubyte",
 }
 
+# Every MNIST-format dataset genjax reads (mnist, fashion_mnist) has 28x28
+# grey images in ten classes; the `local_idx` TFDS builder, the committed
+# feature networks and the experiments' networks are all built for that.
+IMAGE_SHAPE = (28, 28)
+NUM_CLASSES = 10
+
 # Where `python -m genjax.data.fetch` writes datasets and `genjax.data.load` looks.
 IDX_HOME = Path(os.environ.get("GENJAX_IDX_HOME", Path.home() / ".cache" / "genjax" / "idx"))
 
@@ -28,7 +35,8 @@ def default_folder(name: str) -> Path:
 
 
 class IdxFormatError(ValueError):
-  """An IDX file is missing, truncated or not an IDX file."""
+  """An IDX file is truncated, corrupt, not an IDX file, or holds data that
+  is not an MNIST-format split; the message names the file and the fix."""
 
 
 def find_idx_file(folder: os.PathLike, split: str, part: str) -> Path:
@@ -62,11 +70,20 @@ def read_idx(path: os.PathLike) -> np.ndarray:
   if raw[2] != 0x08:
     raise IdxFormatError(f"{path}: IDX type 0x{raw[2]:02x} is not supported, only uint8 (0x08).")
   ndim = raw[3]
+  if ndim == 0:
+    raise IdxFormatError(f"{path}: the IDX header gives no dimensions; the file is corrupt. "
+                         "Replace it with an intact copy.")
   header = 4 + 4 * ndim
   if len(raw) < header:
     raise IdxFormatError(f"{path}: truncated header. Replace it with an intact copy.")
   shape = tuple(int(d) for d in np.frombuffer(raw[4:header], dtype=">i4"))
-  expected = int(np.prod(shape)) if shape else 0
+  if any(d < 0 for d in shape):
+    raise IdxFormatError(
+        f"{path}: the IDX header gives negative dimensions {shape}; sizes cannot be negative, "
+        "so the header is corrupt. Replace the file with an intact copy."
+    )
+  # Python integers: a product of large int32 dimensions must not wrap around.
+  expected = math.prod(shape)
   if len(raw) - header != expected:
     raise IdxFormatError(
         f"{path}: header promises shape {shape} ({expected} bytes) but the file "
@@ -86,13 +103,48 @@ def write_idx(path: os.PathLike, array: np.ndarray) -> None:
 
 
 def load_idx_split(folder: os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-  """Images [N, H, W, 1] uint8 and labels [N] int64 of one split."""
-  images = read_idx(find_idx_file(folder, split, "image"))
-  labels = read_idx(find_idx_file(folder, split, "label"))
+  """Images [N, H, W, 1] uint8 and labels [N] int64 of one split.
+
+  Checks everything the `local_idx` TFDS builder and the experiments rely on
+  (28x28 images, labels in 0..9, one label per image) so that a bad file is
+  one IdxFormatError naming it, before anything is prepared or trained.
+  """
+  image_path = find_idx_file(folder, split, "image")
+  label_path = find_idx_file(folder, split, "label")
+  images = read_idx(image_path)
+  labels = read_idx(label_path)
   if images.ndim != 3:
-    raise IdxFormatError(f"{find_idx_file(folder, split, 'image')}: expected [N, H, W] images, got shape {images.shape}.")
-  if labels.shape != images.shape[:1]:
     raise IdxFormatError(
-        f"{folder}: {split} has {images.shape[0]} images but {labels.shape[0]} labels."
+        f"{image_path}: expected images of shape [N, {IMAGE_SHAPE[0]}, {IMAGE_SHAPE[1]}] (an "
+        f"idx3 file), got shape {images.shape}. Replace it with the dataset's own "
+        f"{IDX_FILES[(split, 'image')]}.gz."
+    )
+  if images.shape[1:] != IMAGE_SHAPE:
+    raise IdxFormatError(
+        f"{image_path}: images are {images.shape[1]}x{images.shape[2]}, but MNIST-format "
+        f"datasets (mnist, fashion_mnist) are {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}. Use the "
+        f"dataset's own files, or resize the images to {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]} and "
+        "write them with genjax.data.idx.write_idx."
+    )
+  if labels.ndim != 1:
+    raise IdxFormatError(
+        f"{label_path}: expected labels of shape [N] (an idx1 file), got shape {labels.shape}. "
+        f"Replace it with the dataset's own {IDX_FILES[(split, 'label')]}.gz."
+    )
+  if len(images) == 0:
+    raise IdxFormatError(f"{image_path}: holds no images. Replace it with an intact copy.")
+  if len(labels) != len(images):
+    raise IdxFormatError(
+        f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} "
+        f"labels; the {split} split needs one label per image. Use an images file and a "
+        "labels file of the same dataset release."
+    )
+  bad = np.flatnonzero(labels >= NUM_CLASSES)
+  if bad.size:
+    first = int(bad[0])
+    raise IdxFormatError(
+        f"{label_path}: label {int(labels[first])} at index {first} is not a class "
+        f"(0..{NUM_CLASSES - 1}); {bad.size} of {len(labels)} labels are out of range. "
+        "Replace it with the dataset's own labels file."
     )
   return images[..., None], labels.astype(np.int64)

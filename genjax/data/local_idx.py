@@ -38,7 +38,7 @@ class LocalIdx(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(shape=(28, 28, 1)),
+            "image": tfds.features.Image(shape=(*idx.IMAGE_SHAPE, 1)),
             "label": tfds.features.ClassLabel(names=CLASS_NAMES[self.builder_config.name]),
         }),
         supervised_keys=("image", "label"),

@@ -13,10 +13,10 @@ translation A -> B can be compared with the truth.
 import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from genjax import data as data_lib
+from genjax import images as images_lib
 from genjax.data import device
 
 EDGES2FASHION = "edges2fashion"
@@ -41,6 +41,10 @@ class UnpairedDataset:
 
   def __len__(self) -> int:
     return min(len(self.a), len(self.b))
+
+  def take(self, n: int) -> "UnpairedDataset":
+    """The first n images of each domain (all when n is 0 or larger)."""
+    return dataclasses.replace(self, a=self.a.take(n), b=self.b.take(n))
 
 
 def edge_map(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -111,16 +115,7 @@ def augment(images: jax.Array, key: jax.Array, load_size: int, crop_size: int,
   b, _, _, c = images.shape
   if load_size:
     images = jax.image.resize(images, (b, load_size, load_size, c), method="bilinear")
-  size = images.shape[1]
-  crop_key, flip_key = jax.random.split(key)
-  if crop_size and crop_size < size:
-    offsets = jax.random.randint(crop_key, (b, 2), 0, size - crop_size + 1)
-    images = jax.vmap(lambda im, o: jax.lax.dynamic_slice(
-        im, (o[0], o[1], 0), (crop_size, crop_size, c)))(images, offsets)
-  if flip:
-    mirrored = jax.random.bernoulli(flip_key, 0.5, (b, 1, 1, 1))
-    images = jnp.where(mirrored, images[:, :, ::-1], images)
-  return images
+  return images_lib.random_crop_flip(images, key, crop_size, flip)
 
 
 def make_draw_batch(load_size: int = 0, crop_size: int = 0, flip: bool = False):

@@ -24,6 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from genjax import images as images_lib
+
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 # Dataset -> SHA-256 of weights/<dataset>.msgpack. Retraining changes the hash;
@@ -82,18 +84,12 @@ class FeatureNetwork:
   def __call__(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Logits [N, K] and features [N, D] (float32 numpy) of uint8 or [-1, 1] images."""
     images = np.asarray(images)
-    logits, features = [], []
-    for i in range(0, len(images), batch_size):
-      chunk = images[i:i + batch_size]
-      if chunk.dtype == np.uint8:
-        chunk = chunk.astype(np.float32) / 127.5 - 1.0
-      n = len(chunk)
-      if n < batch_size and len(images) > batch_size:  # one compiled shape
-        chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), chunk.dtype)])
-      l, f = self._apply(self.params, jnp.asarray(chunk, jnp.float32))
-      logits.append(np.asarray(l[:n]))
-      features.append(np.asarray(f[:n]))
-    return np.concatenate(logits), np.concatenate(features)
+    if images.dtype == np.uint8:
+      images = images_lib.to_float(images)
+    outputs = images_lib.map_in_batches(
+        lambda chunk: self._apply(self.params, jnp.asarray(chunk, jnp.float32)), images,
+        batch_size)
+    return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
 
 def weights_path(dataset: str, directory: Path = WEIGHTS_DIR) -> Path:

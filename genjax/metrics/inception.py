@@ -11,9 +11,11 @@ genjax never downloads the file. `find_weights()` looks, in order, at
 `$GENJAX_INCEPTION_WEIGHTS` and at torch.hub's cache (`$TORCH_HOME/hub/checkpoints/`,
 by default `~/.cache/torch/hub/checkpoints/`), where pytorch-fid keeps it once
 it has run on a machine; `python -m genjax.evaluate
---inception_weights PATH` names a file directly. The file's SHA-256 must begin
-with 6726825d, the prefix in its name, as torch.hub checks it; any other file
-is refused. Without the file the Inception FID is reported as unavailable.
+--inception_weights PATH` names a file directly. The file's SHA-256 must be
+pytorch-fid's (`SHA256`, whose first eight digits are the 6726825d in its
+name, all torch.hub checks); any other file is refused, before it is parsed.
+`check_weights_file()` does just that check, for a command line to call at
+start-up. Without the file the Inception FID is reported as unavailable.
 
 Images go in as pytorch-fid feeds them: [0, 1] RGB (grey images repeated
 over three channels), resized to 299 x 299 bilinearly (half-pixel centres,
@@ -30,10 +32,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from genjax import images as images_lib
 from genjax.metrics import torch_file
 
 FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
-SHA256_PREFIX = "6726825d"
+# The SHA-256 of pytorch-fid's release file, as other FID code pins it next to
+# its download URL (e.g. snap-research/discoscene, models/inception_model.py);
+# its first 8 digits are the 6726825d in the file's name.
+SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+SHA256_PREFIX = SHA256[:8]
 ENV_VAR = "GENJAX_INCEPTION_WEIGHTS"
 
 
@@ -262,12 +269,30 @@ def find_weights(path=None) -> Path:
 
 
 def _check_hash(path: Path) -> str:
-  digest = hashlib.sha256(path.read_bytes()).hexdigest()
-  if not digest.startswith(SHA256_PREFIX):
+  """The file's SHA-256, read in chunks; InceptionUnavailable unless it is SHA256."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+      digest.update(chunk)
+  digest = digest.hexdigest()
+  if digest != SHA256:
     raise InceptionUnavailable(
-        f"{path} has sha256 {digest[:16]}..., not {SHA256_PREFIX}... as {FILE_NAME} has; "
+        f"{path} has sha256 {digest}, not {SHA256} as pytorch-fid's {FILE_NAME} has; "
         "FIDs from other weights are not the standard Inception FID.")
   return digest
+
+
+def check_weights_file(path=None) -> Path:
+  """The weights file `find_weights(path)` finds, once its SHA-256 is pytorch-fid's.
+
+  Only finds and hashes the file (its 95 MB in a fraction of a second):
+  nothing is parsed and nothing runs on JAX, so a command line can call this
+  at start-up and stop at once on a missing or wrong file, rather than after
+  training or sampling. Raises InceptionUnavailable saying what is wrong.
+  """
+  found = find_weights(path)
+  _check_hash(found)
+  return found
 
 
 class InceptionFeatures:
@@ -276,7 +301,7 @@ class InceptionFeatures:
   def __init__(self, path=None, batch_size: int = 50, check_hash: bool = True, variables=None):
     if variables is None:
       self.path = find_weights(path)
-      self.sha256 = _check_hash(self.path) if check_hash else None
+      self.sha256 = _check_hash(self.path) if check_hash else None  # before any parsing
       variables = from_torch(torch_file.load_state_dict(self.path))
     else:
       self.path, self.sha256 = None, None
@@ -290,15 +315,8 @@ class InceptionFeatures:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
       raise ValueError(f"Inception features take uint8 images [N, H, W, 1 or 3], not "
                        f"{images.dtype} {images.shape}.")
-    out = []
-    for i in range(0, len(images), self.batch_size):
-      chunk = images[i:i + self.batch_size]
-      n = len(chunk)
-      if n < self.batch_size and len(images) > self.batch_size:  # one compiled shape
-        chunk = np.concatenate([chunk, np.zeros((self.batch_size - n, *chunk.shape[1:]), np.uint8)])
-      out.append(np.asarray(self._apply(self.variables, chunk))[:n])
-      if progress is not None:
-        progress(i + n)
+    out = images_lib.map_in_batches(lambda chunk: self._apply(self.variables, chunk), images,
+                                    self.batch_size, progress)
     return np.concatenate(out).astype(np.float64)
 
 

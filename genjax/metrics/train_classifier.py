@@ -30,6 +30,8 @@ import optax
 from absl import app, flags, logging
 
 from genjax import data
+from genjax import images as images_lib
+from genjax import runtime
 from genjax.metrics import features
 
 FLIP_DATASETS = {"fashion_mnist", "cifar10"}  # classes unchanged by a horizontal flip
@@ -37,16 +39,8 @@ FLIP_DATASETS = {"fashion_mnist", "cifar10"}  # classes unchanged by a horizonta
 
 def augment(key, images, flip: bool):
   """Random shifts of up to 2 pixels (zero padding at -1) and optional flips."""
-  b, h, w, _ = images.shape
   padded = jnp.pad(images, ((0, 0), (2, 2), (2, 2), (0, 0)), constant_values=-1.0)
-  shift_key, flip_key = jax.random.split(key)
-  offsets = jax.random.randint(shift_key, (b, 2), 0, 5)
-  crop = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, im.shape[-1])))
-  images = crop(padded, offsets)
-  if flip:
-    do_flip = jax.random.bernoulli(flip_key, 0.5, (b, 1, 1, 1))
-    images = jnp.where(do_flip, images[:, :, ::-1], images)
-  return images
+  return images_lib.random_crop_flip(padded, key, images.shape[1], flip)
 
 
 def elastic_field(key, shape, alpha: float, sigma: float):
@@ -150,7 +144,7 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
     epoch, position = jnp.divmod(i, steps_per_epoch)
     order = jax.random.permutation(jax.random.fold_in(data_key, epoch), len(images))
     idx = jax.lax.dynamic_slice_in_dim(order, position * batch_size, batch_size)
-    x = images[idx].astype(jnp.float32) / 127.5 - 1
+    x = images_lib.to_float(images[idx])
     step_key = jax.random.fold_in(aug_key, i)
     if augmentation == "shift":
       x = augment(step_key, x, flip)
@@ -238,6 +232,7 @@ def define_flags():
 
 def main(argv):
   del argv
+  runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
   recipe = dict(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, lr=FLAGS.lr, seed=FLAGS.seed,

@@ -27,12 +27,23 @@ from genjax.nn import layers
 START_SIZE = {28: 7, 32: 4, 64: 4}
 
 
-def _num_upsamplings(image_size: int) -> int:
+def num_upsamplings(image_size: int) -> int:
+  """2x upsamplings of the generator (stride-2 convs of the discriminator) at `image_size`."""
   if image_size not in START_SIZE:
     raise ValueError(
         f"DCGAN supports image sizes {sorted(START_SIZE)}, got {image_size}."
     )
   return (image_size // START_SIZE[image_size]).bit_length() - 1
+
+
+LABEL_EMBEDDING = "Embed_0"  # the conditional generator's label embedding
+
+
+def num_label_classes(generator_params) -> int:
+  """Classes of a conditional Generator, read off its parameters (0 if unconditional)."""
+  if LABEL_EMBEDDING not in generator_params:
+    return 0
+  return generator_params[LABEL_EMBEDDING]["embedding"].shape[0]
 
 
 class Generator(nn.Module):
@@ -49,7 +60,7 @@ class Generator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None,
                train: bool = True) -> jax.Array:
-    n_up = _num_upsamplings(self.image_size)
+    n_up = num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
     bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
 
@@ -61,7 +72,8 @@ class Generator(nn.Module):
       return lambda rows: nn.relu(norm(rows))
 
     if self.num_classes:
-      z = jnp.concatenate([z, nn.Embed(self.num_classes, self.embed_dim)(labels)], axis=-1)
+      embed = nn.Embed(self.num_classes, self.embed_dim, name=LABEL_EMBEDDING)
+      z = jnp.concatenate([z, embed(labels)], axis=-1)
     h = nn.Dense(start * start * self.width * 2**n_up)(z)
     h = norm_relu()(h.reshape(-1, self.width * 2**n_up))
     h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]

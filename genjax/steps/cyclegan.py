@@ -19,16 +19,15 @@ zero at `num_steps` (the authors' 'linear' policy, in steps instead of epochs).
 """
 
 import functools
+from typing import NamedTuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from genjax import losses, viz
-from genjax.data import unpaired
+from genjax import losses
 from genjax.nn import cyclegan as cyclegan_nn
 from genjax.state import TrainState
 
@@ -110,9 +109,14 @@ def query_pool(pool: jax.Array, count: jax.Array, images: jax.Array, key: jax.Ar
   return out, pool, count
 
 
-def train_step(state: CycleGANState, batch, key: jax.Array, *, cycle_weight: float,
-               identity_weight: float):
+class Options(NamedTuple):
+  cycle_weight: float  # lambda of the cycle L1 losses
+  identity_weight: float  # identity L1 losses weighted identity_weight * lambda; 0 = off
+
+
+def train_step(state: CycleGANState, batch, key: jax.Array, *, opts: Options):
   """One step; batch {'a', 'b'}: [1, B, H, W, C] in [-1, 1]."""
+  cycle_weight, identity_weight = opts.cycle_weight, opts.identity_weight
   real_a, real_b = batch["a"][0], batch["b"][0]
   g_ab, g_ba, d_a, d_b = state.g_ab, state.g_ba, state.d_a, state.d_b
 
@@ -160,114 +164,14 @@ def train_step(state: CycleGANState, batch, key: jax.Array, *, cycle_weight: flo
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-  return functools.partial(train_step, cycle_weight=config.cycle_weight,
-                           identity_weight=config.identity_weight)
-
-
-def batches_per_step(config: ml_collections.ConfigDict) -> int:
-  del config
-  return 1
-
-
-# The loop's data hooks: two domains instead of one image set.
-def load_split(config: ml_collections.ConfigDict, split: str) -> unpaired.UnpairedDataset:
-  return unpaired.load(config.data, split)
-
-
-def to_device(dataset: unpaired.UnpairedDataset, mesh) -> unpaired.DevicePair:
-  return unpaired.to_device(dataset, mesh)
-
-
-def make_draw_batch(config: ml_collections.ConfigDict):
-  return unpaired.make_draw_batch(config.data.load_size, config.data.crop_size,
-                                  config.data.flip)
+  return functools.partial(train_step, opts=Options(
+      cycle_weight=config.cycle_weight, identity_weight=config.identity_weight))
 
 
 def translate(state: CycleGANState, images: jax.Array, direction: str) -> jax.Array:
   """G_AB(images) for direction 'ab', G_BA(images) for 'ba'."""
   g = state.g_ab if direction == "ab" else state.g_ba
   return g.apply_fn({"params": g.params}, images)
-
-
-def _as_float(images) -> jax.Array:
-  return jnp.asarray(images, jnp.float32) / 127.5 - 1.0
-
-
-def translation_metrics(state: CycleGANState, test: unpaired.UnpairedDataset,
-                        batch: int = 250, classifier=None) -> dict:
-  """Cycle L1 both ways; for a paired test split, A->B L1 and PSNR against the
-  truth; with a classifier of domain A, the share of B->A translations of
-  paired test images classified as their source image's label."""
-  ab = jax.jit(lambda s, x: (lambda y: (y, translate(s, y, "ba")))(translate(s, x, "ab")))
-  ba = jax.jit(lambda s, x: (lambda y: (y, translate(s, y, "ab")))(translate(s, x, "ba")))
-  sums = {"cycle_l1_a": 0.0, "cycle_l1_b": 0.0, "ab_l1": 0.0, "ab_psnr": 0.0}
-  n = min(len(test.a), len(test.b))
-  recognised, translated_a = 0, []
-  for i in range(0, n, batch):
-    xa, xb = _as_float(test.a.images[i:i + batch]), _as_float(test.b.images[i:i + batch])
-    fake_b, rec_a = ab(state, xa)
-    fake_a, rec_b = ba(state, xb)
-    sums["cycle_l1_a"] += float(jnp.sum(jnp.mean(jnp.abs(rec_a - xa), axis=(1, 2, 3))))
-    sums["cycle_l1_b"] += float(jnp.sum(jnp.mean(jnp.abs(rec_b - xb), axis=(1, 2, 3))))
-    if test.paired:
-      # Errors on the [0, 1] pixel scale; PSNR from the mean squared error of each image.
-      diff = (fake_b - xb) / 2.0
-      sums["ab_l1"] += float(jnp.sum(jnp.mean(jnp.abs(diff), axis=(1, 2, 3))))
-      mse = jnp.maximum(jnp.mean(diff**2, axis=(1, 2, 3)), 1e-10)
-      sums["ab_psnr"] += float(jnp.sum(10.0 * jnp.log10(1.0 / mse)))
-      if classifier is not None:
-        logits, _ = classifier(np.asarray(fake_a))
-        recognised += int(np.sum(logits.argmax(1) == test.a.labels[i:i + batch]))
-  out = {"cycle_l1_a": sums["cycle_l1_a"] / n, "cycle_l1_b": sums["cycle_l1_b"] / n,
-         "num_test_pairs": n}
-  if test.paired:
-    out.update(ab_l1=sums["ab_l1"] / n, ab_psnr_db=sums["ab_psnr"] / n)
-    if classifier is not None:
-      out["ba_class_recognised"] = recognised / n
-  return out
-
-
-def _classifier(config):
-  """The Fashion-MNIST feature network for edges2fashion, else None."""
-  if config.data.name != unpaired.EDGES2FASHION:
-    return None
-  from genjax.metrics import features  # pylint: disable=g-import-not-at-top
-  return features.load("fashion_mnist")
-
-
-def evaluate_metrics(state, config, test, key, progress=None, **unused) -> dict:
-  """genjax.evaluate's metrics of a CycleGAN run on its test split."""
-  del key, unused
-  result = translation_metrics(state, test, classifier=_classifier(config))
-  if progress is not None:
-    progress(len(test))
-  return result
-
-
-def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test):
-  """state -> (translation grids A->B->A and B->A->B, test-split metrics on up to 500 pairs)."""
-  del key
-  num = min(8, len(test))
-  xa, xb = _as_float(test.a.images[:num]), _as_float(test.b.images[:num])
-  small = unpaired.UnpairedDataset(
-      *(type(test.a)(d.images[:500], d.labels[:500], d.num_classes, d.source)
-        for d in (test.a, test.b)), paired=test.paired, source=test.source)
-  classifier = _classifier(config)
-
-  @jax.jit
-  def grids(state):
-    fake_b = translate(state, xa, "ab")
-    fake_a = translate(state, xb, "ba")
-    return (jnp.concatenate([xa, fake_b, translate(state, fake_b, "ba")]),
-            jnp.concatenate([xb, fake_a, translate(state, fake_a, "ab")]))
-
-  def evaluate(state):
-    ab, ba = grids(state)
-    images = {"translation_a2b": viz.grid(viz.to_uint8(ab), ncol=num),
-              "translation_b2a": viz.grid(viz.to_uint8(ba), ncol=num)}
-    return images, translation_metrics(state, small, classifier=classifier)
-
-  return evaluate
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genjax import losses, viz
+from genjax import losses
 from genjax.nn import dcgan
 from genjax.state import TrainState
 
@@ -50,7 +50,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: in
       upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
   )
   discriminator = dcgan.Discriminator(
-      width=m.d_width, num_layers=dcgan._num_upsamplings(size), kernel_size=m.d_kernel_size,
+      width=m.d_width, num_layers=dcgan.num_upsamplings(size), kernel_size=m.d_kernel_size,
       num_classes=classes, spectral_norm=m.get("spectral_norm", False),
   )
   return generator, discriminator
@@ -85,7 +85,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   )
 
 
-class _Options(NamedTuple):
+class Options(NamedTuple):
   loss: losses.GANLoss
   n_critic: int
   latent_dim: int
@@ -111,7 +111,7 @@ def _critic(d: TrainState, params, batch_stats, labels):
   return lambda x: d.apply_fn(variables, x, labels)
 
 
-def _discriminator_update(d: TrainState, opts: _Options, real, real_labels, fake, fake_labels,
+def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake, fake_labels,
                           key):
   b = real.shape[0]
 
@@ -150,32 +150,27 @@ def _latents(key, batch_size: int, latent_dim: int, num_classes: int):
   return z, labels
 
 
-def train_step(state: GANState, batch, key: jax.Array, *, opts: _Options):
+def train_step(state: GANState, batch, key: jax.Array, *, opts: Options):
   """One GAN step. batch['image']: [n_critic, B, H, W, C] in [-1, 1]; batch['label']: [n_critic, B]."""
   real = batch["image"]
   real_labels = batch.get("label", jnp.zeros(real.shape[:2], jnp.int32))
-  num_classes = _num_classes(state) if opts.conditional else 0
+  num_classes = dcgan.num_label_classes(state.generator.params) if opts.conditional else 0
   if not num_classes:
     real_labels = jnp.zeros_like(real_labels)
   batch_size = real.shape[1]
   g, d = state.generator, state.discriminator
   z_keys = jax.random.split(key, opts.n_critic)
 
-  def critic_only(carry, inputs):
-    d, batch_stats = carry
-    real_b, labels_b, z_key = inputs
+  def critic_only(d, batch_stats, real_b, labels_b, z_key):
     z, fake_labels = _latents(z_key, batch_size, opts.latent_dim, num_classes)
     fake, batch_stats = _generate_train(g, g.params, batch_stats, z, fake_labels)
     d, _, _, _ = _discriminator_update(d, opts, real_b, labels_b, fake, fake_labels,
                                        jax.random.fold_in(z_key, 2))
-    return (d, batch_stats), None
+    return d, batch_stats
 
   batch_stats = g.batch_stats
-  if opts.n_critic > 1:
-    # Unrolled on CPU, where XLA runs conv nets inside a while loop many times slower.
-    (d, batch_stats), _ = jax.lax.scan(
-        critic_only, (d, batch_stats), (real[:-1], real_labels[:-1], z_keys[:-1]),
-        unroll=True if jax.default_backend() == "cpu" else 1)
+  for i in range(opts.n_critic - 1):  # a few updates: unrolled, one fused program
+    d, batch_stats = critic_only(d, batch_stats, real[i], real_labels[i], z_keys[i])
 
   z_BxZ, fake_labels = _latents(z_keys[-1], batch_size, opts.latent_dim, num_classes)
   fake, g_vjp, batch_stats = jax.vjp(
@@ -188,8 +183,7 @@ def train_step(state: GANState, batch, key: jax.Array, *, opts: _Options):
   g_loss, d_fake = jax.value_and_grad(lambda images: opts.loss.generator(critic(images)))(fake)
   (g_grads,) = g_vjp(d_fake)
   g = g.apply_gradients(grads=g_grads, batch_stats=batch_stats)
-  ema = jax.tree.map(lambda e, p: opts.ema_decay * e + (1.0 - opts.ema_decay) * p,
-                     state.ema_params, g.params)
+  ema = optax.incremental_update(g.params, state.ema_params, 1.0 - opts.ema_decay)
 
   out = jax.nn.sigmoid if opts.probabilities else (lambda x: x)
   metrics = {
@@ -203,7 +197,7 @@ def train_step(state: GANState, batch, key: jax.Array, *, opts: _Options):
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-  opts = _Options(
+  opts = Options(
       loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
       latent_dim=config.model.latent_dim, conditional=config.get("conditional", False),
       clip_value=float(config.get("clip_value", 0.0)),
@@ -242,27 +236,8 @@ def sample(state: GANState, key: jax.Array, num: int, config: ml_collections.Con
            labels: jax.Array | None = None):
   """num samples; conditional runs take `labels` [num] (default: classes in turn)."""
   if labels is None and config.get("conditional", False):
-    labels = default_labels(num, _num_classes(state))
+    labels = default_labels(num, dcgan.num_label_classes(state.generator.params))
   return generate(state, jax.random.normal(key, (num, config.model.latent_dim)), labels)
-
-
-def _num_classes(state: GANState) -> int:
-  """Classes of a conditional generator, read off its label embedding."""
-  return state.generator.params["Embed_0"]["embedding"].shape[0]
-
-
-def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):
-  """state -> ({'samples': grid}, {}): samples of the same latents every time.
-
-  Sample metrics (FID, ...) are computed by the loop for every family.
-  """
-  del test_data
-  sample_fn = jax.jit(lambda state: sample(state, key, config.num_eval_samples, config))
-
-  def evaluate(state):
-    return {"samples": viz.grid(viz.to_uint8(sample_fn(state)))}, {}
-
-  return evaluate
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

@@ -1,4 +1,4 @@
-"""VAE state, train step and likelihood evaluation (ELBO, IWAE-k).
+"""VAE state, train step, and the bounds it is measured by (ELBO, IWAE-k weights).
 
 The loss is the negative β-weighted ELBO (Kingma & Welling 2014; Higgins et
 al. 2017), with the reparameterised sample and the analytic KL:
@@ -11,16 +11,15 @@ y = (u8 + U(0, 1)) / 256, so their NLL is a density in nats on [0, 1]^D.
 """
 
 import functools
-import math
+from typing import NamedTuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 
-from genjax import losses, viz
+from genjax import losses
 from genjax.nn import vae as vae_nn
 from genjax.state import TrainState
 
@@ -89,15 +88,20 @@ def _elbo_terms(enc_params, dec_params, state: VAEState, x, key):
   return log_px_z, kl
 
 
-def train_step(state: VAEState, batch, key: jax.Array, *, likelihood: str, beta: float,
-               kl_warmup_steps: int):
+class Options(NamedTuple):
+  likelihood: str  # bernoulli | gaussian
+  beta: float  # KL weight
+  kl_warmup_steps: int  # beta ramps linearly from 0 over these steps; 0 = off
+
+
+def train_step(state: VAEState, batch, key: jax.Array, *, opts: Options):
   """One step on batch['image']: [1, B, H, W, C] in [-1, 1]."""
   bin_key, z_key = jax.random.split(key)
-  x = targets(batch["image"][0], bin_key, likelihood)
-  if kl_warmup_steps:
-    beta_t = beta * jnp.minimum(1.0, (state.step + 1) / kl_warmup_steps)
+  x = targets(batch["image"][0], bin_key, opts.likelihood)
+  if opts.kl_warmup_steps:
+    beta_t = opts.beta * jnp.minimum(1.0, (state.step + 1) / opts.kl_warmup_steps)
   else:
-    beta_t = beta
+    beta_t = opts.beta
 
   def loss_fn(params):
     log_px_z, kl = _elbo_terms(*params, state, x, z_key)
@@ -114,13 +118,9 @@ def train_step(state: VAEState, batch, key: jax.Array, *, likelihood: str, beta:
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-  return functools.partial(train_step, likelihood=config.model.likelihood, beta=config.beta,
-                           kl_warmup_steps=config.kl_warmup_steps)
-
-
-def batches_per_step(config: ml_collections.ConfigDict) -> int:
-  del config
-  return 1
+  return functools.partial(train_step, opts=Options(
+      likelihood=config.model.likelihood, beta=config.beta,
+      kl_warmup_steps=config.kl_warmup_steps))
 
 
 def eval_step(state: VAEState, batch, key: jax.Array, *, likelihood: str) -> dict:
@@ -149,119 +149,21 @@ def log_weights(state: VAEState, x: jax.Array, key: jax.Array, num_samples: int)
   return log_px_z + losses.standard_normal_log_density(z) - log_q
 
 
-@functools.partial(jax.jit, static_argnames="num_samples")
-def _chunk_logsumexp(state, x, key, num_samples):
-  return jax.nn.logsumexp(log_weights(state, x, key, num_samples), axis=0)  # [B]
-
-
-def iwae_log_likelihood(state: VAEState, x: jax.Array, key: jax.Array, k: int,
-                        chunk: int = 25) -> np.ndarray:
-  """The IWAE-k lower bound on log p(x) per example [B] (Burda et al. 2016).
-
-  Samples are drawn `chunk` at a time and combined with a running
-  logsumexp, so memory is O(chunk * B * D) whatever k is.
-  """
-  total = np.full(x.shape[0], -np.inf)
-  done = 0
-  while done < k:
-    n = min(chunk, k - done)
-    part = np.asarray(_chunk_logsumexp(state, x, jax.random.fold_in(key, done), n), np.float64)
-    total = np.logaddexp(total, part)
-    done += n
-  return total - math.log(k)
-
-
-def active_units(state: VAEState, x: jax.Array, threshold: float = 0.01) -> int:
-  """Latent units whose posterior mean varies across data: Cov_x(E_q[z_u]) > 0.01."""
-  mean, _ = state.encoder.apply_fn({"params": state.encoder.params}, x)
-  return int(jnp.sum(jnp.var(mean, axis=0) > threshold))
-
-
 def decode(state: VAEState, z: jax.Array) -> jax.Array:
   """Decoder means for z [N, Z], as images in [-1, 1]."""
   return 2.0 * decoder_mean(state.decoder.apply_fn({"params": state.decoder.params}, z)) - 1.0
 
 
-def sample(state: VAEState, key: jax.Array, num: int, config: ml_collections.ConfigDict):
+def sample(state: VAEState, key: jax.Array, num: int, config: ml_collections.ConfigDict,
+           labels: jax.Array | None = None) -> jax.Array:
+  """num decoder means of z ~ N(0, I): [num, H, W, C] in [-1, 1] (unconditional)."""
+  del labels
   return decode(state, jax.random.normal(key, (num, config.model.latent_dim)))
 
 
 def encode_mean(state: VAEState, x: jax.Array) -> jax.Array:
   """The posterior mean E_q[z|x] [B, Z] of images x in [-1, 1]."""
   return state.encoder.apply_fn({"params": state.encoder.params}, x)[0]
-
-
-def test_targets(test_data, likelihood: str, key: jax.Array) -> jax.Array:
-  """The test split as decoder targets, binarised/dequantised once with `key`."""
-  images = jnp.asarray(test_data.images, jnp.float32) / 127.5 - 1.0
-  return targets(images, key, likelihood)
-
-
-def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):
-  """state -> (grids, {'test_elbo', 'active_units'}) on the test split.
-
-  Grids: reconstructions (rows of inputs over rows of outputs), samples,
-  interpolations between pairs of test images, and for a 2-D latent space
-  the test set's posterior means coloured by class and the decoded manifold.
-  """
-  target_key, elbo_key, sample_key = jax.random.split(key, 3)
-  x = test_targets(test_data, config.model.likelihood, target_key)  # [N, H, W, C]
-  n_show = min(32, x.shape[0] // 2)
-  shown = x[:n_show]
-  pairs = (x[n_show:n_show + 8], x[n_show + 8:n_show + 16])
-  elbo_fn = jax.jit(lambda s, xb: elbo(s, xb, elbo_key))
-  mean_fn = jax.jit(encode_mean)
-  decode_fn = jax.jit(decode)
-  sample_fn = jax.jit(lambda s: sample(s, sample_key, config.num_eval_samples, config))
-
-  def evaluate(state):
-    recon = decode_fn(state, mean_fn(state, shown))
-    rows = [np.concatenate([shown[i:i + 8] * 2 - 1, recon[i:i + 8]]) for i in range(0, n_show, 8)]
-    images = {
-        "reconstructions": viz.grid(viz.to_uint8(np.concatenate(rows)), ncol=8),
-        "samples": viz.grid(viz.to_uint8(sample_fn(state))),
-    }
-    za, zb = mean_fn(state, pairs[0]), mean_fn(state, pairs[1])
-    t = np.linspace(0.0, 1.0, 10)[:, None, None]
-    z_line = (za[None] * (1 - t) + zb[None] * t).transpose(1, 0, 2).reshape(-1, za.shape[-1])
-    images["interpolations"] = viz.grid(viz.to_uint8(decode_fn(state, z_line)), ncol=10)
-    means = np.concatenate([mean_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
-    if config.model.latent_dim == 2:
-      images["latent_scatter"] = viz.scatter(means, test_data.labels)
-      q = jax.scipy.special.ndtri(np.linspace(0.05, 0.95, 15))
-      grid_z = np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)
-      images["manifold"] = viz.grid(viz.to_uint8(decode_fn(state, grid_z)), ncol=15, pad=0)
-    elbos = np.concatenate([elbo_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
-    scalars = {"test_elbo": float(np.mean(elbos)),
-               "active_units": float(np.sum(np.var(means, axis=0) > 0.01))}
-    return images, scalars
-
-  return evaluate
-
-
-def evaluate_metrics(state: VAEState, config: ml_collections.ConfigDict, test_data,
-                     key: jax.Array, iwae_k: int = 5000, chunk: int = 25,
-                     batch: int = 100, progress=None) -> dict:
-  """Test ELBO and IWAE-k NLL in nats over the whole `test_data`."""
-  target_key, elbo_key, iwae_key = jax.random.split(key, 3)
-  x = test_targets(test_data, config.model.likelihood, target_key)
-  elbo_fn = jax.jit(lambda s, xb, k: elbo(s, xb, k))
-  elbos, iwae = [], []
-  for i in range(0, x.shape[0], batch):
-    xb = x[i:i + batch]
-    elbos.append(np.asarray(elbo_fn(state, xb, jax.random.fold_in(elbo_key, i))))
-    iwae.append(iwae_log_likelihood(state, xb, jax.random.fold_in(iwae_key, i), iwae_k, chunk))
-    if progress is not None:
-      progress(min(i + batch, x.shape[0]))
-  elbos, iwae = np.concatenate(elbos), np.concatenate(iwae)
-  return {
-      "test_elbo_nats": float(np.mean(elbos)),
-      f"iwae_{iwae_k}_nll_nats": float(-np.mean(iwae)),
-      "iwae_k": iwae_k,
-      "num_test_images": int(x.shape[0]),
-      "active_units": active_units(state, x[:5000]),
-      "likelihood": config.model.likelihood,
-  }
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:

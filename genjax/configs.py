@@ -1,0 +1,86 @@
+"""Experiment configs: presets and dotted overrides.
+
+An experiment module defines `get_config(preset=None)` and a `PRESETS` dict
+{name: (overrides, description)}, where overrides maps dotted keys
+('opt.g_lr') to values. `--config=experiments/X.py:NAME` selects a preset,
+and `NAME,tiny` applies several in order (here: the preset on the tiny
+networks that tests and notebooks use). This module imports nothing else of
+genjax, so reading a config is cheap.
+"""
+
+import math
+
+import ml_collections
+
+# Keys every experiment has, all positive integers.
+POSITIVE_INTS = ("batch_size", "num_steps", "eval_every", "checkpoint_every",
+                 "steps_per_call", "keep_checkpoints", "num_eval_samples")
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
+  """Sets dotted keys ('opt.g_lr') of `config` in place and returns it; an
+  unknown key is a KeyError naming it."""
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for p in parents:
+      node = node[p]
+    if leaf not in node:
+      raise KeyError(f"config has no key {key!r}")
+    node[leaf] = value
+  return config
+
+
+def with_presets(config: ml_collections.ConfigDict, presets: dict,
+                 names: str | None) -> ml_collections.ConfigDict:
+  """`config` with the overrides of each comma-separated preset in `names`
+  applied in order; an unknown name is a ValueError listing the choices."""
+  for name in (names or "").split(","):
+    name = name.strip()
+    if not name:
+      continue
+    if name not in presets:
+      raise ValueError(f"Unknown preset {name!r}; choose one of {sorted(presets)} "
+                       "(several: NAME,tiny).")
+    apply_overrides(config, presets[name][0])
+  return config
+
+
+def preset_workdir(default_workdir: str, names: str | None) -> str:
+  """runs/gan_mnist -> runs/gan_mnist_wgan_gp (runs/gan_mnist_wgan_gp_tiny for 'wgan_gp,tiny')."""
+  names = "_".join(n.strip() for n in (names or "").split(",") if n.strip())
+  return f"{default_workdir}_{names}" if names else default_workdir
+
+
+def _leaves(config, prefix=""):
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def check_common(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first bad value among the keys every
+  experiment shares: the counts, the seed, finite numbers everywhere, and
+  the optimiser's learning rates and Adam betas. A family's own keys are
+  checked by its `validate_config`."""
+  for key in POSITIVE_INTS:
+    value = config.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+      raise ValueError(f"config.{key}={value!r} must be a positive integer.")
+  seed = config.get("seed")
+  if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+    raise ValueError(f"config.seed={seed!r} must be an integer in [0, 2**63).")
+  for key, value in _leaves(config):
+    if isinstance(value, float) and not math.isfinite(value):
+      raise ValueError(f"config.{key}={value!r} must be a finite number.")
+    leaf = key.rsplit(".", 1)[-1]
+    if key.startswith("opt.") and leaf.endswith("lr") and not (
+        isinstance(value, (int, float)) and value > 0):
+      raise ValueError(f"config.{key}={value!r} must be a positive learning rate.")
+    if key in ("opt.b1", "opt.b2") and not (isinstance(value, (int, float)) and 0 <= value < 1):
+      raise ValueError(f"config.{key}={value!r} must be in [0, 1) (Adam's decay rates; "
+                       "0.5/0.999 for DCGAN, 0.9/0.999 by default).")
+    if key == "opt.eps" and not (isinstance(value, (int, float)) and value > 0):
+      raise ValueError(f"config.{key}={value!r} must be positive.")

@@ -1,0 +1,117 @@
+"""VAE evaluations: grids and test ELBO during training; ELBO and IWAE-k
+negative log-likelihoods in nats for `genjax.evaluate` (Burda et al. 2016)."""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from genjax import images as images_lib
+from genjax import viz
+from genjax.steps import vae
+
+
+@functools.partial(jax.jit, static_argnames="num_samples")
+def _chunk_logsumexp(state, x, key, num_samples):
+  return jax.nn.logsumexp(vae.log_weights(state, x, key, num_samples), axis=0)  # [B]
+
+
+def iwae_log_likelihood(state: vae.VAEState, x: jax.Array, key: jax.Array, k: int,
+                        chunk: int = 25) -> np.ndarray:
+  """The IWAE-k lower bound on log p(x) per example [B] (Burda et al. 2016).
+
+  Samples are drawn `chunk` at a time and combined with a running
+  logsumexp, so memory is O(chunk * B * D) whatever k is.
+  """
+  total = np.full(x.shape[0], -np.inf)
+  done = 0
+  while done < k:
+    n = min(chunk, k - done)
+    part = np.asarray(_chunk_logsumexp(state, x, jax.random.fold_in(key, done), n), np.float64)
+    total = np.logaddexp(total, part)
+    done += n
+  return total - math.log(k)
+
+
+def count_active_units(means: np.ndarray, threshold: float = 0.01) -> int:
+  """Latent units whose posterior mean varies across data, Cov_x(E_q[z_u]) >
+  threshold (Burda et al. 2016), from posterior means [N, Z]."""
+  return int(np.sum(np.var(np.asarray(means), axis=0) > threshold))
+
+
+def active_units(state: vae.VAEState, x: jax.Array, threshold: float = 0.01) -> int:
+  """Active units of the encoder on targets x [N, H, W, C]."""
+  return count_active_units(vae.encode_mean(state, x), threshold)
+
+
+def test_targets(test_data, likelihood: str, key: jax.Array) -> jax.Array:
+  """The test split as decoder targets, binarised/dequantised once with `key`."""
+  return vae.targets(jnp.asarray(images_lib.to_float(test_data.images)), key, likelihood)
+
+
+def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):
+  """state -> (grids, {'test_elbo', 'active_units'}) on the test split.
+
+  Grids: reconstructions (rows of inputs over rows of outputs), samples,
+  interpolations between pairs of test images, and for a 2-D latent space
+  the test set's posterior means coloured by class and the decoded manifold.
+  """
+  target_key, elbo_key, sample_key = jax.random.split(key, 3)
+  x = test_targets(test_data, config.model.likelihood, target_key)  # [N, H, W, C]
+  n_show = min(32, x.shape[0] // 2)
+  shown = x[:n_show]
+  pairs = (x[n_show:n_show + 8], x[n_show + 8:n_show + 16])
+  elbo_fn = jax.jit(lambda s, xb: vae.elbo(s, xb, elbo_key))
+  mean_fn = jax.jit(vae.encode_mean)
+  decode_fn = jax.jit(vae.decode)
+  sample_fn = jax.jit(lambda s: vae.sample(s, sample_key, config.num_eval_samples, config))
+  to_grid = lambda images, **kw: viz.grid(images_lib.to_uint8(images), **kw)
+
+  def evaluate(state):
+    recon = decode_fn(state, mean_fn(state, shown))
+    rows = [np.concatenate([shown[i:i + 8] * 2 - 1, recon[i:i + 8]]) for i in range(0, n_show, 8)]
+    grids = {"reconstructions": to_grid(np.concatenate(rows), ncol=8),
+             "samples": to_grid(sample_fn(state))}
+    za, zb = mean_fn(state, pairs[0]), mean_fn(state, pairs[1])
+    t = np.linspace(0.0, 1.0, 10)[:, None, None]
+    z_line = (za[None] * (1 - t) + zb[None] * t).transpose(1, 0, 2).reshape(-1, za.shape[-1])
+    grids["interpolations"] = to_grid(decode_fn(state, z_line), ncol=10)
+    means = np.concatenate([mean_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
+    if config.model.latent_dim == 2:
+      grids["latent_scatter"] = viz.scatter(means, test_data.labels)
+      q = jax.scipy.special.ndtri(np.linspace(0.05, 0.95, 15))
+      grid_z = np.stack(np.meshgrid(q, q[::-1]), -1).reshape(-1, 2)
+      grids["manifold"] = to_grid(decode_fn(state, grid_z), ncol=15, pad=0)
+    elbos = np.concatenate([elbo_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
+    return grids, {"test_elbo": float(np.mean(elbos)),
+                   "active_units": float(count_active_units(means))}
+
+  return evaluate
+
+
+def evaluate_metrics(state: vae.VAEState, config: ml_collections.ConfigDict, test_data,
+                     key: jax.Array, *, iwae_k: int = 5000, chunk: int = 25, batch: int = 100,
+                     progress=None) -> dict:
+  """Test ELBO, active units and (when iwae_k > 0) the IWAE-k NLL in nats over
+  the whole `test_data`."""
+  target_key, elbo_key, iwae_key = jax.random.split(key, 3)
+  x = test_targets(test_data, config.model.likelihood, target_key)
+  elbo_fn = jax.jit(lambda s, xb, k: vae.elbo(s, xb, k))
+  elbos, iwae = [], []
+  for i in range(0, x.shape[0], batch):
+    xb = x[i:i + batch]
+    elbos.append(np.asarray(elbo_fn(state, xb, jax.random.fold_in(elbo_key, i))))
+    if iwae_k:
+      iwae.append(iwae_log_likelihood(state, xb, jax.random.fold_in(iwae_key, i), iwae_k, chunk))
+    if progress is not None:
+      progress(min(i + batch, x.shape[0]))
+  result = {"test_elbo_nats": float(np.mean(np.concatenate(elbos)))}
+  if iwae_k:
+    result.update({f"iwae_{iwae_k}_nll_nats": float(-np.mean(np.concatenate(iwae))),
+                   "iwae_k": iwae_k})
+  return {**result, "num_test_images": int(x.shape[0]),
+          "active_units": active_units(state, x[:5000]),
+          "likelihood": config.model.likelihood}
