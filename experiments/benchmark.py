@@ -62,6 +62,9 @@ def _define_flags():
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
   flags.DEFINE_boolean("pytorch", True, "Measure the PyTorch DCGAN too, when torch is installed.")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
+  flags.DEFINE_boolean("pipeline", False, "Measure the input pipeline instead "
+                       "(experiments/benchmark_pipeline.py): folder and prepared-dataset "
+                       "reading, and a 64x64 GAN streamed against the device path.")
   flags.DEFINE_string("one", "", "Internal: measure this one experiment in this process.")
 
 
@@ -183,6 +186,15 @@ def main(argv):
   f = flags.FLAGS
   runtime.configure()  # in this process and, through XLA_FLAGS, in every child
   timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
+  if f.pipeline:
+    from experiments import benchmark_pipeline
+
+    text = json.dumps(benchmark_pipeline.measure(f.windows, f.window_seconds), indent=2)
+    print(text)
+    if f.output:
+      with open(f.output, "w") as out:
+        out.write(text + "\n")
+    return
   if f.one == "pytorch_dcgan":
     from experiments import benchmark_pytorch
 

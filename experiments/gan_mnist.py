@@ -76,6 +76,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.model.g_width = 32  # generator channels at full resolution; x2 per lower scale
   config.model.d_width = 64  # discriminator channels of the first conv; x2 per conv
   config.model.upsample = "subpixel"  # subpixel | transpose | resize
+  config.model.icnr = False  # subpixel: ICNR init, the four sub-pixels start equal
   config.model.g_kernel_size = 3
   config.model.d_kernel_size = 4
   config.model.spectral_norm = False  # spectral normalisation of every D layer
@@ -92,12 +93,15 @@ def _base_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ""  # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.idx_dir = ""  # folder of MNIST-format IDX files (offline path)
   config.data.download = True  # try a TFDS download when nothing is local
+  config.data.pipeline = "device"  # device (held on the devices) | stream (read by the host) | auto
+  config.data.threads = 4  # stream: reader threads per process
 
   config.steps_per_call = 10  # train steps per compiled call (lax.scan)
   config.eval_every = 500  # sample grids to samples/ and TensorBoard
   config.checkpoint_every = 1000
   config.keep_checkpoints = 3
   config.num_eval_samples = 64
+  config.grid_scale = 2  # PNG grids upscaled (nearest neighbour) to a size one can look at
   # FID, KID and classifier score of this many samples against the test split
   # at every evaluation, in the dataset's feature network; the state with the
   # lowest FID is kept in best_checkpoint/. 0 turns this off.

@@ -65,6 +65,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config.data.data_dir = ""  # TFDS data_dir; "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.idx_dir = ""  # folder of MNIST-format IDX files (offline path)
   config.data.download = True
+  config.data.pipeline = "device"  # device (held on the devices) | stream (read by the host) | auto
+  config.data.threads = 4  # stream: reader threads per process
 
   config.steps_per_call = 10
   config.eval_every = 2000  # grids, test ELBO and active units

@@ -78,6 +78,9 @@ class Family:
     to_device: (loaded split, mesh) -> a pytree of device arrays.
     make_draw_batch: config -> draw(device data, step, key, batch_size,
       num_batches) -> the batch dict of one step, inside the compiled call.
+    streams: whether its data can take the streaming path
+      (`config.data.pipeline=stream`, genjax.data.stream), which reads one
+      labelled image set; False for families with their own data hooks.
   """
 
   name: str
@@ -92,6 +95,7 @@ class Family:
   load_split: Callable[[Config, str], Any] = _load_image_split
   to_device: Callable[[Any, Any], Any] = _images_to_device
   make_draw_batch: Callable[[Config], Callable] = lambda config: device.draw_batch
+  streams: bool = True
 
 
 FAMILIES: dict[str, Family] = {}
@@ -146,4 +150,5 @@ register(Family(
     to_device=unpaired.to_device,
     make_draw_batch=lambda config: unpaired.make_draw_batch(
         config.data.load_size, config.data.crop_size, config.data.flip),
+    streams=False,
 ))

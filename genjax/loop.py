@@ -37,14 +37,17 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from genjax import checkpoint, configs, families, parallel, run, viz, workdir_lock
+from genjax import checkpoint, configs, data, families, parallel, run, viz, workdir_lock
+from genjax import images as images_lib
+from genjax.data import stream as stream_lib
 from genjax.evaluators import Sampler
 from genjax.metrics import features, scores
 
 # Config keys that may change when a run resumes; any other change is an error.
 RESUMABLE_KEYS = frozenset({
     "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
-    "num_eval_samples", "metrics_num_samples", "data.data_dir", "data.idx_dir", "data.download",
+    "num_eval_samples", "metrics_num_samples", "grid_scale", "data.data_dir", "data.idx_dir",
+    "data.download", "data.pipeline", "data.threads",
 })
 
 
@@ -85,9 +88,12 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
   unknown = sorted(set(allow_changes) - set(new))
   if unknown:
     raise ValueError(f"--allow_changes names {unknown}, which are not config keys.")
+  # A key the old run's config lacks (added to genjax since) with an "off"
+  # value (False, 0, '') does what the old run did.
+  added_off = {k for k in set(new) - set(old) if not new[k]}
   changed = sorted(
       k for k in set(old) | set(new)
-      if k not in RESUMABLE_KEYS and k not in allow_changes
+      if k not in RESUMABLE_KEYS and k not in allow_changes and k not in added_off
       and json.dumps(old.get(k)) != json.dumps(new.get(k)))
   if changed:
     details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -136,12 +142,33 @@ def multi_step(state, dataset, train_key, data_key, *, train_step, draw_batch, n
   return jax.lax.scan(body, state, length=num_steps, unroll=True if unroll else 1)
 
 
+def multi_step_streamed(state, batches, train_key, *, train_step, sharding, unroll):
+  """The steps of `batches` (uint8 images [k, n, B, H, W, C] and labels read
+  by the host, genjax.data.stream) in one compiled call; metrics [k]."""
+
+  def body(state, batch):
+    batch = {"image": images_lib.to_float(batch["image"]), "label": batch["label"]}
+    batch = jax.lax.with_sharding_constraint(batch, sharding)
+    return train_step(state, batch, jax.random.fold_in(train_key, state.step))
+
+  return jax.lax.scan(body, state, batches, unroll=True if unroll else 1)
+
+
 def make_train_call(family: families.Family, config: ml_collections.ConfigDict, mesh,
-                    num_steps: int):
+                    num_steps: int, streamed: bool = False):
   """The jitted call the loop runs: (state, dataset, train_key, data_key) ->
   (state after `num_steps` steps, metrics [num_steps]). The state is donated
-  and replicated; each step's batch is split over the mesh's `data` axis."""
+  and replicated; each step's batch is split over the mesh's `data` axis.
+  `streamed`: the call takes the k steps' host batches instead,
+  (state, batches, train_key)."""
   replicated = parallel.replicated(mesh)
+  if streamed:
+    return jax.jit(
+        functools.partial(
+            multi_step_streamed, train_step=family.make_train_step(config),
+            sharding=parallel.batch_sharding(mesh, batch_axis=1),
+            unroll=parallel.unroll_steps(mesh)),
+        donate_argnums=0, out_shardings=(replicated, replicated))
   return jax.jit(
       functools.partial(
           multi_step, train_step=family.make_train_step(config),
@@ -203,7 +230,8 @@ class _Start:
 
   family: families.Family
   mesh: Any
-  dataset: Any  # the training split on device
+  dataset: Any  # the training split on device (None when streamed)
+  stream: Any  # the host pipeline of the training split (None on the device path)
   test: Any  # the test split in memory
   state: Any
   start_step: int
@@ -225,14 +253,19 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
     (workdir / "config.json").write_text(config.to_json(indent=2))
 
   train = load_split(family, config, "train")
-  print(f"Data: {config.data.name} train, {len(train)} images {train.images.shape[1:]} "
+  image_shape = tuple(train.image_shape)
+  print(f"Data: {config.data.name} train, {len(train)} images {image_shape} "
         f"from {train.source}.", file=sys.stderr)
   num_batches = family.batches_per_step(config)
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
-  dataset = family.to_device(train, mesh)
-  image_shape = train.images.shape[1:]
+  streamed = (isinstance(train, data.StreamedDataset)
+              or data.choose_pipeline(config.data, len(train), image_shape) == "stream")
+  if streamed and not family.streams:
+    raise ValueError(f"config.data.pipeline: the {family.name!r} family reads its data on the "
+                     "device path only; set config.data.pipeline=device.")
+  dataset = None if streamed else family.to_device(train, mesh)
 
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
   state = jax.jit(lambda k: family.create_state(config, k, image_shape, train.num_classes),
@@ -252,8 +285,16 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
   start = int(state.step)
   print(("Resuming from" if restored is not None else "Starting at") +
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)
-  return _Start(family, mesh, dataset, load_split(family, config, "test"), state, start,
-                restored is not None, train_key, data_key, eval_key)
+  host_stream = None
+  if streamed:  # batches from `start` on: the step is the pipeline's whole state
+    batches = stream_lib.StepBatches(train, config.batch_size, num_batches, data_key,
+                                     jax.process_index(), jax.process_count())
+    host_stream = stream_lib.Stream(batches, start, config.num_steps,
+                                    threads=config.data.get("threads", 4))
+    print(f"Streaming the training data: {config.data.get('threads', 4)} reader threads "
+          f"per process.", file=sys.stderr)
+  return _Start(family, mesh, dataset, host_stream, load_split(family, config, "test"), state,
+                start, restored is not None, train_key, data_key, eval_key)
 
 
 class Evaluation:
@@ -282,8 +323,10 @@ class Evaluation:
         self.best.save(step, state, metrics={"fid": scalars["fid"]})
     if self.writer is None:  # not the main process
       return
+    scale = self.config.get("grid_scale", 1)
     for name, image in images.items():
-      viz.save_png(self.workdir / "samples" / f"step_{step:06d}_{name}.png", image)
+      viz.save_png(self.workdir / "samples" / f"step_{step:06d}_{name}.png",
+                   viz.upscale(image, scale))
       self.writer.add_image(name, image, step, dataformats="HWC")
     for name, value in scalars.items():
       self.writer.add_scalar(f"eval/{name}", value, step)
@@ -306,6 +349,17 @@ def _check_finite(stacked: dict, first: int, last: int, ckpt: checkpoint.Checkpo
         f"--allow_changes={','.join(rates)}; or start over in a new --workdir.")
 
 
+def _remove_new_workdir(workdir: Path) -> None:
+  """Removes what a run that failed to start wrote into the workdir it created."""
+  (workdir / "config.json").unlink(missing_ok=True)
+  (workdir / "run.json").unlink(missing_ok=True)
+  for folder in (workdir / "checkpoints", workdir):
+    try:
+      folder.rmdir()
+    except OSError:
+      pass  # not empty, or not there: leave it
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
                        allow_changes=()):
   """Trains `config.family` per `config`, writing to `workdir`; resumes if possible.
@@ -326,50 +380,63 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   families.get(config.family).validate_config(config)
   parallel.initialize_distributed()
   is_main = jax.process_index() == 0
-  with contextlib.ExitStack() as stack:
-    stack.enter_context(workdir_lock.acquire(
-        workdir, run_id=parallel.shared_run_id(), is_main=is_main))
-    s = _start(config, workdir, devices, tuple(allow_changes))
-    state, step, metrics = s.state, s.start_step, {}
-    images_per_step = config.batch_size * s.family.batches_per_step(config)
-    calls = {}
-    ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
-    stack.callback(ckpt.close)
-    writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
-    if writer is not None:
-      stack.callback(writer.close)
-    evaluate = Evaluation(s.family, config, s.test, s.eval_key, workdir, writer, stack)
-    bar = stack.enter_context(tqdm.tqdm(
-        total=config.num_steps, initial=step, unit="step", dynamic_ncols=True,
-        disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0))
-    stop = stack.enter_context(_StopRequest())
-    while step < config.num_steps:
-      k = min(config.steps_per_call, _next_boundary(step, config) - step)
-      if k not in calls:
-        calls[k] = make_train_call(s.family, config, s.mesh, k)
-      t0 = time.perf_counter()
-      state, stacked = calls[k](state, s.dataset, s.train_key, s.data_key)
-      stacked = jax.device_get(stacked)  # waits for the call
-      seconds = time.perf_counter() - t0
-      step += k
-      ckpt.check()
-      _check_finite(stacked, step - k, step, ckpt, config)
-      metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
-      metrics["images_per_sec"] = k * images_per_step / seconds
-      bar.update(k)
-      bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
+  new_workdir = not workdir.exists()
+  started = False
+  try:
+    with contextlib.ExitStack() as stack:
+      stack.enter_context(workdir_lock.acquire(
+          workdir, run_id=parallel.shared_run_id(), is_main=is_main))
+      s = _start(config, workdir, devices, tuple(allow_changes))
+      started = True
+      state, step, metrics = s.state, s.start_step, {}
+      images_per_step = config.batch_size * s.family.batches_per_step(config)
+      calls = {}
+      ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+      stack.callback(ckpt.close)
+      writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
       if writer is not None:
-        for name, value in metrics.items():
-          writer.add_scalar(f"train/{name}", value, step)
-      if step % config.eval_every == 0 or step == config.num_steps:
-        evaluate(state, step, bar.write)
-      if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:
-        ckpt.save(step, state)
-      if stop.signal:
-        ckpt.wait()
-        bar.write(f"{stop.signal} received: saved a checkpoint at step {step} in "
-                  f"{ckpt.directory}. Run the same command to resume.")
-        break
+        stack.callback(writer.close)
+      evaluate = Evaluation(s.family, config, s.test, s.eval_key, workdir, writer, stack)
+      bar = stack.enter_context(tqdm.tqdm(
+          total=config.num_steps, initial=step, unit="step", dynamic_ncols=True,
+          disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0))
+      stop = stack.enter_context(_StopRequest())
+      batch_sharding = parallel.batch_sharding(s.mesh, batch_axis=2)  # [k, n, B, ...]
+      while step < config.num_steps:
+        k = min(config.steps_per_call, _next_boundary(step, config) - step)
+        if k not in calls:
+          calls[k] = make_train_call(s.family, config, s.mesh, k, streamed=s.stream is not None)
+        t0 = time.perf_counter()
+        if s.stream is None:
+          state, stacked = calls[k](state, s.dataset, s.train_key, s.data_key)
+        else:
+          batches = stream_lib.to_global(s.stream.take(k), batch_sharding, jax.process_count())
+          state, stacked = calls[k](state, batches, s.train_key)
+        stacked = jax.device_get(stacked)  # waits for the call
+        seconds = time.perf_counter() - t0
+        step += k
+        ckpt.check()
+        _check_finite(stacked, step - k, step, ckpt, config)
+        metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
+        metrics["images_per_sec"] = k * images_per_step / seconds
+        bar.update(k)
+        bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
+        if writer is not None:
+          for name, value in metrics.items():
+            writer.add_scalar(f"train/{name}", value, step)
+        if step % config.eval_every == 0 or step == config.num_steps:
+          evaluate(state, step, bar.write)
+        if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:
+          ckpt.save(step, state)
+        if stop.signal:
+          ckpt.wait()
+          bar.write(f"{stop.signal} received: saved a checkpoint at step {step} in "
+                    f"{ckpt.directory}. Run the same command to resume.")
+          break
+
+  finally:
+    if not started and new_workdir and is_main:  # a run that could not start leaves no trace
+      _remove_new_workdir(workdir)
 
   if step >= config.num_steps and s.start_step < config.num_steps and is_main:
     print(f"Done: {step} steps. Samples in {workdir / 'samples'}, "

@@ -19,6 +19,11 @@ def grid(images: np.ndarray, ncol: int | None = None, pad: int = 2) -> np.ndarra
   return out
 
 
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+  """[H, W, C] -> [factor*H, factor*W, C], each pixel a factor x factor block."""
+  return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
 def save_png(path: Path, image: np.ndarray) -> None:
   """Writes an [H, W, 1|3] uint8 image, creating parent folders."""
   path = Path(path)

@@ -59,8 +59,9 @@ def test_eight_devices_match_one_device(mnist_idx_dir, tfds_dir, tmp_path):
   assert_equal_up_to_reduction_order(result["diffs"])
 
 
-# Runs the loop for each WORKDIR:STEPS:OUT job in turn, in one process of a
-# possibly multi-process run; process 0 saves the final parameters to OUT.
+# Runs the loop for each WORKDIR:STEPS:OUT[:PIPELINE] job in turn, in one
+# process of a possibly multi-process run; process 0 saves the final
+# parameters to OUT.
 JOBS_SCRIPT = textwrap.dedent("""
     import sys
     from genjax import parallel
@@ -70,8 +71,9 @@ JOBS_SCRIPT = textwrap.dedent("""
     from tests.conftest import make_tiny_gan_config
     idx_dir, tfds_dir, *jobs = sys.argv[1:]
     for job in jobs:
-      workdir, num_steps, out = job.split(":")
+      workdir, num_steps, out, *pipeline = job.split(":")
       config = make_tiny_gan_config(idx_dir, tfds_dir)
+      config.data.pipeline = pipeline[0] if pipeline else "device"
       config.num_steps = int(num_steps)
       config.steps_per_call = config.eval_every = config.checkpoint_every = 3
       state, _ = loop.train_and_evaluate(config, workdir)
@@ -130,3 +132,37 @@ def test_two_processes_match_one_and_share_checkpoints(mnist_idx_dir, tfds_dir, 
     # Same global batches and keys: equal up to the order of float reductions.
     assert_equal_up_to_reduction_order(
         np.concatenate([np.abs(ref[k] - got[k]).ravel() for k in ref.files]))
+
+
+def test_two_processes_stream_their_own_shares_and_train_like_one(mnist_idx_dir, tfds_dir,
+                                                                  tmp_path):
+  """The streaming path on 2 processes x 4 devices: each process reads its
+  half of every global batch, and they train to the parameters of one
+  process on the device path."""
+  t = tmp_path
+  _run_jobs(1, [f"{t}/ref:6:{t}/ref.npz"], mnist_idx_dir, tfds_dir)
+  outs = _run_jobs(2, [f"{t}/stream:6:{t}/stream.npz:stream"], mnist_idx_dir, tfds_dir)
+  assert all(f"FINISHED {t}/stream 2 8" in out and "Streaming" in out for out in outs), outs
+  ref, got = np.load(t / "ref.npz"), np.load(t / "stream.npz")
+  assert_equal_up_to_reduction_order(
+      np.concatenate([np.abs(ref[k] - got[k]).ravel() for k in ref.files]))
+
+
+def test_each_process_reads_a_disjoint_share_of_every_global_batch():
+  import jax
+
+  from genjax.data import stream
+
+  source = [(np.full((2, 2, 1), i % 256, np.uint8), i) for i in range(1000)]
+  key = jax.random.key(3)
+  whole = stream.StepBatches(source, 32, 2, key)
+  halves = [stream.StepBatches(source, 32, 2, key, process_index=p, process_count=2)
+            for p in (0, 1)]
+  for step in (0, 1, 30, 31, 32):  # 31 steps an epoch: across the epoch boundary too
+    parts = [h.indices(step) for h in halves]
+    assert not set(parts[0].ravel()) & set(parts[1].ravel())
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole.indices(step))
+    batch = halves[1][step]
+    assert batch["image"].shape == (2, 16, 2, 2, 1)
+    np.testing.assert_array_equal(batch["label"], parts[1])
+    np.testing.assert_array_equal(batch["image"][:, :, 0, 0, 0], parts[1] % 256)

@@ -59,6 +59,50 @@ class ArrayDataset:
       return self
     return dataclasses.replace(self, images=self.images[:n], labels=self.labels[:n])
 
+  def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    return self.images[i], int(self.labels[i])
+
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return tuple(self.images.shape[1:])
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamedDataset:
+  """A split read example by example (`dataset[i] -> (uint8 [H, W, C], label)`),
+  for the streaming path: nothing is held in memory."""
+
+  examples: "object"  # len() and [i] -> (image, label)
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  source: str
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    return self.examples[i]
+
+
+PIPELINES = ("device", "stream", "auto")
+# `pipeline=auto` keeps a split on the devices up to this many bytes of uint8 images.
+AUTO_DEVICE_BYTES = 2**30
+
+
+def choose_pipeline(data_config, num_images: int, image_shape) -> str:
+  """'device' or 'stream' for config.data.pipeline (auto: by the split's size)."""
+  pipeline = data_config.get("pipeline", "device")
+  if pipeline not in PIPELINES:
+    raise ValueError(f"config.data.pipeline={pipeline!r}; choose one of {list(PIPELINES)}.")
+  if pipeline != "auto":
+    return pipeline
+  size = num_images * int(np.prod(image_shape))
+  chosen = "device" if size <= AUTO_DEVICE_BYTES else "stream"
+  print(f"data.pipeline=auto: {chosen} ({size / 2**20:.0f} MiB of images; on the devices up "
+        f"to {AUTO_DEVICE_BYTES / 2**20:.0f} MiB).", file=sys.stderr)
+  return chosen
+
+
 
 @contextlib.contextmanager
 def _quiet_fd2():
@@ -252,7 +296,102 @@ def load(
   )
 
 
-def load_from_config(data_config, split: str) -> ArrayDataset:
-  """`load` with an experiment's `config.data` (name, data_dir, idx_dir, download)."""
-  return load(data_config.name, split, data_dir=data_config.data_dir or None,
-              idx_dir=data_config.idx_dir or None, download=data_config.download)
+def folder_split(data_config, split: str) -> StreamedDataset:
+  """The `split` of a user's image folder (`data_config.path`), read image by
+  image: 'test' holds the images whose path hashes into the first
+  `test_percent` of 100 buckets, 'train' the rest."""
+  from genjax.data import folder as folder_lib  # pylint: disable=g-import-not-at-top
+
+  images = folder_lib.open_folder(
+      data_config.path, data_config.image_size, data_config.get("channels", 3),
+      data_config.get("labels", "none"), threads=data_config.get("threads", 4),
+      log=None if split == "train" else (lambda message: None))  # said once, for train
+  percent = data_config.get("test_percent", 5)
+  in_test = np.asarray([int(hashlib.sha1(f.encode()).hexdigest()[:8], 16) % 100 < percent
+                        for f in images.files])
+  if not in_test.any():
+    in_test[0] = True  # a tiny folder still has a test image
+  keep = np.flatnonzero(in_test if split == "test" else ~in_test)
+  if split not in ("train", "test") or not len(keep):
+    raise ValueError(f"Image folder {data_config.path}: no {split!r} split (train, test).")
+  subset = dataclasses.replace(images, files=tuple(images.files[i] for i in keep),
+                               labels=images.labels[keep])
+  return StreamedDataset(subset, subset.image_shape, subset.num_classes,
+                         f"{subset.source}, {split} split")
+
+
+class _DataSource:
+  """A TFDS data source (ArrayRecord: random access) as (image, label) pairs."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+    example = self.source[i]
+    image = np.asarray(example["image"], np.uint8)
+    return (image[..., None] if image.ndim == 2 else image), int(example.get("label", 0))
+
+
+def _prepared(data_config):
+  """The builder of a dataset `genjax.data.prepare` wrote under the data dir, or None."""
+  folder = Path(data_config.data_dir or DEFAULT_DATA_DIR) / data_config.name / "1.0.0"
+  if not (folder / "dataset_info.json").exists():
+    return None
+  return _tfds().builder_from_directory(str(folder))
+
+
+def _streamable(builder, split: str, source: str) -> StreamedDataset:
+  try:
+    data_source = builder.as_data_source(split=split)
+  except Exception as e:  # pylint: disable=broad-except  (TFDS raises several kinds)
+    raise ValueError(
+        f"{builder.name} cannot be streamed: its prepared files are not in ArrayRecord "
+        f"format ({str(e).splitlines()[0][:200]}). Prepare it with "
+        "download_and_prepare(file_format='array_record'), or set "
+        "config.data.pipeline=device.") from None
+  info = builder.info
+  shape = tuple(info.features["image"].shape)
+  shape = shape + (1,) if len(shape) == 2 else shape
+  label = info.features["label"] if "label" in info.features else None
+  return StreamedDataset(_DataSource(data_source), shape,
+                         getattr(label, "num_classes", 1) or 1, source)
+
+
+def materialize(dataset: StreamedDataset, threads: int = 4) -> ArrayDataset:
+  """A streamed split read whole into memory, `threads` examples at a time."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+
+  images = np.empty((len(dataset), *dataset.image_shape), np.uint8)
+  labels = np.empty(len(dataset), np.int64)
+  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+    for i, (image, label) in enumerate(pool.map(dataset.__getitem__, range(len(dataset)))):
+      images[i], labels[i] = image, label
+  return ArrayDataset(images, labels, dataset.num_classes, dataset.source)
+
+
+def load_from_config(data_config, split: str):
+  """The split an experiment's `config.data` names: a folder of images when
+  `data.path` is set, else `load` by TFDS name (data_dir, idx_dir, download).
+
+  The training split of a folder comes as a StreamedDataset when the
+  pipeline is (or `auto` chooses) `stream`; everything else whole in memory.
+  """
+  threads = data_config.get("threads", 4)
+  if data_config.get("path"):
+    streamed = folder_split(data_config, split)
+  elif (builder := _prepared(data_config)) is not None:
+    streamed = _streamable(builder, split, f"{data_config.name} prepared in {builder.data_dir}")
+  elif "path" in data_config and data_config.name == "folder":
+    raise ValueError("config.data.path is empty: set it to a folder of images, e.g. "
+                     "--config.data.path=~/photos, or set config.data.name to a dataset "
+                     "prepared by `python -m genjax.data.prepare`.")
+  else:  # whole in memory; the loop streams it from there if asked to
+    return load(data_config.name, split, data_dir=data_config.data_dir or None,
+                idx_dir=data_config.idx_dir or None, download=data_config.download)
+  if split == "train" and choose_pipeline(data_config, len(streamed),
+                                          streamed.image_shape) == "stream":
+    return streamed
+  return materialize(streamed, threads)

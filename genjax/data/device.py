@@ -80,11 +80,16 @@ def draw_batch(data: DeviceData, step: jax.Array, key: jax.Array, batch_size: in
     {'image': float32 [num_batches, B, H, W, C] in [-1, 1],
      'label': int32 [num_batches, B]}
   """
-  n = data.images.shape[0]
-  per_step = num_batches * batch_size
+  idx = step_indices(step, data.images.shape[0], key, num_batches * batch_size)
+  idx = idx.reshape(num_batches, batch_size)
+  return {"image": images_lib.to_float(data.images[idx]), "label": data.labels[idx]}
+
+
+def step_indices(step, n: int, key: jax.Array, per_step: int) -> jax.Array:
+  """The example indices [per_step] of step `step`: positions of an epoch
+  permutation, a fresh one (keyed by `fold_in(key, epoch)`) every epoch of
+  n // per_step steps."""
   steps_per_epoch = n // per_step
   epoch, position = jnp.divmod(step, steps_per_epoch)
   positions = position * per_step + jnp.arange(per_step)
-  idx = permuted_index(positions, n, jax.random.fold_in(key, epoch))
-  idx = idx.reshape(num_batches, batch_size)
-  return {"image": images_lib.to_float(data.images[idx]), "label": data.labels[idx]}
+  return permuted_index(positions, n, jax.random.fold_in(key, epoch))

@@ -39,6 +39,10 @@ class UnpairedDataset:
   def num_classes(self) -> int:
     return self.a.num_classes
 
+  @property
+  def image_shape(self) -> tuple[int, ...]:
+    return self.a.image_shape
+
   def __len__(self) -> int:
     return min(len(self.a), len(self.b))
 

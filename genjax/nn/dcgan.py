@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from genjax.nn import layers
 
 # Spatial size of the first feature map for each supported image size.
-START_SIZE = {28: 7, 32: 4, 64: 4}
+START_SIZE = {28: 7, 32: 4, 64: 4, 128: 4, 256: 4}
 
 
 def num_upsamplings(image_size: int) -> int:
@@ -56,6 +56,7 @@ class Generator(nn.Module):
   kernel_size: int = 3
   num_classes: int = 0  # > 0: conditional on labels [B]
   embed_dim: int = 50
+  icnr: bool = False  # sub-pixel upsamplings start as nearest-neighbour ones
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None,
@@ -79,7 +80,7 @@ class Generator(nn.Module):
     h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]
     for i in range(n_up):
       h = layers.Upsample2x(self.width * 2 ** (n_up - 1 - i), self.upsample,
-                            self.kernel_size)(h, norm_relu())
+                            self.kernel_size, icnr=self.icnr)(h, norm_relu())
     # [B, S, S, width] -> [B, S, S, C]
     h = layers.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
     return jnp.tanh(h)

@@ -129,12 +129,32 @@ class Conv(nn.Module):
     return y
 
 
+def icnr(base_init=nn.initializers.lecun_normal(), block: int = 2):
+  """ICNR initialisation of a sub-pixel convolution (Aitken et al. 2017).
+
+  The kernel [kh, kw, C, block*block*F] is `base_init`'s kernel for F
+  outputs, repeated for each of the block*block sub-pixels in
+  `depth_to_space`'s channel order, so that the upsampled output starts as
+  a nearest-neighbour upsampling of that convolution: no checkerboard at
+  initialisation, which training would otherwise have to unlearn.
+  """
+
+  def init(key, shape, dtype=jnp.float32):
+    *window, c_in, c_out = shape
+    base = base_init(key, (*window, c_in, c_out // (block * block)), dtype)
+    return jnp.tile(base, (1,) * (len(shape) - 1) + (block * block,))
+
+  return init
+
+
 class Upsample2x(nn.Module):
   """Doubles height and width, then maps to `features` channels.
 
   Methods (same output shape, different cost and artefacts):
     subpixel:  conv at low resolution to 4*features, then depth-to-space
                (Shi et al. 2016). Fast on every backend, XLA's CPU included.
+               `icnr=True` initialises it so that the four sub-pixels start
+               equal (`icnr`).
     transpose: strided transposed convolution, as in DCGAN (Radford et al.
                2016). Its weight gradient is slow on XLA:CPU (~30x subpixel).
     resize:    nearest-neighbour resize, then a conv (Odena et al. 2016).
@@ -144,6 +164,7 @@ class Upsample2x(nn.Module):
   method: UpsampleMethod = "subpixel"
   kernel_size: int = 3
   dtype: jnp.dtype = jnp.float32
+  icnr: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array,
@@ -164,7 +185,8 @@ class Upsample2x(nn.Module):
       return per_pixel(h.reshape(-1, self.features)).reshape(h.shape)
 
     if self.method == "subpixel":
-      x = nn.Conv(4 * self.features, k, padding="SAME", dtype=self.dtype)(x)
+      init = icnr() if self.icnr else nn.initializers.lecun_normal()
+      x = nn.Conv(4 * self.features, k, padding="SAME", dtype=self.dtype, kernel_init=init)(x)
       return depth_to_space(rows_map(x), 2)  # [B, H, W, (2, 2, features)] rows, shuffled
     if self.method == "transpose":
       return rows_map(nn.ConvTranspose(

@@ -48,6 +48,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: in
   generator = dcgan.Generator(
       image_size=size, channels=channels, width=m.g_width,
       upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
+      icnr=m.get("icnr", False),
   )
   discriminator = dcgan.Discriminator(
       width=m.d_width, num_layers=dcgan.num_upsamplings(size), kernel_size=m.d_kernel_size,
