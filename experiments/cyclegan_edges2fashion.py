@@ -72,6 +72,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   config.keep_checkpoints = 3
   config.num_eval_samples = 8  # test images per translation grid
+  config.grid_scale = 2  # PNG grids upscaled (nearest neighbour) to a size one can look at
   return config
 
 

@@ -33,6 +33,7 @@ def get_config(preset: str | None = None):
   config.steps_per_call = 100
   config.eval_every = 5 * EPOCH
   config.checkpoint_every = 5 * EPOCH
+  config.grid_scale = 1  # 256 px images need no enlarging
   return configs.with_presets(config, PRESETS, preset)
 
 

@@ -36,6 +36,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   config.data.test_percent = 5  # images held out for evaluation
   config.data.pipeline = "auto"
   config.metrics_num_samples = 0  # no feature network for a folder (see above)
+  config.grid_scale = 1
   config.num_steps = 20000
   config.eval_every = 1000
   config.checkpoint_every = 1000

@@ -76,7 +76,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.model.g_width = 32  # generator channels at full resolution; x2 per lower scale
   config.model.d_width = 64  # discriminator channels of the first conv; x2 per conv
   config.model.upsample = "subpixel"  # subpixel | transpose | resize
-  config.model.icnr = False  # subpixel: ICNR init, the four sub-pixels start equal
+  config.model.icnr = True  # subpixel: ICNR init, the four sub-pixels start equal (no checkerboard)
   config.model.g_kernel_size = 3
   config.model.d_kernel_size = 4
   config.model.spectral_norm = False  # spectral normalisation of every D layer

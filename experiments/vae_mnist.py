@@ -73,6 +73,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.checkpoint_every = 5000
   config.keep_checkpoints = 3
   config.num_eval_samples = 64
+  config.grid_scale = 2  # PNG grids upscaled (nearest neighbour) to a size one can look at
   # FID, KID and classifier score of this many samples against the test split
   # at every evaluation, in the dataset's feature network; the state with the
   # lowest FID is kept in best_checkpoint/. 0 turns this off.

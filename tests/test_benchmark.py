@@ -85,3 +85,23 @@ def test_unknown_preset_is_named_with_the_choices():
   assert proc.returncode != 0
   assert "gan_mnist has no preset 'wgan_pg'" in proc.stderr and "'wgan_gp'" in proc.stderr, \
       proc.stderr[-2000:]
+
+
+def test_pipeline_benchmark_measures_reading_and_streamed_training(tmp_path):
+  """`--pipeline`: folder and prepared-dataset reading, and the 64x64 GAN on
+  both paths, as JSON with the ratio the docs quote."""
+  out = tmp_path / "pipeline.json"
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--pipeline", "--windows=1",
+       "--window_seconds=0.1", f"--output={out}"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report["num_images"] == 1900 and report["image_size"] == 64
+  for key in ("folder_images_per_sec", "prepared_images_per_sec",
+              "gan64_device_images_per_sec", "gan64_stream_images_per_sec"):
+    assert report[key]["median"] > 0, key
+  ratio = (report["gan64_stream_images_per_sec"]["median"]
+           / report["gan64_device_images_per_sec"]["median"])
+  assert abs(report["stream_over_device"] - ratio) < 0.01

@@ -160,3 +160,18 @@ def test_prepared_dataset_holds_the_folders_images(photo_folder, tmp_path, monke
   np.testing.assert_array_equal(streamed[3][0], loaded["train"].images[3])
   with pytest.raises(ValueError, match="already prepared"):
     prepare.prepare(str(photo_folder), 32, "my_photos", data_dir=str(tmp_path / "tfds"))
+
+
+def test_vae_trains_on_the_folder_streamed(photo_folder, tmp_path, monkeypatch):
+  from experiments import vae_folder
+
+  monkeypatch.setenv("GENJAX_CACHE", str(tmp_path / "cache"))
+  config = vae_folder.get_config("tiny")
+  config.data.path, config.data.image_size, config.data.pipeline = str(photo_folder), 28, "stream"
+  config.num_steps = config.eval_every = config.checkpoint_every = 100
+  _, first = loop.train_and_evaluate(configs.apply_overrides(
+      config.copy_and_resolve_references(), {"num_steps": 10, "eval_every": 10,
+                                             "checkpoint_every": 10}), tmp_path / "vae")
+  _, last = loop.train_and_evaluate(config, tmp_path / "vae")
+  assert last["step"] == 100 and last["elbo"] > first["elbo"] + 100  # nats per image
+  assert (tmp_path / "vae" / "samples" / "step_000100_reconstructions.png").exists()

@@ -112,3 +112,38 @@ def test_upsample_per_pixel_is_applied_to_the_output(method):
   chex.assert_shape(inside, (3, 8, 10, 4))
   np.testing.assert_allclose(inside, after, atol=1e-5)
   assert float(jnp.max(jnp.abs(inside - plain))) > 0.1  # per_pixel did something
+
+
+def test_icnr_starts_subpixel_upsampling_as_nearest_neighbour():
+  """ICNR: the four sub-pixels of every 2x2 output block are equal at
+  initialisation (no checkerboard to unlearn); without it they differ."""
+  x = jax.random.normal(jax.random.key(0), (2, 7, 7, 16))
+
+  def blocks(icnr):
+    module = layers.Upsample2x(8, "subpixel", 3, icnr=icnr)
+    y = module.apply(module.init(jax.random.key(1), x), x)  # [2, 14, 14, 8]
+    return y.reshape(2, 7, 2, 7, 2, 8)
+
+  y = blocks(True)
+  for dy in (0, 1):
+    for dx in (0, 1):
+      np.testing.assert_array_equal(y[:, :, dy, :, dx], y[:, :, 0, :, 0])
+  assert float(jnp.std(y)) > 0.1  # not a trivial zero output
+  plain = blocks(False)
+  assert float(jnp.abs(plain[:, :, 0, :, 0] - plain[:, :, 1, :, 1]).mean()) > 0.1
+  generator = dcgan.Generator(image_size=28, width=8, icnr=True)
+  z = jax.random.normal(jax.random.key(2), (4, 16))
+  variables = generator.init(jax.random.key(3), z, train=False)
+  kernel = variables["params"]["Upsample2x_0"]["Conv_0"]["kernel"]  # [3, 3, C, 4*F]
+  quarters = jnp.split(kernel, 4, axis=-1)
+  assert all(bool(jnp.all(q == quarters[0])) for q in quarters)
+
+
+def test_grid_upscale_repeats_each_pixel():
+  from genjax import viz
+
+  image = np.arange(6, dtype=np.uint8).reshape(2, 3, 1)
+  big = viz.upscale(image, 2)
+  assert big.shape == (4, 6, 1)
+  np.testing.assert_array_equal(big[::2, ::2], image)
+  np.testing.assert_array_equal(big[1::2, 1::2], image)

@@ -63,7 +63,8 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
   x = test_targets(test_data, config.model.likelihood, target_key)  # [N, H, W, C]
   n_show = min(32, x.shape[0] // 2)
   shown = x[:n_show]
-  pairs = (x[n_show:n_show + 8], x[n_show + 8:n_show + 16])
+  n_pairs = min(8, (x.shape[0] - n_show) // 2)  # a small test split has fewer
+  pairs = (x[n_show:n_show + n_pairs], x[n_show + n_pairs:n_show + 2 * n_pairs])
   elbo_fn = jax.jit(lambda s, xb: vae.elbo(s, xb, elbo_key))
   mean_fn = jax.jit(vae.encode_mean)
   decode_fn = jax.jit(vae.decode)
