@@ -27,15 +27,7 @@ PRESETS = gan_mnist.PRESETS
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   """gan_mnist's config on an image folder, or presets of PRESETS."""
-  config = gan_mnist.get_config()
-  config.data.name = "folder"  # a label for logs; the images come from data.path
-  config.data.path = ""  # the folder of images (required)
-  config.data.image_size = 64  # side of the square images: 28, 32, 64, 128 or 256
-  config.data.channels = 3  # 1 (greyscale) or 3 (RGB)
-  config.data.labels = "none"  # none | folders (first-level subfolders are classes)
-  config.data.test_percent = 5  # images held out for evaluation
-  config.data.pipeline = "auto"
-  config.metrics_num_samples = 0  # no feature network for a folder (see above)
+  config = configs.use_image_folder(gan_mnist.get_config(), image_size=64)
   config.grid_scale = 1
   config.num_steps = 20000
   config.eval_every = 1000

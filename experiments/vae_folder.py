@@ -20,17 +20,8 @@ PRESETS = vae_mnist.PRESETS
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   """vae_mnist's config on an image folder, or presets of PRESETS."""
-  config = vae_mnist.get_config()
-  config.data.name = "folder"  # a label for logs; the images come from data.path
-  config.data.path = ""  # the folder of images (required)
-  config.data.image_size = 32  # side of the square images: 28, 32, 64, 128 or 256
-  config.data.channels = 3  # 1 (greyscale) or 3 (RGB)
-  config.data.labels = "none"  # none | folders (first-level subfolders are classes)
-  config.data.test_percent = 5  # images held out for evaluation
-  config.data.pipeline = "auto"
+  config = configs.use_image_folder(vae_mnist.get_config(), image_size=32)
   config.model.likelihood = "gaussian"
-  config.metrics_num_samples = 0  # no feature network for a folder
-  config.grid_scale = 2
   return configs.with_presets(config, PRESETS, preset)
 
 

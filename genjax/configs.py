@@ -84,3 +84,17 @@ def check_common(config: ml_collections.ConfigDict) -> None:
                        "0.5/0.999 for DCGAN, 0.9/0.999 by default).")
     if key == "opt.eps" and not (isinstance(value, (int, float)) and value > 0):
       raise ValueError(f"config.{key}={value!r} must be positive.")
+
+
+def use_image_folder(config: ml_collections.ConfigDict, image_size: int):
+  """Adds the keys of a user's image folder (genjax.data.folder) to config.data."""
+  data = config.data
+  data.name = "folder"  # a label for logs; the images come from data.path
+  data.path = ""  # the folder of images (required), or "" with data.name of a prepared one
+  data.image_size = image_size  # side of the square images: 28, 32, 64, 128 or 256
+  data.channels = 3  # 1 (greyscale) or 3 (RGB)
+  data.labels = "none"  # none | folders (first-level subfolders are classes)
+  data.test_percent = 5  # images held out for evaluation, chosen by a hash of their path
+  data.pipeline = "auto"  # on the devices up to 1 GiB of images, else streamed
+  config.metrics_num_samples = 0  # no feature network for a folder (docs/data.md)
+  return config

@@ -107,7 +107,8 @@ def test_two_dimensional_latent_writes_scatter_and_manifold(mnist_idx_dir, tfds_
   scatter = np.asarray(Image.open(tmp_path / "samples" / "step_000020_latent_scatter.png"))
   manifold = np.asarray(Image.open(tmp_path / "samples" / "step_000020_manifold.png"))
   assert scatter.shape[-1] == 3 and len(np.unique(scatter.reshape(-1, 3), axis=0)) > 10  # coloured points
-  assert manifold.shape[:2] == (15 * 28, 15 * 28)  # 15 x 15 decoded digits, no padding
+  # 15 x 15 decoded digits, no padding, written grid_scale times larger.
+  assert config.grid_scale == 2 and manifold.shape[:2] == (2 * 15 * 28, 2 * 15 * 28)
 
 
 def test_gaussian_decoder_trains(fashion_mnist_slice, tfds_dir, tmp_path):
