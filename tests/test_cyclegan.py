@@ -123,10 +123,11 @@ def test_resumed_run_equals_uninterrupted_run_pools_included(fashion_mnist_slice
 
 def test_learning_rate_is_constant_then_decays_linearly_to_zero():
   config = cyclegan_edges2fashion.get_config()
-  schedule = cyclegan.learning_rate(config)
-  np.testing.assert_allclose([float(schedule(0)), float(schedule(1000))], 2e-4, rtol=1e-6)
-  np.testing.assert_allclose(float(schedule(1500)), 1e-4, rtol=1e-6)
-  assert float(schedule(2000)) == 0.0
+  multiplier = cyclegan.lr_multiplier(config)
+  schedule = lambda count: config.opt.lr * float(multiplier(count))
+  np.testing.assert_allclose([schedule(0), schedule(1000)], 2e-4, rtol=1e-6)
+  np.testing.assert_allclose(schedule(1500), 1e-4, rtol=1e-6)
+  assert schedule(2000) == 0.0
 
 
 def test_short_run_lowers_cycle_and_translation_errors(fashion_mnist_slice, tfds_dir, tmp_path):

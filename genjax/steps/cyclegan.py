@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genjax import losses
+from genjax import losses, optim
 from genjax.nn import cyclegan as cyclegan_nn
 from genjax.state import TrainState
 
@@ -44,12 +44,11 @@ class CycleGANState:
   pool_count: jax.Array  # [2] int32: images stored in pool_a, pool_b
 
 
-def learning_rate(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Constant `opt.lr` until `decay_start`, then linear to 0 at `num_steps`."""
-  lr = config.opt.lr
+def lr_multiplier(config: ml_collections.ConfigDict) -> optim.Multiplier:
+  """1 until `decay_start`, then linear to 0 at `num_steps` (times `opt.lr`)."""
   decay_steps = max(config.num_steps - config.decay_start, 1)
   return optax.join_schedules(
-      [optax.constant_schedule(lr), optax.linear_schedule(lr, 0.0, decay_steps)],
+      [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, decay_steps)],
       [config.decay_start])
 
 
@@ -66,12 +65,13 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
                  num_classes: int = 0) -> CycleGANState:
   del num_classes
   generator, discriminator = build_models(config, image_shape)
-  tx = optax.adam(learning_rate(config), b1=config.opt.b1, b2=config.opt.b2)
+  schedule = lr_multiplier(config)
   x = jnp.zeros((1, *image_shape), jnp.float32)
   keys = jax.random.split(key, 4)
 
   def make(module, k):
-    return TrainState.create(apply_fn=module.apply, params=module.init(k, x)["params"], tx=tx)
+    return optim.train_state(module.apply, module.init(k, x)["params"], schedule=schedule,
+                             learning_rate=config.opt.lr, b1=config.opt.b1, b2=config.opt.b2)
 
   pool = jnp.zeros((config.pool_size, *image_shape), jnp.float32)
   return CycleGANState(

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genjax import losses
+from genjax import losses, optim
 from genjax.nn import dcgan
 from genjax.state import TrainState
 
@@ -57,11 +57,11 @@ def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: in
   return generator, discriminator
 
 
-def _optimizer(lr: float, opt: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  name = opt.get("name", "adam")
-  if name == "rmsprop":  # WGAN (Arjovsky et al. 2017): RMSProp, lr 5e-5
-    return optax.rmsprop(lr)
-  return optax.adam(lr, b1=opt.b1, b2=opt.b2)
+def _train_state(apply_fn, variables, lr, opt: ml_collections.ConfigDict) -> TrainState:
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})
+  if opt.get("name", "adam") == "rmsprop":  # WGAN (Arjovsky et al. 2017): RMSProp, lr 5e-5
+    return optim.train_state(apply_fn, params, batch_stats, name="rmsprop", learning_rate=lr)
+  return optim.train_state(apply_fn, params, batch_stats, learning_rate=lr, b1=opt.b1, b2=opt.b2)
 
 
 def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
@@ -74,14 +74,8 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   d_vars = discriminator.init(d_key, jnp.zeros((1, *image_shape), jnp.float32), y)
   return GANState(
       step=jnp.zeros((), jnp.int32),
-      generator=TrainState.create(
-          apply_fn=generator.apply, params=g_vars["params"],
-          batch_stats=g_vars.get("batch_stats", {}), tx=_optimizer(config.opt.g_lr, config.opt),
-      ),
-      discriminator=TrainState.create(
-          apply_fn=discriminator.apply, params=d_vars["params"],
-          batch_stats=d_vars.get("batch_stats", {}), tx=_optimizer(config.opt.d_lr, config.opt),
-      ),
+      generator=_train_state(generator.apply, g_vars, config.opt.g_lr, config.opt),
+      discriminator=_train_state(discriminator.apply, d_vars, config.opt.d_lr, config.opt),
       ema_params=g_vars["params"],
   )
 

@@ -17,9 +17,8 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
-from genjax import losses
+from genjax import losses, optim
 from genjax.nn import vae as vae_nn
 from genjax.state import TrainState
 
@@ -47,13 +46,14 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   del num_classes  # unconditional
   encoder, decoder = build_models(config, image_shape)
   e_key, d_key = jax.random.split(key)
-  tx = optax.adam(config.opt.lr, b1=config.opt.b1, b2=config.opt.b2, eps=config.opt.eps)
+  o = config.opt
+  numbers = dict(learning_rate=o.lr, b1=o.b1, b2=o.b2, eps=o.eps)
   e_vars = encoder.init(e_key, jnp.zeros((1, *image_shape)))
   d_vars = decoder.init(d_key, jnp.zeros((1, config.model.latent_dim)))
   return VAEState(
       step=jnp.zeros((), jnp.int32),
-      encoder=TrainState.create(apply_fn=encoder.apply, params=e_vars["params"], tx=tx),
-      decoder=TrainState.create(apply_fn=decoder.apply, params=d_vars["params"], tx=tx),
+      encoder=optim.train_state(encoder.apply, e_vars["params"], **numbers),
+      decoder=optim.train_state(decoder.apply, d_vars["params"], **numbers),
   )
 
 
