@@ -31,10 +31,25 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
   return config
 
 
+def add_shared_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Adds the keys every experiment has beyond its own: `population`
+  (genjax.population), off."""
+  if "population" not in config:
+    config.population = ml_collections.ConfigDict()
+    config.population.seeds = 0  # members with seeds seed, seed+1, ...; 0 = one model
+    # one member per value, crossed with the seeds: 'opt.g_lr=1e-4,2e-4 ema_decay=0,0.999'
+    config.population.sweep = ""
+    config.population.stop_on_nan = False  # a member's NaN/Inf stops the run (else: frozen)
+    config.population.layout = "auto"  # auto | vmap (one batched program) | loop (in turn)
+  return config
+
+
 def with_presets(config: ml_collections.ConfigDict, presets: dict,
                  names: str | None) -> ml_collections.ConfigDict:
-  """`config` with the overrides of each comma-separated preset in `names`
-  applied in order; an unknown name is a ValueError listing the choices."""
+  """`config` with the shared keys (`add_shared_keys`) and the overrides of
+  each comma-separated preset in `names` applied in order; an unknown name
+  is a ValueError listing the choices."""
+  add_shared_keys(config)
   for name in (names or "").split(","):
     name = name.strip()
     if not name:

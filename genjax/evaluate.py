@@ -3,6 +3,7 @@
   python -m genjax.evaluate --workdir runs/gan_mnist [--num 10000] [--seed 0]
   python -m genjax.evaluate --workdir runs/vae_fashion_mnist --iwae_k 5000
   python -m genjax.evaluate --workdir runs/gan_mnist --checkpoint best
+  python -m genjax.evaluate --workdir runs/gan_mnist_seeds [--member 2]   # a population
 
 Every run with a generator (GAN, VAE): `--num` samples scored against the
 test split in the dataset's feature network (genjax.metrics.features): FID,
@@ -35,7 +36,7 @@ import numpy as np
 import tqdm
 from absl import app, flags, logging
 
-from genjax import checkpoint, data, evaluators, run, runtime
+from genjax import checkpoint, data, evaluators, population, run, runtime
 from genjax.metrics import distances, features, inception, scores
 
 
@@ -51,7 +52,11 @@ def _inception_features(network, images, what: str) -> np.ndarray:
 
 def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
-             inception_weights=None) -> dict:
+             inception_weights=None, member: int | None = None) -> dict:
+  """The measures of one run's checkpoint (module docstring). For a
+  population run (genjax.population), `member` picks one member; without
+  it every healthy member is measured with the same keys, and `summary`
+  gives each number's mean, std, min and max over the members."""
   start = time.perf_counter()
   inception_unavailable = None
   if use_inception:  # the weights file is found and hash-checked before any work
@@ -61,10 +66,12 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       if inception_weights:  # a file the user named must be usable
         raise ValueError(f"--inception_weights: {e}") from e
       inception_unavailable = f"unavailable: {e}"
-  config, family, state = run.restore(workdir, checkpoint)
+  config, family, state = run.restore(workdir, checkpoint, member)
   test = family.load_split(config, "test")
   result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
             "family": config.family, "dataset": config.data.name, "data_source": test.source}
+  if member is not None:
+    result["member"] = member
   key = jax.random.key(seed)
 
   scorer = None
@@ -73,19 +80,10 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       scorer = scores.Scorer(config.data.name, test.images, seed=seed)
     except features.FeatureNetworkError as e:
       result["sample_metrics"] = f"unavailable: {e}"
+  network = reference = None
   if scorer is not None:
     record = scorer.network.record
     result["feature_network"] = {k: record[k] for k in ("sha256", "test_accuracy", "data_source")}
-    _log(f"Scoring {num} samples against {len(test)} test images...")
-    fakes = evaluators.draw(family.sample, state, config, num, jax.random.fold_in(key, 0))
-    result["samples"] = scorer(fakes)
-    if floor:
-      train = family.load_split(config, "train")
-      rng = np.random.default_rng(seed)
-      real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
-      _log(f"Scoring {len(real)} training images (the floor)...")
-      result["floor_train_vs_test"] = scorer(real)
-
     if inception_unavailable:
       result["inception"] = inception_unavailable
     elif use_inception:
@@ -93,25 +91,80 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       result["inception"] = {"weights": str(network.path), "sha256": network.sha256}
       reference = distances.feature_statistics(
           _inception_features(network, test.images, "test split"))
-      for name, images in [("samples", fakes), ("floor_train_vs_test", real if floor else None)]:
-        if images is not None:
-          stats = distances.feature_statistics(_inception_features(network, images, name))
-          result[name]["inception_fid"] = distances.frechet_distance(*stats, *reference)
-
-  if family.evaluate_metrics is not None:
-    family_test = test.take(num_test)
-    options = {"iwae_k": iwae_k, "chunk": chunk}
-    with tqdm.tqdm(total=len(family_test), unit="image", file=sys.stderr) as bar:
-      result.update(family.evaluate_metrics(
-          state, config, family_test, jax.random.fold_in(key, 1),
-          progress=lambda done: bar.update(done - bar.n),
-          **{name: options[name] for name in family.metric_options}))
-
+    if floor:
+      train = family.load_split(config, "train")
+      rng = np.random.default_rng(seed)
+      real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
+      _log(f"Scoring {len(real)} training images (the floor)...")
+      result["floor_train_vs_test"] = _score(scorer, real, network, reference, "floor")
   if scorer is None and family.evaluate_metrics is None:
     raise ValueError(f"Nothing to evaluate for this {config.family!r} run: "
                      + result.get("sample_metrics", "").removeprefix("unavailable: "))
+
+  def measure(config, state) -> dict:
+    out = {}
+    if scorer is not None:
+      _log(f"Scoring {num} samples against {len(test)} test images...")
+      fakes = evaluators.draw(family.sample, state, config, num, jax.random.fold_in(key, 0))
+      out["samples"] = _score(scorer, fakes, network, reference, "samples")
+    if family.evaluate_metrics is not None:
+      family_test = test.take(num_test)
+      options = {"iwae_k": iwae_k, "chunk": chunk}
+      with tqdm.tqdm(total=len(family_test), unit="image", file=sys.stderr) as bar:
+        out.update(family.evaluate_metrics(
+            state, config, family_test, jax.random.fold_in(key, 1),
+            progress=lambda done: bar.update(done - bar.n),
+            **{name: options[name] for name in family.metric_options}))
+    return out
+
+  if member is not None or not population.active(config):
+    result.update(measure(config, state))
+  else:
+    members = population.members(config)
+    healthy = np.asarray(jax.device_get(state.healthy))
+    result["members"] = []
+    for m in range(len(members)):
+      entry = {"member": m, "seed": members.seeds[m],
+               **{k: v[m] for k, v in members.swept.items()}}
+      if not healthy[m]:
+        entry["diverged"] = True  # frozen at its last finite state: not measured
+      else:
+        _log(f"Measuring {members.describe(m)}...")
+        entry.update(measure(members.configs[m], population.member(state, m)))
+      result["members"].append(entry)
+    result["summary"] = _summary([e for e in result["members"] if not e.get("diverged")])
   result["seconds"] = round(time.perf_counter() - start, 1)
   return result
+
+
+def _score(scorer, images, network, reference, what: str) -> dict:
+  out = scorer(images)
+  if network is not None:
+    stats = distances.feature_statistics(_inception_features(network, images, what))
+    out["inception_fid"] = distances.frechet_distance(*stats, *reference)
+  return out
+
+
+def _numbers(tree, prefix="") -> dict:
+  """{'samples.fid': 12.3, ...}: the numeric leaves of a result dict."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_numbers(v, f"{prefix}{k}."))
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _summary(entries: list[dict]) -> dict:
+  """{metric: {mean, std, min, max}} over the members' results."""
+  skip = {"member", "seed"}
+  values = {}
+  for entry in entries:
+    for k, v in _numbers(entry).items():
+      if k not in skip:
+        values.setdefault(k, []).append(v)
+  return {k: population.summarize(v) for k, v in values.items() if len(v) == len(entries)}
 
 
 def define_flags():
@@ -127,6 +180,8 @@ def define_flags():
   flags.DEFINE_integer("num_test", 0, "Test images for the family's own measures; 0 = all.")
   flags.DEFINE_bool("inception", True, "Also the standard Inception FID, where its weights "
                     "are on disk (genjax.metrics.inception).")
+  flags.DEFINE_integer("member", None, "Population runs: the member to measure (default: "
+                       "every member, then the mean, std, min and max of each number).")
   flags.DEFINE_string("inception_weights", None, "pytorch-fid's pt_inception-2015-12-05-"
                       "6726825d.pth (default: $GENJAX_INCEPTION_WEIGHTS, then the torch.hub cache).")
 
@@ -149,7 +204,7 @@ def main(argv):
   try:
     result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, run.parse_checkpoint(FLAGS.checkpoint),
                       FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test,
-                      FLAGS.inception, FLAGS.inception_weights)
+                      FLAGS.inception, FLAGS.inception_weights, FLAGS.member)
   except (FileNotFoundError, ValueError, data.DatasetUnavailableError,
           checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)

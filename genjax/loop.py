@@ -37,7 +37,8 @@ import numpy as np
 import tqdm
 from tensorboardX import SummaryWriter
 
-from genjax import checkpoint, configs, data, families, parallel, run, viz, workdir_lock
+from genjax import (checkpoint, configs, data, families, parallel, population, run, viz,
+                    workdir_lock)
 from genjax import images as images_lib
 from genjax.data import stream as stream_lib
 from genjax.evaluators import Sampler
@@ -47,7 +48,8 @@ from genjax.metrics import features, scores
 RESUMABLE_KEYS = frozenset({
     "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
     "num_eval_samples", "metrics_num_samples", "grid_scale", "data.data_dir", "data.idx_dir",
-    "data.download", "data.pipeline", "data.threads",
+    "data.download", "data.pipeline", "data.threads", "population.layout",
+    "population.stop_on_nan",
 })
 
 
@@ -155,13 +157,24 @@ def multi_step_streamed(state, batches, train_key, *, train_step, sharding, unro
 
 
 def make_train_call(family: families.Family, config: ml_collections.ConfigDict, mesh,
-                    num_steps: int, streamed: bool = False):
+                    num_steps: int, streamed: bool = False, members=None, state_sharding=None):
   """The jitted call the loop runs: (state, dataset, train_key, data_key) ->
   (state after `num_steps` steps, metrics [num_steps]). The state is donated
   and replicated; each step's batch is split over the mesh's `data` axis.
   `streamed`: the call takes the k steps' host batches instead,
-  (state, batches, train_key)."""
+  (state, batches, train_key). `members` (genjax.population.Members): the
+  state is a population's, sharded as `state_sharding`, and its metrics are
+  [num_steps, members]."""
   replicated = parallel.replicated(mesh)
+  if members is not None:
+    return jax.jit(
+        functools.partial(
+            multi_step, train_step=population.make_train_step(family, members, mesh),
+            draw_batch=population.make_draw_batch(family, members, config),
+            num_steps=num_steps, batch_size=config.batch_size,
+            num_batches=family.batches_per_step(config),
+            sharding=population.batch_sharding(mesh), unroll=parallel.unroll_steps(mesh)),
+        donate_argnums=0, out_shardings=(state_sharding, replicated))
   if streamed:
     return jax.jit(
         functools.partial(
@@ -239,14 +252,18 @@ class _Start:
   train_key: jax.Array
   data_key: jax.Array
   eval_key: jax.Array
+  members: Any  # genjax.population.Members of a population run, else None
+  state_sharding: Any
 
 
-def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_changes) -> _Start:
+def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_changes,
+           members) -> _Start:
   """Mesh, data, state (restored from the latest checkpoint when there is one)
   and the run's files; nothing is compiled for training yet. config.json is
   written before anything slow."""
   family = families.get(config.family)
-  mesh = parallel.make_mesh(devices)
+  mesh = (parallel.make_mesh(devices) if members is None
+          else population.make_mesh(devices, len(members)))
   parallel.check_batch_size(config.batch_size, mesh)
   check_resume_config(workdir, config, allow_changes)
   if jax.process_index() == 0:
@@ -265,11 +282,23 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
   if streamed and not family.streams:
     raise ValueError(f"config.data.pipeline: the {family.name!r} family reads its data on the "
                      "device path only; set config.data.pipeline=device.")
+  if streamed and members is not None:
+    raise ValueError("config.data.pipeline: a population (config.population) reads its data "
+                     "on the device path only; set config.data.pipeline=device, or train the "
+                     "members as separate runs.")
   dataset = None if streamed else family.to_device(train, mesh)
 
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.key(config.seed), 4)
-  state = jax.jit(lambda k: family.create_state(config, k, image_shape, train.num_classes),
-                  out_shardings=parallel.replicated(mesh))(init_key)
+  if members is None:
+    state_sharding = parallel.replicated(mesh)
+    create = lambda: family.create_state(config, init_key, image_shape, train.num_classes)
+  else:  # every member's keys from its own seed (genjax.population)
+    create = lambda: population.create_state(family, members, image_shape, train.num_classes)
+    state_sharding = population.state_sharding(mesh, jax.eval_shape(create))
+    print(f"Population: {len(members)} members "
+          f"({', '.join(members.describe(m) for m in range(len(members)))}); mesh "
+          f"{dict(mesh.shape)}.", file=sys.stderr)
+  state = jax.jit(create, out_shardings=state_sharding)()
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   try:
     restored = ckpt.restore_latest(state)
@@ -294,30 +323,72 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
     print(f"Streaming the training data: {config.data.get('threads', 4)} reader threads "
           f"per process.", file=sys.stderr)
   return _Start(family, mesh, dataset, host_stream, load_split(family, config, "test"), state,
-                start, restored is not None, train_key, data_key, eval_key)
+                start, restored is not None, train_key, data_key, eval_key, members,
+                state_sharding)
 
 
 class Evaluation:
   """One evaluation of the loop: the family's grids and scalars, and FID/KID
   of `config.metrics_num_samples` samples where the dataset has a feature
-  network, keeping the lowest-FID state in `best_checkpoint/`."""
+  network, keeping the lowest-FID state in `best_checkpoint/`.
+
+  For a population (`members`), every healthy member is evaluated with the
+  same keys (the same latent draws): the scalars are their means, with each
+  member's value beside them (`fid/member_3`), the best checkpoint is the
+  one with the lowest mean FID, and a grid `members` has one row of samples
+  per member (families without a sampler: each grid, members stacked)."""
+
+  GRID_COLUMNS = 10
 
   def __init__(self, family: families.Family, config: ml_collections.ConfigDict, test,
-               key: jax.Array, workdir: Path, writer, stack: contextlib.ExitStack):
+               key: jax.Array, workdir: Path, writer, stack: contextlib.ExitStack,
+               members=None):
     self.config, self.key, self.workdir, self.writer = config, key, workdir, writer
-    self.evaluator = family.make_evaluator(config, key, test)
+    self.family, self.members = family, members
+    member_config = config if members is None else members.configs[0]
+    self.evaluator = family.make_evaluator(member_config, key, test)
     self.scorer = make_scorer(family, config, test)
     if self.scorer is not None:
-      self.sampler = Sampler(family.sample, config, min(500, config.metrics_num_samples))
+      self.sampler = Sampler(family.sample, member_config, min(500, config.metrics_num_samples))
       self.best = checkpoint.Checkpointer(workdir / "best_checkpoint", 1, best_metric="fid")
       stack.callback(self.best.close)
+    if members is not None and family.sample is not None:
+      self.row_sampler = Sampler(family.sample, member_config, self.GRID_COLUMNS)
 
-  def __call__(self, state, step: int, log) -> None:
+  def _evaluate(self, state) -> tuple[dict, dict]:
     images, scalars = self.evaluator(state)
     if self.scorer is not None:
       fakes = self.sampler(state, self.config.metrics_num_samples,
                            jax.random.fold_in(self.key, 1))
       scalars.update(self.scorer(fakes, full=False))
+    return images, scalars
+
+  def _evaluate_population(self, state) -> tuple[dict, dict, dict]:
+    healthy = np.asarray(jax.device_get(state.healthy))
+    per_member, grids, rows = {}, {}, []
+    for m in np.flatnonzero(healthy):
+      member = population.member(state, int(m))
+      images, scalars = self._evaluate(member)
+      for name, value in scalars.items():
+        per_member.setdefault(name, {})[int(m)] = value
+      for name, image in images.items():
+        grids.setdefault(name, []).append(image)
+      if self.family.sample is not None:
+        rows.append(self.row_sampler(member, self.GRID_COLUMNS, jax.random.fold_in(self.key, 2)))
+    if rows:
+      grids = {"members": viz.grid(np.concatenate(rows), ncol=self.GRID_COLUMNS)}
+    else:
+      grids = {name: viz.grid(np.stack(images), ncol=1, pad=4) for name, images in grids.items()}
+    means = {name: float(np.mean(list(v.values()))) for name, v in per_member.items()}
+    return grids, means, per_member
+
+  def __call__(self, state, step: int, log) -> None:
+    per_member = {}
+    if self.members is None:
+      images, scalars = self._evaluate(state)
+    else:
+      images, scalars, per_member = self._evaluate_population(state)
+    if self.scorer is not None and "fid" in scalars:
       best = self.best.best()
       if best is None or scalars["fid"] < best[1]:
         self.best.save(step, state, metrics={"fid": scalars["fid"]})
@@ -330,8 +401,16 @@ class Evaluation:
       self.writer.add_image(name, image, step, dataformats="HWC")
     for name, value in scalars.items():
       self.writer.add_scalar(f"eval/{name}", value, step)
+    for name, values in per_member.items():
+      self.writer.add_scalars(f"eval/{name}", {f"member_{m}": v for m, v in values.items()},
+                              step)
     if scalars:
-      log(f"step {step}: " + ", ".join(f"{n}={v:.4g}" for n, v in scalars.items()))
+      line = ", ".join(f"{n}={v:.4g}" for n, v in scalars.items())
+      if per_member:
+        line = (f"mean of {len(next(iter(per_member.values())))} members: {line}; "
+                + "; ".join(f"{n} per member: " + " ".join(f"{v:.4g}" for v in values.values())
+                            for n, values in per_member.items() if n in ("fid", "loss", "elbo")))
+      log(f"step {step}: {line}")
     self.writer.flush()
 
 
@@ -347,6 +426,39 @@ def _check_finite(stacked: dict, first: int, last: int, ckpt: checkpoint.Checkpo
         f"(step {ckpt.latest_step()}) in {ckpt.directory} is kept. To resume it with a "
         f"lower learning rate, rerun the same command with {lower} "
         f"--allow_changes={','.join(rates)}; or start over in a new --workdir.")
+
+
+def _population_metrics(stacked: dict, was_healthy: np.ndarray, members, first: int,
+                        last: int, ckpt: checkpoint.Checkpointer,
+                        config: ml_collections.ConfigDict, log) -> tuple[dict, dict, np.ndarray]:
+  """(means over healthy members, {name: {member: mean}}, healthy [M]) of one
+  call's metrics [k, M]. A member that turned NaN/Inf in this call is
+  reported, and stops the run when config.population.stop_on_nan is set or
+  no member is left."""
+  healthy_steps = stacked.pop("healthy")  # [k, M]: healthy after each step
+  healthy = healthy_steps[-1]
+  for m in np.flatnonzero(was_healthy & ~healthy):
+    at = first + 1 + int(np.argmin(healthy_steps[:, m]))
+    what = members.describe(int(m))
+    if config.population.stop_on_nan:
+      raise TrainingDiverged(
+          f"{what} became NaN/Inf at step {at}. Stopped without saving "
+          f"(config.population.stop_on_nan); the last good checkpoint (step "
+          f"{ckpt.latest_step()}) in {ckpt.directory} is kept. Rerun without "
+          "--config.population.stop_on_nan to go on with the other members.")
+    log(f"{what} became NaN/Inf at step {at}: it keeps its last finite state and no longer "
+        f"trains; the other {int(healthy.sum())} go on.")
+  if not healthy.any():
+    raise TrainingDiverged(
+        f"Every member of the population became NaN/Inf by step {last}. The last good "
+        f"checkpoint (step {ckpt.latest_step()}) in {ckpt.directory} is kept; lower the "
+        "learning rates (see --allow_changes) or start over in a new --workdir.")
+  per_member, means = {}, {}
+  for name, values in stacked.items():  # [k, M]; steps after a member's NaN left out
+    per_member[name] = {int(m): float(np.mean(values[healthy_steps[:, m], m]))
+                        for m in np.flatnonzero(healthy)}
+    means[name] = float(np.mean(list(per_member[name].values())))
+  return means, per_member, healthy
 
 
 def _remove_new_workdir(workdir: Path) -> None:
@@ -378,6 +490,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   workdir = Path(workdir)
   configs.check_common(config)  # before anything is loaded or compiled
   families.get(config.family).validate_config(config)
+  members = None
+  if population.active(config):
+    members = population.members(config)
+    for member_config in members.configs:
+      configs.check_common(member_config)
+      families.get(config.family).validate_config(member_config)
   parallel.initialize_distributed()
   is_main = jax.process_index() == 0
   new_workdir = not workdir.exists()
@@ -386,7 +504,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     with contextlib.ExitStack() as stack:
       stack.enter_context(workdir_lock.acquire(
           workdir, run_id=parallel.shared_run_id(), is_main=is_main))
-      s = _start(config, workdir, devices, tuple(allow_changes))
+      s = _start(config, workdir, devices, tuple(allow_changes), members)
       started = True
       state, step, metrics = s.state, s.start_step, {}
       images_per_step = config.batch_size * s.family.batches_per_step(config)
@@ -396,7 +514,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       writer = SummaryWriter(str(workdir / "tensorboard")) if is_main else None
       if writer is not None:
         stack.callback(writer.close)
-      evaluate = Evaluation(s.family, config, s.test, s.eval_key, workdir, writer, stack)
+      evaluate = Evaluation(s.family, config, s.test, s.eval_key, workdir, writer, stack,
+                            members)
+      healthy = None if members is None else np.asarray(jax.device_get(state.healthy))
       bar = stack.enter_context(tqdm.tqdm(
           total=config.num_steps, initial=step, unit="step", dynamic_ncols=True,
           disable=not is_main, mininterval=1.0 if sys.stderr.isatty() else 30.0))
@@ -405,7 +525,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       while step < config.num_steps:
         k = min(config.steps_per_call, _next_boundary(step, config) - step)
         if k not in calls:
-          calls[k] = make_train_call(s.family, config, s.mesh, k, streamed=s.stream is not None)
+          calls[k] = make_train_call(s.family, config, s.mesh, k, streamed=s.stream is not None,
+                                     members=members, state_sharding=s.state_sharding)
         t0 = time.perf_counter()
         if s.stream is None:
           state, stacked = calls[k](state, s.dataset, s.train_key, s.data_key)
@@ -416,14 +537,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         seconds = time.perf_counter() - t0
         step += k
         ckpt.check()
-        _check_finite(stacked, step - k, step, ckpt, config)
-        metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
-        metrics["images_per_sec"] = k * images_per_step / seconds
+        per_member = {}
+        if members is None:
+          _check_finite(stacked, step - k, step, ckpt, config)
+          metrics = {name: float(np.mean(v)) for name, v in stacked.items()}
+        else:
+          metrics, per_member, healthy = _population_metrics(
+              stacked, healthy, members, step - k, step, ckpt, config, bar.write)
+        metrics["images_per_sec"] = k * images_per_step * (1 if members is None else len(members)) / seconds
         bar.update(k)
         bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
         if writer is not None:
           for name, value in metrics.items():
             writer.add_scalar(f"train/{name}", value, step)
+          for name, values in per_member.items():  # one curve per member
+            writer.add_scalars(f"train/{name}", {f"member_{m}": v for m, v in values.items()},
+                               step)
         if step % config.eval_every == 0 or step == config.num_steps:
           evaluate(state, step, bar.write)
         if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:

@@ -12,7 +12,7 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from genjax import checkpoint, families, parallel
+from genjax import checkpoint, families, parallel, population
 
 
 def write_info(workdir: Path, image_shape, num_classes: int, data_source: str) -> None:
@@ -53,18 +53,37 @@ def parse_checkpoint(value) -> str | int:
   raise ValueError(f"--checkpoint={value!r}: use 'latest', 'best' or a step number.")
 
 
-def restore(workdir, checkpoint_name: str | int = "latest"):
+def check_member(config: ml_collections.ConfigDict, member: int | None) -> None:
+  """A ValueError unless `member` (None: all of them) names a member of the run."""
+  if member is None:
+    return
+  if not population.active(config):
+    raise ValueError(f"--member={member}: this run is a single model, not a population "
+                     "(config.population); leave --member out.")
+  size = len(population.members(config))
+  if not 0 <= member < size:
+    raise ValueError(f"--member={member}: the population has members 0..{size - 1}.")
+
+
+def restore(workdir, checkpoint_name: str | int = "latest", member: int | None = None):
   """(config, Family, state) from a checkpoint of the run in `workdir`.
 
   checkpoint_name: 'latest', 'best' (lowest FID seen by the loop, in
   `best_checkpoint/`), or a step number in `checkpoints/`.
+  member: of a population run (genjax.population), member `member`'s config
+  and state; None gives the run's config and the whole PopulationState.
   """
   config, info = read(workdir)
+  check_member(config, member)
   family = families.get(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
-  abstract = jax.eval_shape(
-      lambda k: family.create_state(config, k, tuple(info["image_shape"]), info["num_classes"]),
-      jax.random.key(0))
+  shape, classes = tuple(info["image_shape"]), info["num_classes"]
+  if population.active(config):
+    members = population.members(config)
+    abstract = jax.eval_shape(lambda: population.create_state(family, members, shape, classes))
+  else:
+    abstract = jax.eval_shape(lambda k: family.create_state(config, k, shape, classes),
+                              jax.random.key(0))
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   best = checkpoint_name == "best"
@@ -94,4 +113,6 @@ def restore(workdir, checkpoint_name: str | int = "latest"):
             "try another --checkpoint.") from e
   finally:
     ckpt.close()
+  if member is not None:
+    return population.members(config).configs[member], family, population.member(state, member)
   return config, family, state

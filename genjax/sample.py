@@ -3,6 +3,7 @@
   python -m genjax.sample --workdir runs/gan_mnist --num 1000 --out samples.npz
   python -m genjax.sample --workdir runs/gan_mnist --checkpoint best
   python -m genjax.sample --workdir runs/gan_mnist_cgan --labels 3,7   # conditional runs
+  python -m genjax.sample --workdir runs/gan_mnist_seeds --member 2     # population runs
 
 The .npz file holds `images`: uint8 [N, H, W, C], and for conditional runs
 `labels` [N] (the --labels list repeated, or every class in turn).
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import checkpoint, evaluators, run, runtime
+from genjax import checkpoint, evaluators, population, run, runtime
 
 
 def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
@@ -35,11 +36,17 @@ def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
 
 
 def generate(workdir, num: int, seed: int = 0, batch: int = 500,
-             checkpoint: str | int = "latest", labels: list[int] | None = None):
-  """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in `workdir`."""
+             checkpoint: str | int = "latest", labels: list[int] | None = None,
+             member: int | None = None):
+  """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in
+  `workdir`; of a population run, from member `member`."""
   config, info = run.read(workdir)
+  run.check_member(config, member)
+  if member is None and population.active(config):
+    raise ValueError(f"{workdir} holds a population of {len(population.members(config))} "
+                     "members (config.population); pick one with --member.")
   labels = sample_labels(config, info, num, labels)
-  config, family, state = run.restore(workdir, checkpoint)
+  config, family, state = run.restore(workdir, checkpoint, member)
   if family.sample is None:
     raise ValueError(f"{workdir} holds a {config.family!r} run, which translates images and "
                      "draws no new ones; `python -m genjax.evaluate` measures it.")
@@ -56,6 +63,8 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "Seed of the latent draws.")
   flags.DEFINE_integer("batch", 500, "Images generated per compiled call.")
   flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (lowest FID) or a step number.")
+  flags.DEFINE_integer("member", None, "Population runs (config.population): the member "
+                       "to sample from.")
   flags.DEFINE_list("labels", [], "Conditional runs: classes to draw, repeated to --num "
                     "(default: every class in turn).")
 
@@ -78,7 +87,7 @@ def main(argv):
       raise ValueError(f"--labels={','.join(FLAGS.labels)} must be class numbers, "
                        "e.g. --labels=3,7.") from None
     images, labels = generate(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.batch,
-                              run.parse_checkpoint(FLAGS.checkpoint), wanted)
+                              run.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
   except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

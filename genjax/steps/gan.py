@@ -118,10 +118,10 @@ def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake,
     batch_stats = updates.get("batch_stats", {})
     d_loss = opts.loss.discriminator(real_logits, fake_logits)
     penalties = {}
-    if opts.gp_weight:
+    if _on(opts.gp_weight):
       critic = _critic(d, params, batch_stats, real_labels)
       penalties["gp"] = losses.gradient_penalty(critic, real, fake, key)
-    if opts.r1_gamma:
+    if _on(opts.r1_gamma):
       penalties["r1"] = losses.r1_penalty(_critic(d, params, batch_stats, real_labels), real)
     total = (d_loss + opts.gp_weight * penalties.get("gp", 0.0)
              + opts.r1_gamma * penalties.get("r1", 0.0))
@@ -130,9 +130,10 @@ def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake,
   (_, (d_loss, real_logits, fake_logits, batch_stats, penalties)), grads = jax.value_and_grad(
       loss_fn, has_aux=True)(d.params)
   d = d.apply_gradients(grads=grads, batch_stats=batch_stats)
-  if opts.clip_value:  # WGAN: keep the critic Lipschitz by clipping every weight
-    d = d.replace(params=jax.tree.map(lambda p: jnp.clip(p, -opts.clip_value, opts.clip_value),
-                                      d.params))
+  if _on(opts.clip_value):  # WGAN: keep the critic Lipschitz by clipping every weight
+    c = opts.clip_value
+    clip = lambda p: jnp.where(c > 0, jnp.clip(p, -c, c), p)  # c may be a member's traced 0
+    d = d.replace(params=jax.tree.map(clip, d.params))
   return d, d_loss, (real_logits, fake_logits), penalties
 
 
@@ -191,14 +192,25 @@ def train_step(state: GANState, batch, key: jax.Array, *, opts: Options):
   return GANState(step=state.step + 1, generator=g, discriminator=d, ema_params=ema), metrics
 
 
+def _number(value):
+  """A float, or a traced scalar (a population member's swept value)."""
+  return value if isinstance(value, jax.Array) else float(value)
+
+
+def _on(weight) -> bool:
+  """Whether a term weighted by `weight` is computed: always for a traced
+  weight (members may differ; a weight of 0 then adds nothing)."""
+  return isinstance(weight, jax.Array) or weight != 0
+
+
 def make_train_step(config: ml_collections.ConfigDict):
   opts = Options(
       loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
       latent_dim=config.model.latent_dim, conditional=config.get("conditional", False),
-      clip_value=float(config.get("clip_value", 0.0)),
-      gp_weight=float(config.get("gp_weight", 0.0)),
-      r1_gamma=float(config.get("r1_gamma", 0.0)),
-      ema_decay=float(config.get("ema_decay", 0.0)),
+      clip_value=_number(config.get("clip_value", 0.0)),
+      gp_weight=_number(config.get("gp_weight", 0.0)),
+      r1_gamma=_number(config.get("r1_gamma", 0.0)),
+      ema_decay=_number(config.get("ema_decay", 0.0)),
       probabilities=config.loss in ("minimax", "non_saturating"),
   )
   return functools.partial(train_step, opts=opts)

@@ -1,0 +1,120 @@
+"""Speed and memory of a population against one model: `python -m experiments.benchmark_population`.
+
+Prints one JSON object (and writes it to --output when given): for each
+population size M in --members (1 = one model, the population off), the
+loop's own train call of --experiment's config with
+`population.seeds=M`, on random images of its dataset's shape:
+
+  images_per_sec       {median, min, max} over --windows timed windows of
+                       all members' images together (M x batch per step)
+  per_member_images_per_sec   the median over M
+  speedup_over_one     aggregate images/s over that of M = 1 (same run):
+                       above 1, M members cost less than M single runs
+  compile_seconds, peak_rss_mb (each size in its own process)
+
+  python -m experiments.benchmark_population                  # gan_mnist, M = 1, 8
+  python -m experiments.benchmark_population --members=1,4,8 --experiment=vae_mnist
+"""
+
+import importlib
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+from experiments import benchmark
+from genjax import runtime
+
+
+def _define_flags():
+  flags.DEFINE_string("experiment", "gan_mnist", "Experiment (EXPERIMENT:PRESET for a preset).")
+  flags.DEFINE_list("members", ["1", "8"], "Population sizes to measure.")
+  flags.DEFINE_integer("windows", 5, "Timed windows per size; the median is reported.")
+  flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
+  flags.DEFINE_string("output", "", "Also write the JSON here.")
+  flags.DEFINE_integer("one", 0, "Internal: measure this population size in this process.")
+
+
+def measure(name: str, num_members: int, windows: int, window_seconds: float) -> dict:
+  """Compiles and times the loop's train call for `num_members` members."""
+  import jax
+
+  from genjax import families, loop, parallel, population
+
+  name, _, preset = name.partition(":")
+  config = importlib.import_module(f"experiments.{name}").get_config(preset or None)
+  config.population.seeds = num_members
+  family = families.get(config.family)
+  shape = benchmark.EXPERIMENTS[name]
+  split = benchmark.synthetic_split(config.family, shape)
+  members = population.members(config) if num_members > 1 else None
+  if members is None:
+    mesh = parallel.make_mesh()
+    sharding = parallel.replicated(mesh)
+    create = lambda: family.create_state(config, jax.random.key(0), shape, 10)
+  else:
+    mesh = population.make_mesh(None, num_members)
+    create = lambda: population.create_state(family, members, shape, 10)
+    sharding = population.state_sharding(mesh, jax.eval_shape(create))
+  state = jax.jit(create, out_shardings=sharding)()
+  dataset = family.to_device(split, mesh)
+  train_key, data_key = jax.random.split(jax.random.key(1))
+  k = config.steps_per_call
+  call = loop.make_train_call(family, config, mesh, k, members=members, state_sharding=sharding)
+  start = time.perf_counter()
+  compiled = call.lower(state, dataset, train_key, data_key).compile()
+  compile_seconds = time.perf_counter() - start
+  holder = [state]
+
+  def run_once():
+    holder[0], metrics = compiled(holder[0], dataset, train_key, data_key)
+    jax.block_until_ready(metrics)
+
+  images = k * config.batch_size * family.batches_per_step(config) * num_members
+  rate = benchmark.timed_windows(run_once, images, windows, window_seconds)
+  return {"members": num_members, "images_per_sec": {n: round(v, 1) for n, v in rate.items()},
+          "per_member_images_per_sec": round(rate["median"] / num_members, 1),
+          "compile_seconds": round(compile_seconds, 2),
+          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  runtime.configure()
+  timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
+  if f.one:
+    print(json.dumps(measure(f.experiment, f.one, f.windows, f.window_seconds)))
+    return
+  result = {"experiment": f.experiment, "sizes": []}
+  for m in [int(x) for x in f.members]:
+    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_population",
+                           f"--experiment={f.experiment}", f"--one={m}", *timing],
+                          capture_output=True, text=True)
+    if proc.returncode:
+      result["sizes"].append({"members": m, "error": proc.stderr.strip().splitlines()[-1]})
+      continue
+    result["sizes"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+  ok = [s for s in result["sizes"] if "error" not in s]
+  base = next((s for s in ok if s["members"] == 1), None)
+  if base is not None:
+    for s in ok:
+      s["speedup_over_one"] = round(s["images_per_sec"]["median"]
+                                    / base["images_per_sec"]["median"], 2)
+  import jax
+
+  result.update(backend=jax.default_backend(), device_kind=jax.devices()[0].device_kind,
+                device_count=jax.device_count())
+  text = json.dumps(result, indent=2)
+  print(text)
+  if f.output:
+    with open(f.output, "w") as out:
+      out.write(text + "\n")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,308 @@
+"""Populations: several models of one family trained as one program.
+
+`--config.population.seeds=8` trains 8 members with seeds seed, seed+1, ...;
+`--config.population.sweep='opt.g_lr=1e-4,2e-4,4e-4'` trains one member per
+value (several keys, separated by spaces, are crossed), each with every
+seed. Member m is the single run whose config is `members(config).configs[m]`
+(its seed and swept values, population off): its state is a slice of one
+pytree with a leading member axis, and one `jax.vmap`-ed step, compiled
+once, updates them all.
+
+  - Random keys: member m's init, train, data and evaluation keys are those
+    of a single run with seed_m, so it draws the same batches and noise.
+  - Swept numbers reach the step as traced values: optimiser numbers live
+    in the optimiser states (genjax.optim), and the step reads the others
+    (loss weights, EMA decay) from a config whose swept keys hold the
+    member's value. Only float keys can be swept; a key the step branches
+    on in Python is refused, naming it.
+  - Devices: with at least as many devices as members (a multiple), the
+    mesh gains a `member` axis and each device holds its members; otherwise
+    every device holds all members and splits each member's batch.
+  - A member whose losses or parameters become NaN/Inf is frozen at its last
+    finite state (`healthy` [M] in the state); the others go on, and the
+    loop says which member, by index, seed and values. With
+    `population.stop_on_nan=True` the run stops instead, as a single run
+    does.
+
+The state's `step` is shared by all members. docs/population.md has the
+details and measurements.
+"""
+
+import copy
+import dataclasses
+import itertools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from genjax import configs, parallel
+
+MEMBER_AXIS = "member"
+Config = ml_collections.ConfigDict
+
+
+def active(config: Config) -> bool:
+  pop = config.get("population")
+  return pop is not None and (pop.get("seeds", 0) > 1 or bool(pop.get("sweep", "")))
+
+
+def parse_sweep(text: str, config: Config) -> dict[str, list[float]]:
+  """'opt.g_lr=1e-4,2e-4 ema_decay=0,0.999' -> {key: [values]}; errors name
+  the bad part."""
+  leaves = dict(configs._leaves(config))  # pylint: disable=protected-access
+  out = {}
+  for part in text.replace(";", " ").split():
+    key, sep, values = part.partition("=")
+    if not sep or not values:
+      raise ValueError(f"config.population.sweep: {part!r} must read KEY=V1,V2,... "
+                       "(e.g. opt.g_lr=1e-4,2e-4).")
+    if key not in leaves:
+      raise ValueError(f"config.population.sweep: {key!r} is not a config key.")
+    if key.startswith("population.") or key == "seed":
+      raise ValueError(f"config.population.sweep: {key!r} cannot be swept (seeds: "
+                       "config.population.seeds).")
+    if not isinstance(leaves[key], float) or isinstance(leaves[key], bool):
+      raise ValueError(
+          f"config.population.sweep: {key}={leaves[key]!r} is not a float; only numbers "
+          "the step computes with (learning rates, loss weights, decays) can differ "
+          "between members of one program. Sweep it with separate runs.")
+    try:
+      out[key] = [float(v) for v in values.split(",")]
+    except ValueError:
+      raise ValueError(f"config.population.sweep: {part!r} has a value that is not a "
+                       "number.") from None
+    if key in out and len(set(out[key])) != len(out[key]):
+      raise ValueError(f"config.population.sweep: {part!r} repeats a value.")
+  return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+  """The members of a population, in order: every swept combination, each
+  with every seed."""
+
+  configs: list  # one concrete single-run config per member
+  seeds: list[int]
+  swept: dict  # key -> [value per member]
+  layout: str = "auto"  # config.population.layout
+
+  def __len__(self):
+    return len(self.configs)
+
+  def describe(self, m: int) -> str:
+    """'member 3 (seed 1, opt.g_lr=0.0002)'."""
+    values = "".join(f", {k}={v[m]:g}" for k, v in self.swept.items())
+    return f"member {m} (seed {self.seeds[m]}{values})"
+
+
+def members(config: Config) -> Members:
+  """The population's members; a single one when the population is off."""
+  pop = config.get("population", ml_collections.ConfigDict())
+  num_seeds = pop.get("seeds", 0)
+  if pop.get("layout", "auto") not in LAYOUTS:
+    raise ValueError(f"config.population.layout={pop.layout!r}; choose one of {list(LAYOUTS)}.")
+  if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 0:
+    raise ValueError(f"config.population.seeds={num_seeds!r} must be an integer >= 0 "
+                     "(0 or 1: one model).")
+  sweep = parse_sweep(pop.get("sweep", ""), config)
+  seeds = [config.seed + i for i in range(max(num_seeds, 1))]
+  combos = list(itertools.product(*sweep.values())) or [()]
+  out, out_seeds, swept = [], [], {k: [] for k in sweep}
+  for combo in combos:
+    for seed in seeds:
+      member = copy.deepcopy(config)
+      member.seed = seed
+      configs.apply_overrides(member, dict(zip(sweep, combo)))
+      if "population" in member:
+        member.population.seeds, member.population.sweep = 0, ""
+        member.population.layout = "auto"
+      out.append(member)
+      out_seeds.append(seed)
+      for k, v in zip(sweep, combo):
+        swept[k].append(v)
+  return Members(out, out_seeds, swept, pop.get("layout", "auto"))
+
+
+def traced_config(config: Config, numbers: dict) -> Config:
+  """`config` with the swept keys holding `numbers` (traced scalars)."""
+  config = copy.deepcopy(config)
+  with config.ignore_type():
+    configs.apply_overrides(config, numbers)
+  return config
+
+
+@flax.struct.dataclass
+class PopulationState:
+  members: Any  # the family's state, every leaf [M, ...] but `step` (shared)
+  healthy: jax.Array  # [M] bool: False once a member's losses or parameters were NaN/Inf
+
+  @property
+  def step(self):
+    return self.members.step
+
+
+def member_axes(state) -> Any:
+  """vmap axes of a family state: 0 for every leaf, None (shared) for `step`."""
+  return jax.tree.map(lambda _: 0, state).replace(step=None)
+
+
+def _map(fn, axes, *trees):
+  return jax.tree.map(fn, axes, *trees, is_leaf=lambda x: x is None)
+
+
+def member(state: PopulationState, m: int):
+  """The family state of member `m`."""
+  return _map(lambda a, x: x if a is None else x[m], member_axes(state.members), state.members)
+
+
+def make_mesh(devices, num_members: int) -> Mesh:
+  """(member, data) when the devices can hold the members (a multiple of
+  their count, at least as many); else the 1-D `data` mesh."""
+  devices = jax.devices() if devices is None else list(devices)
+  n = len(devices)
+  if num_members > 1 and n >= num_members and n % num_members == 0:
+    return Mesh(np.asarray(devices).reshape(num_members, n // num_members),
+                (MEMBER_AXIS, parallel.DATA_AXIS), axis_types=(AxisType.Auto,) * 2)
+  return parallel.make_mesh(devices)
+
+
+def _member_spec(mesh: Mesh):
+  return MEMBER_AXIS if MEMBER_AXIS in mesh.axis_names else None
+
+
+def state_sharding(mesh: Mesh, state) -> Any:
+  """Shardings of a population state: members split over the `member` axis."""
+  spec = _member_spec(mesh)
+  axes = member_axes(state.members)
+  members = _map(lambda a, _: NamedSharding(mesh, P() if a is None else P(spec)),
+                 axes, state.members)
+  return PopulationState(members=members, healthy=NamedSharding(mesh, P(spec)))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """[M, n, B, ...] batches: members over `member`, examples over `data`."""
+  return NamedSharding(mesh, P(_member_spec(mesh), None, parallel.DATA_AXIS))
+
+
+def _keys(members_: Members) -> jax.Array:
+  """[M, 4] keys per member: init, train, data, eval, as in a single run."""
+  return jnp.stack([jax.random.split(jax.random.key(c.seed), 4) for c in members_.configs])
+
+
+def _numbers(members_: Members) -> dict:
+  return {k: jnp.asarray(v, jnp.float32) for k, v in members_.swept.items()}
+
+
+def _untraceable(key_names, error: Exception) -> ValueError:
+  return ValueError(
+      f"config.population.sweep: {' or '.join(key_names)} cannot differ between members of "
+      f"one program: the model's code needs its value in Python ({type(error).__name__}). "
+      "Sweep it with separate runs.")
+
+
+def create_state(family, members_: Members, image_shape, num_classes: int) -> PopulationState:
+  """The members' initial states, stacked (call inside jit)."""
+  base = members_.configs[0]
+
+  def one(key, numbers):
+    return family.create_state(traced_config(base, numbers), key, image_shape, num_classes)
+
+  try:
+    states = jax.vmap(one)(_keys(members_)[:, 0], _numbers(members_))
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
+    raise _untraceable(members_.swept, e) from e
+  states = states.replace(step=states.step[0])  # shared by the members
+  return PopulationState(members=states, healthy=jnp.ones((len(members_),), bool))
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+LAYOUTS = ("auto", "vmap", "loop")
+
+
+def choose_layout(layout: str, mesh: Mesh) -> str:
+  """`vmap` (one batched program) or `loop` (the members' steps one after
+  another in the same compiled call). `auto`: vmap on accelerators and when
+  the members are sharded over devices; loop on a CPU that holds them all,
+  where XLA runs the batched (grouped) convolutions of vmap about half as
+  fast as the members one by one (docs/population.md)."""
+  if layout != "auto":
+    return layout
+  cpu = mesh.devices.flat[0].platform == "cpu"
+  return "loop" if cpu and MEMBER_AXIS not in mesh.axis_names else "vmap"
+
+
+def make_train_step(family, members_: Members, mesh: Mesh):
+  """(population state, batch [M, n, B, ...], unused key) -> (state, metrics
+  {name: [M]}, with `healthy`). Member m's key is fold_in(train_key_m, step)."""
+  base = members_.configs[0]
+  train_keys = _keys(members_)[:, 1]
+  numbers = _numbers(members_)
+  spmd = _member_spec(mesh)
+  layout = choose_layout(members_.layout, mesh)
+
+  def one(state, batch, key, numbers):
+    return family.make_train_step(traced_config(base, numbers))(state, batch, key)
+
+  def step(pop: PopulationState, batch, key):
+    del key  # each member's own, below
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, pop.step))(train_keys)
+    axes = member_axes(pop.members)
+    try:
+      if layout == "loop":  # the members one after another, each as a single run
+        outs = [one(member(pop, m), jax.tree.map(lambda x: x[m], batch), keys[m],
+                    {k: v[m] for k, v in numbers.items()}) for m in range(len(members_))]
+        new = _map(lambda a, *xs: xs[0] if a is None else jnp.stack(xs), axes,
+                   *[o[0] for o in outs])
+        metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *[o[1] for o in outs])
+      else:
+        new, metrics = jax.vmap(one, in_axes=(axes, 0, 0, 0), out_axes=(axes, 0),
+                                spmd_axis_name=spmd)(pop.members, batch, keys, numbers)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError) as e:
+      raise _untraceable(members_.swept, e) from e
+    finite = jax.vmap(lambda s, m: _all_finite((s, m)), in_axes=(axes, 0))(new, metrics)
+    healthy = pop.healthy & finite
+
+    def keep(a, n, o):
+      if a is None:
+        return n
+      return jnp.where(healthy.reshape((-1,) + (1,) * (n.ndim - 1)), n, o)
+
+    members_state = _map(keep, axes, new, pop.members)
+    return PopulationState(members=members_state, healthy=healthy), {**metrics,
+                                                                     "healthy": healthy}
+
+  return step
+
+
+def make_draw_batch(family, members_: Members, config: Config):
+  """draw(dataset, step, _, batch_size, num_batches) -> each member's batch of
+  the step, from its own data key: [M, n, B, ...]."""
+  draw = family.make_draw_batch(config)
+  data_keys = _keys(members_)[:, 2]
+
+  def draw_members(dataset, step, data_key, batch_size, num_batches):
+    del data_key
+    return jax.vmap(lambda k: draw(dataset, step, k, batch_size, num_batches))(data_keys)
+
+  return draw_members
+
+
+def eval_keys(members_: Members) -> jax.Array:
+  return _keys(members_)[:, 3]
+
+
+def summarize(values: list[float]) -> dict:
+  """mean, std (over members, ddof 0 is not used: sample std), min and max."""
+  v = np.asarray(values, np.float64)
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+          "min": float(v.min()), "max": float(v.max())}
