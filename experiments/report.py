@@ -5,10 +5,14 @@
   python -m experiments.report --steps_scale=0.1     # a quick, smaller budget
 
 Each row is an experiment module with its default config (the budget is its
-`num_steps`, times --steps_scale), trained in runs/report/<row>, then scored
-by `genjax.evaluate` (samples against the test split in the dataset's feature
-network; for VAEs also the test ELBO and IWAE NLL). One `floor` row per
-dataset scores real training images the same way. The table goes to
+`num_steps`, times --steps_scale), trained as a population of --seeds
+members with seeds 0, 1, ... (genjax.population: one program, each member
+equal to a single run with its seed) in runs/report/<row>, then scored by
+`genjax.evaluate` (samples against the test split in the dataset's feature
+network; for VAEs also the test ELBO and IWAE NLL), member by member. The
+table shows each number as mean ± standard deviation over the seeds, and
+docs/results.md lists the per-seed values. One `floor` row per dataset
+scores real training images the same way. The table goes to
 docs/results.md and, between its markers, into README.md.
 
 A row whose run and evaluation are already in runs/report is not redone, so
@@ -41,6 +45,7 @@ ROWS = {
 }
 
 flags.DEFINE_list("rows", list(ROWS), "Rows to run (default: all).")
+flags.DEFINE_integer("seeds", 3, "Members (seeds) of each row's population; 1 = a single run.")
 flags.DEFINE_float("steps_scale", 1.0, "Multiplies every row's num_steps (the budget).")
 flags.DEFINE_string("workdir", "runs/report", "Parent folder of the rows' runs.")
 flags.DEFINE_integer("num", 10000, "Samples scored per row.")
@@ -51,35 +56,40 @@ flags.DEFINE_string("readme", "README.md", "Updated between its results markers;
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _config(module_name: str, preset, overrides: dict, steps_scale: float):
+def _config(module_name: str, preset, overrides: dict, steps_scale: float, seeds: int = 1):
   import importlib  # pylint: disable=g-import-not-at-top
 
   get_config = importlib.import_module(f"experiments.{module_name}").get_config
   config = get_config(preset) if preset else get_config()
   configs.apply_overrides(config, overrides)
+  config.population.seeds = seeds if seeds > 1 else 0
   steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
   config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
   return config
 
 
-def _command(module_name: str, preset, overrides: dict, steps: int) -> str:
+def _command(module_name: str, preset, overrides: dict, steps: int, seeds: int = 1) -> str:
   args = [f"--config=experiments/{module_name}.py:{preset}"] if preset else []
   args += [f"--config.{k}={v}" for k, v in overrides.items() if k != "num_steps"]
+  if seeds > 1:
+    args.append(f"--config.population.seeds={seeds}")
   default = _config(module_name, preset, {}, 1.0).num_steps
   if steps != default:
     args.append(f"--config.num_steps={steps}")
   return " ".join([f"python -m experiments.{module_name}", *args])
 
 
-def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int) -> dict:
+def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
+            seeds: int = 1) -> dict:
   """Trains and evaluates one row (or reads its finished result)."""
   module_name, preset, overrides, what = ROWS[name]
-  config = _config(module_name, preset, overrides, steps_scale)
+  config = _config(module_name, preset, overrides, steps_scale, seeds)
   result_path = workdir / "report.json"
   iwae_k = iwae_k if config.family == "vae" else 0
   if result_path.exists():
     result = json.loads(result_path.read_text())
-    if result.get("steps") == config.num_steps and result.get("num") == num:
+    if (result.get("steps") == config.num_steps and result.get("num") == num
+        and result.get("seeds", 1) == seeds):
       scored_with = result["metrics"].get("feature_network", {}).get("sha256")
       current = features.KNOWN_WEIGHTS.get(config.data.name)
       if scored_with == current:
@@ -100,8 +110,8 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int)
   result = {
       "name": name, "model": what, "family": config.family, "dataset": config.data.name,
       "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,
-      "train_seconds": round(train_seconds, 1),
-      "command": _command(module_name, preset, overrides, config.num_steps),
+      "seeds": seeds, "train_seconds": round(train_seconds, 1),
+      "command": _command(module_name, preset, overrides, config.num_steps, seeds),
       "metrics": metrics,
   }
   result_path.write_text(json.dumps(result, indent=2))
@@ -109,7 +119,34 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int)
 
 
 def _fmt(value, digits=3) -> str:
+  if isinstance(value, dict):  # a population's summary: mean ± std over the members
+    return f"{_fmt(value['mean'], digits)} ± {value['std']:.2g}"
   return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _row_values(metrics: dict) -> dict:
+  """{'fid': value or summary, 'iwae_1000_nll_nats': ...}: a single run's
+  numbers, or a population's {mean, std, min, max} of each."""
+  if "summary" not in metrics:
+    return {**metrics.get("samples", {}), **metrics}
+  summary = metrics["summary"]
+  return {k.removeprefix("samples."): v for k, v in summary.items()}
+
+
+def _per_seed(results: list[dict]) -> list[str]:
+  lines = []
+  for r in results:
+    members = r["metrics"].get("members")
+    if not members:
+      continue
+    fids = [m.get("samples", {}).get("fid") for m in members]
+    nlls = [next((v for k, v in m.items() if k.endswith("_nll_nats")), None) for m in members]
+    parts = [f"seed {m['seed']}: " + ", ".join(
+        x for x in (f"FID {f:.3g}" if f is not None else "", f"NLL {n:.2f}" if n is not None
+                    else "") if x) if not m.get("diverged") else f"seed {m['seed']}: diverged"
+             for m, f, n in zip(members, fids, nlls)]
+    lines.append(f"- {r['model']}, {r['dataset']}, {r['steps']} steps: " + "; ".join(parts))
+  return lines
 
 
 def table(results: list[dict], compact: bool = False) -> str:
@@ -123,7 +160,7 @@ def table(results: list[dict], compact: bool = False) -> str:
              *([] if compact else ["density", "coverage", "classifier_score"])]
   names = {"fid": "FID", "inception_fid": "Inception FID", "kid": "KID",
            "classifier_score": "classifier score"}
-  head = ("| model | dataset | steps | train time | "
+  head = ("| model | dataset | steps | seeds | train time | "
           + "".join(f"{names.get(c, c)} | " for c in columns)
           + "test NLL (nats) |" + ("" if compact else " command |"))
   lines = [head, "|" + " --- |" * (head.count("|") - 1)]
@@ -131,26 +168,42 @@ def table(results: list[dict], compact: bool = False) -> str:
   def scores(s):
     return " | ".join(_fmt(s.get(c)) for c in columns)
 
+  def nll_of(values, iwae_k):
+    nll = next((v for k, v in values.items() if k.startswith("iwae_") and k.endswith("_nll_nats")),
+               None)
+    if nll is None:
+      return "–"
+    text = (f"{nll['mean']:.2f} ± {nll['std']:.2f}" if isinstance(nll, dict) else f"{nll:.2f}")
+    return f"{text} (IWAE-{iwae_k})"
+
   def command(text):
     return "" if compact else f" {text} |"
 
   floors = {}
   for r in results:
     m = r["metrics"]
-    nll = next((v for k, v in m.items() if k.startswith("iwae_") and k.endswith("_nll_nats")), None)
-    nll_text = f"{nll:.2f} (IWAE-{m['iwae_k']})" if nll is not None else "–"
+    values = _row_values(m)
+    iwae_k = m.get("iwae_k") or next((e.get("iwae_k") for e in m.get("members", [])), None)
+    seeds = r.get("seeds", 1)
     lines.append(
-        f"| {r['model']} | {r['dataset']} | {r['steps']} | {r['train_seconds'] / 60:.1f} min | "
-        f"{scores(m.get('samples', {}))} | {nll_text} |" + command(f"`{r['command']}`"))
+        f"| {r['model']} | {r['dataset']} | {r['steps']} | {seeds} | "
+        f"{r['train_seconds'] / 60:.1f} min | {scores(values)} | {nll_of(values, iwae_k)} |"
+        + command(f"`{r['command']}`"))
     if "floor_train_vs_test" in m:
       floors[r["dataset"]] = m["floor_train_vs_test"]
   for dataset, f in floors.items():
-    lines.append(f"| floor: training images | {dataset} | – | – | {scores(f)} | – |"
+    lines.append(f"| floor: training images | {dataset} | – | – | – | {scores(f)} | – |"
                  + command("`python -m genjax.evaluate --workdir DIR`"))
   if compact:
     return "\n".join(lines) + "\n"
   sources = sorted({f"{r['dataset']}: {r['data_source']}" for r in results})
   notes = [
+      "",
+      "Rows with several seeds show mean ± standard deviation over the members of one "
+      "population run (`--config.population.seeds=N`; each member equals a single run with "
+      "its seed), and the train time of the whole population. Per seed:",
+      "",
+      *_per_seed(results),
       "",
       f"Samples per row: {results[0]['num'] if results else '–'}, scored against the test split "
       "in the dataset's own feature network (`genjax.metrics.features`; not Inception, so "
@@ -180,7 +233,10 @@ def main(argv):
     raise app.UsageError(f"--rows: unknown {unknown}; choose from {list(ROWS)}.")
   if not FLAGS.steps_scale > 0:
     raise app.UsageError(f"--steps_scale={FLAGS.steps_scale} must be positive.")
-  results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k)
+  if FLAGS.seeds < 1:
+    raise app.UsageError(f"--seeds={FLAGS.seeds} must be at least 1.")
+  results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
+                     FLAGS.seeds)
              for name in FLAGS.rows]
   text = table(results)
   Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)

@@ -16,23 +16,32 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   readme.write_text(f"# title\n\nbefore\n{report.BEGIN}\nold table\n{report.END}\nafter\n")
   out = tmp_path / "results.md"
   command = [sys.executable, "-m", "experiments.report", "--rows=gan_mnist",
-             "--steps_scale=0.004", "--num=300", f"--workdir={tmp_path / 'runs'}",
+             "--steps_scale=0.004", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
              f"--out={out}", f"--readme={readme}"]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "runs" / "gan_mnist" / "report.json").read_text())
-  assert result["steps"] == 12 and result["metrics"]["samples"]["num_samples"] == 300
-  assert result["command"] == "python -m experiments.gan_mnist --config.num_steps=12"
-  rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "---" not in line]
+  assert result["steps"] == 12 and result["seeds"] == 2
+  members = result["metrics"]["members"]  # a population of two seeds, scored one by one
+  assert [m["seed"] for m in members] == [0, 1]
+  assert all(m["samples"]["num_samples"] == 300 for m in members)
+  assert result["command"] == ("python -m experiments.gan_mnist --config.population.seeds=2 "
+                               "--config.num_steps=12")
+  text = out.read_text()
+  rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert len(rows) == 3  # header, the run, the floor
-  fid = result["metrics"]["samples"]["fid"]
-  assert f"| {fid:.3g} |" in rows[1] and rows[2].startswith("| floor: training images | mnist |")
+  fids = [m["samples"]["fid"] for m in members]
+  summary = result["metrics"]["summary"]["samples.fid"]
+  assert abs(summary["mean"] - sum(fids) / 2) < 1e-9 and summary["min"] == min(fids)
+  cell = f"| {summary['mean']:.3g} ± {summary['std']:.2g} |"
+  assert cell in rows[1] and rows[2].startswith("| floor: training images | mnist |")
+  assert f"seed 0: FID {fids[0]:.3g}; seed 1: FID {fids[1]:.3g}" in text
   text = readme.read_text()
   readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert "old table" not in text and len(readme_rows) == 3  # the compact table
-  assert readme_rows[1].startswith("| DCGAN, non-saturating loss | mnist | 12 |")
-  assert f"| {fid:.3g} |" in readme_rows[1] and "`python" not in readme_rows[1]
+  assert readme_rows[1].startswith("| DCGAN, non-saturating loss | mnist | 12 | 2 |")
+  assert cell in readme_rows[1] and "`python" not in readme_rows[1]
   assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
   # A second run reads the finished row instead of training again.
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
@@ -42,13 +51,14 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   report_json = tmp_path / "runs" / "gan_mnist" / "report.json"
   stale = json.loads(report_json.read_text())
   stale["metrics"]["feature_network"]["sha256"] = "0" * 64
-  stale["metrics"]["samples"]["fid"] = -1.0
+  stale["metrics"]["summary"]["samples.fid"]["mean"] = -1.0
   report_json.write_text(json.dumps(stale))
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0 and "[gan_mnist] rescoring" in proc.stderr, proc.stderr[-3000:]
   assert "[gan_mnist] training" not in proc.stderr
   rescored = json.loads(report_json.read_text())
-  assert rescored["metrics"]["samples"]["fid"] == fid  # same checkpoint, same seed, same number
+  # same checkpoint, same seed, same numbers
+  assert rescored["metrics"]["summary"]["samples.fid"] == summary
   assert rescored["train_seconds"] == result["train_seconds"]
 
 
