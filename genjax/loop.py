@@ -407,9 +407,10 @@ class Evaluation:
     if scalars:
       line = ", ".join(f"{n}={v:.4g}" for n, v in scalars.items())
       if per_member:
-        line = (f"mean of {len(next(iter(per_member.values())))} members: {line}; "
-                + "; ".join(f"{n} per member: " + " ".join(f"{v:.4g}" for v in values.values())
-                            for n, values in per_member.items() if n in ("fid", "loss", "elbo")))
+        spread = [f"{n} per member: " + " ".join(f"{v:.4g}" for v in values.values())
+                  for n, values in per_member.items() if n in ("fid", "elbo")]
+        line = "; ".join([f"mean of {len(next(iter(per_member.values())))} members: {line}",
+                          *spread])
       log(f"step {step}: {line}")
     self.writer.flush()
 
