@@ -1,6 +1,7 @@
 """Your own images: a folder read once per image, streamed or on the devices,
 with the same batches either way, resumable and with bad files reported."""
 
+import json
 import os
 import subprocess
 import sys
@@ -175,3 +176,50 @@ def test_vae_trains_on_the_folder_streamed(photo_folder, tmp_path, monkeypatch):
   _, last = loop.train_and_evaluate(config, tmp_path / "vae")
   assert last["step"] == 100 and last["elbo"] > first["elbo"] + 100  # nats per image
   assert (tmp_path / "vae" / "samples" / "step_000100_reconstructions.png").exists()
+
+
+def test_cyclegan_trains_between_two_folders_and_reads_the_authors_layout(photo_folder,
+                                                                          tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), GENJAX_CACHE=str(tmp_path / "cache"))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.cyclegan_folder",
+       "--config=experiments/cyclegan_folder.py:tiny",
+       f"--config.data.path_a={photo_folder / 'shirts'}",
+       f"--config.data.path_b={photo_folder / 'shoes'}", "--config.data.image_size=32",
+       "--config.data.load_size=36", "--config.data.crop_size=32",
+       f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert (tmp_path / "run" / "samples" / "step_000020_translation_a2b.png").exists()
+  proc = subprocess.run(
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert 0 < json.loads(proc.stdout)["cycle_l1_a"] < 2
+
+  from experiments import cyclegan_folder
+  from genjax.data import unpaired
+
+  # The authors' layout: trainA, trainB and a testA/testB used whole.
+  root = tmp_path / "horse2zebra"
+  root.mkdir()
+  (root / "trainA").symlink_to(photo_folder / "shirts")
+  (root / "trainB").symlink_to(photo_folder / "shoes")
+  for d, source in (("testA", "shirts"), ("testB", "shoes")):
+    (root / d).mkdir()
+    readable = [f for f in sorted((photo_folder / source).rglob("*.png")) if "broken" not in f.name]
+    for f in readable[:7]:
+      (root / d / f.name).write_bytes(f.read_bytes())
+  config = cyclegan_folder.get_config()
+  config.data.path, config.data.image_size = str(root), 32
+  shirts = folder_lib.open_folder(str(photo_folder / "shirts"), 32, 3)
+  train, test = unpaired.load(config.data, "train"), unpaired.load(config.data, "test")
+  assert len(train.a) == len(shirts) and train.a.image_shape == (32, 32, 3)  # nothing held out
+  assert len(test.a) == len(test.b) == 7 and not test.paired
+
+  config.data.path = str(photo_folder)  # no trainA/trainB
+  with pytest.raises(ValueError, match=r"trainA, trainB not found"):
+    unpaired.load(config.data, "train")
+  config.data.path = ""
+  with pytest.raises(ValueError, match=r"config.data.path is empty"):
+    unpaired.load(config.data, "train")

@@ -309,7 +309,7 @@ def folder_split(data_config, split: str) -> StreamedDataset:
   percent = data_config.get("test_percent", 5)
   in_test = np.asarray([int(hashlib.sha1(f.encode()).hexdigest()[:8], 16) % 100 < percent
                         for f in images.files])
-  if not in_test.any():
+  if percent and not in_test.any():
     in_test[0] = True  # a tiny folder still has a test image
   keep = np.flatnonzero(in_test if split == "test" else ~in_test)
   if split not in ("train", "test") or not len(keep):

@@ -8,9 +8,17 @@ translation A -> B can be compared with the truth.
 
 `cycle_gan/<name>` are TFDS's copies of the authors' datasets
 (horse2zebra, monet2photo, ...), with splits trainA/trainB/testA/testB.
+
+Your own images (`data.path`, genjax.data.folder): a folder laid out as the
+authors' downloads are, with subfolders trainA, trainB and, optionally,
+testA, testB; or two folders `data.path_a`, `data.path_b`. Without test
+folders, each domain's test split is the `test_percent` of its images that
+a hash of the path picks, as for a single folder.
 """
 
+import copy
 import dataclasses
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -86,9 +94,62 @@ def load_edges2fashion(split: str, data_config) -> UnpairedDataset:
   return UnpairedDataset(a, b, paired=False, source=source)
 
 
+def folder_domains(data_config) -> tuple[str, str, str, str] | None:
+  """(train A, train B, test A, test B) folders of a user's images ('' where a
+  test folder is absent), or None when the config names no folder."""
+  path, path_a, path_b = (data_config.get(k, "") for k in ("path", "path_a", "path_b"))
+  if not (path or path_a or path_b):
+    return None
+  if path and (path_a or path_b):
+    raise ValueError("config.data.path and config.data.path_a/path_b both set: give a folder "
+                     "with trainA/trainB subfolders as data.path, or two folders as "
+                     "data.path_a and data.path_b.")
+  if path:
+    root = Path(path).expanduser()
+    missing = [d for d in ("trainA", "trainB") if not (root / d).is_dir()]
+    if missing:
+      raise ValueError(f"config.data.path={path}: CycleGAN reads a folder with subfolders "
+                       f"trainA and trainB (and optionally testA, testB), as the authors' "
+                       f"datasets come; {', '.join(missing)} not found. Two folders of your "
+                       "own: set config.data.path_a and config.data.path_b instead.")
+    test = [str(root / d) if (root / d).is_dir() else "" for d in ("testA", "testB")]
+    return str(root / "trainA"), str(root / "trainB"), *test
+  if not (path_a and path_b):
+    raise ValueError(f"config.data.path_a={path_a!r}, path_b={path_b!r}: CycleGAN needs both "
+                     "domains' folders.")
+  return path_a, path_b, "", ""
+
+
+def _folder_domain(data_config, train_folder: str, test_folder: str, split: str):
+  """One domain's split from its folders, read whole (CycleGAN's data live on
+  the devices)."""
+  cfg = copy.deepcopy(data_config)
+  if split == "test" and test_folder:  # the whole test folder
+    cfg.path, cfg.test_percent, split = test_folder, 0, "train"
+  else:  # held out by a hash of the path when there is no test folder
+    cfg.path = train_folder
+    if test_folder:
+      cfg.test_percent = 0
+  dataset = data_lib.folder_split(cfg, split)
+  if cfg.path == test_folder:
+    dataset = dataclasses.replace(dataset, source=dataset.source.replace("train split",
+                                                                         "test folder"))
+  return data_lib.materialize(dataset, threads=cfg.get("threads", 4))
+
+
 def load(data_config, split: str) -> UnpairedDataset:
   """The `split` ('train' or 'test') of config.data.name's two domains."""
+  folders = folder_domains(data_config)
+  if folders is not None:
+    train_a, train_b, test_a, test_b = folders
+    a = _folder_domain(data_config, train_a, test_a, split)
+    b = _folder_domain(data_config, train_b, test_b, split)
+    return UnpairedDataset(a, b, paired=False, source=f"A: {a.source}; B: {b.source}")
   name = data_config.name
+  if name == "folder":
+    raise ValueError("config.data.path is empty: give a folder with trainA/ and trainB/ "
+                     "subfolders as --config.data.path, or two folders as "
+                     "--config.data.path_a and --config.data.path_b.")
   if name == EDGES2FASHION:
     return load_edges2fashion(split, data_config)
   if not name.startswith("cycle_gan/"):
