@@ -161,11 +161,13 @@ def member(state: PopulationState, m: int):
 
 
 def make_mesh(devices, num_members: int) -> Mesh:
-  """(member, data) when the devices can hold the members (a multiple of
-  their count, at least as many); else the 1-D `data` mesh."""
+  """(member, data) when the devices of one process can hold the members (a
+  multiple of their count, at least as many); else the 1-D `data` mesh."""
   devices = jax.devices() if devices is None else list(devices)
   n = len(devices)
-  if num_members > 1 and n >= num_members and n % num_members == 0:
+  # In a multi-process run every process holds every member (the loop reads
+  # members' values on the host), and the batches are split over all devices.
+  if jax.process_count() == 1 and num_members > 1 and n >= num_members and n % num_members == 0:
     return Mesh(np.asarray(devices).reshape(num_members, n // num_members),
                 (MEMBER_AXIS, parallel.DATA_AXIS), axis_types=(AxisType.Auto,) * 2)
   return parallel.make_mesh(devices)
