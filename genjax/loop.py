@@ -545,7 +545,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
         else:
           metrics, per_member, healthy = _population_metrics(
               stacked, healthy, members, step - k, step, ckpt, config, bar.write)
-        metrics["images_per_sec"] = k * images_per_step * (1 if members is None else len(members)) / seconds
+        num_members = 1 if members is None else len(members)
+        metrics["images_per_sec"] = k * images_per_step * num_members / seconds
         bar.update(k)
         bar.set_postfix({n: f"{v:.3g}" for n, v in metrics.items()}, refresh=False)
         if writer is not None:
