@@ -12,8 +12,8 @@ loop's own train call of --experiment's config with
                        above 1, M members cost less than M single runs
   compile_seconds, peak_rss_mb (each size in its own process)
 
-  python -m experiments.benchmark_population                  # gan_mnist, M = 1, 8
-  python -m experiments.benchmark_population --members=1,4,8 --experiment=vae_mnist
+  python -m experiments.benchmark_population         # gan_mnist, M = 1, 3, 8, both layouts
+  python -m experiments.benchmark_population --members=1,4 --layouts=vmap --experiment=vae_mnist
 """
 
 import importlib
@@ -31,14 +31,17 @@ from genjax import runtime
 
 def _define_flags():
   flags.DEFINE_string("experiment", "gan_mnist", "Experiment (EXPERIMENT:PRESET for a preset).")
-  flags.DEFINE_list("members", ["1", "8"], "Population sizes to measure.")
+  flags.DEFINE_list("members", ["1", "3", "8"], "Population sizes to measure.")
+  flags.DEFINE_list("layouts", ["loop", "vmap"], "population.layout values to measure.")
   flags.DEFINE_integer("windows", 5, "Timed windows per size; the median is reported.")
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
   flags.DEFINE_integer("one", 0, "Internal: measure this population size in this process.")
+  flags.DEFINE_string("layout", "auto", "Internal: its population.layout.")
 
 
-def measure(name: str, num_members: int, windows: int, window_seconds: float) -> dict:
+def measure(name: str, num_members: int, windows: int, window_seconds: float,
+            layout: str = "auto") -> dict:
   """Compiles and times the loop's train call for `num_members` members."""
   import jax
 
@@ -47,6 +50,7 @@ def measure(name: str, num_members: int, windows: int, window_seconds: float) ->
   name, _, preset = name.partition(":")
   config = importlib.import_module(f"experiments.{name}").get_config(preset or None)
   config.population.seeds = num_members
+  config.population.layout = layout
   family = families.get(config.family)
   shape = benchmark.EXPERIMENTS[name]
   split = benchmark.synthetic_split(config.family, shape)
@@ -75,7 +79,8 @@ def measure(name: str, num_members: int, windows: int, window_seconds: float) ->
 
   images = k * config.batch_size * family.batches_per_step(config) * num_members
   rate = benchmark.timed_windows(run_once, images, windows, window_seconds)
-  return {"members": num_members, "images_per_sec": {n: round(v, 1) for n, v in rate.items()},
+  return {"members": num_members, "layout": population.choose_layout(layout, mesh)
+          if members else "single", "images_per_sec": {n: round(v, 1) for n, v in rate.items()},
           "per_member_images_per_sec": round(rate["median"] / num_members, 1),
           "compile_seconds": round(compile_seconds, 2),
           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -87,15 +92,18 @@ def main(argv):
   runtime.configure()
   timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
   if f.one:
-    print(json.dumps(measure(f.experiment, f.one, f.windows, f.window_seconds)))
+    print(json.dumps(measure(f.experiment, f.one, f.windows, f.window_seconds, f.layout)))
     return
   result = {"experiment": f.experiment, "sizes": []}
-  for m in [int(x) for x in f.members]:
+  sizes = [int(x) for x in f.members]
+  jobs = [(m, layout) for m in sizes for layout in (["auto"] if m == 1 else f.layouts)]
+  for m, layout in jobs:
     proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_population",
-                           f"--experiment={f.experiment}", f"--one={m}", *timing],
-                          capture_output=True, text=True)
+                           f"--experiment={f.experiment}", f"--one={m}", f"--layout={layout}",
+                           *timing], capture_output=True, text=True)
     if proc.returncode:
-      result["sizes"].append({"members": m, "error": proc.stderr.strip().splitlines()[-1]})
+      result["sizes"].append({"members": m, "layout": layout,
+                              "error": proc.stderr.strip().splitlines()[-1]})
       continue
     result["sizes"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
   ok = [s for s in result["sizes"] if "error" not in s]
