@@ -277,6 +277,12 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
+  per_pass = config.opt.get("examples_per_pass", 0) if "opt" in config else 0
+  if per_pass and per_pass != len(train):  # a schedule counted in passes (steps/vae.py)
+    print(f"Note: config.opt.examples_per_pass={per_pass}, but this training split has "
+          f"{len(train)} images: the schedule's passes are of {per_pass} examples. Set "
+          f"--config.opt.examples_per_pass={len(train)} to count passes over this split.",
+          file=sys.stderr)
   streamed = (isinstance(train, data.StreamedDataset)
               or data.choose_pipeline(config.data, len(train), image_shape) == "stream")
   if streamed and not family.streams:

@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from experiments import vae_fashion_mnist, vae_mnist
-from genjax import configs, data, loop
+from genjax import configs, data, loop, losses
 from genjax.evaluators import vae as vae_eval
 from genjax.steps import vae
 from tests.conftest import with_local_data
@@ -139,3 +140,185 @@ def test_kl_warmup_weights_kl_and_eval_step_reports_beta_one():
   ev = vae.eval_step(state_before, {"image": batch["image"][0]}, jax.random.key(2),
                      likelihood="bernoulli")
   np.testing.assert_allclose(ev["elbo"], m["elbo"], rtol=1e-5)  # same key, same state, same terms
+
+
+# ----------------------------------------------------------------------------
+# Burda et al. (2016): the IWAE objective, its gradient, the schedule, the presets.
+
+
+def _tiny_state(config, image_shape=(2, 2, 1), dtype=None):
+  state = vae.create_state(config, jax.random.key(0), image_shape)
+  if dtype is None:
+    return state
+  cast = lambda tree: jax.tree.map(lambda p: p.astype(dtype), tree)
+  return state.replace(encoder=state.encoder.replace(params=cast(state.encoder.params)),
+                       decoder=state.decoder.replace(params=cast(state.decoder.params)))
+
+
+def _tiny_config(**overrides):
+  config = vae_mnist.get_config()
+  config.model.hidden, config.model.latent_dim = (3,), 2
+  return configs.apply_overrides(config, overrides)
+
+
+def test_iwae_bound_at_k1_is_the_elbo():
+  config = _tiny_config(**{"model.hidden": (16,), "model.latent_dim": 4})
+  state = _tiny_state(config, (28, 28, 1))
+  x = (jax.random.uniform(jax.random.key(1), (8, 28, 28, 1)) < 0.3).astype(jnp.float32)
+  params = (state.encoder.params, state.decoder.params)
+  keys = jax.random.split(jax.random.key(2), 4000)
+
+  def both(key):
+    bound, log_px_z, log_pz_qz = vae.iwae_bound(*params, state, x, key, 1)
+    elbo_log_px_z, kl = vae._elbo_terms(*params, state, x, key)
+    return bound, log_px_z[0], log_pz_qz[0], elbo_log_px_z, kl
+
+  bound, log_px_z, log_pz_qz, elbo_log_px_z, kl = jax.jit(jax.vmap(both))(keys)  # [4000, 8]
+  # The same z: the same reconstruction term; log w = log p(x|z) - (log q - log p).
+  np.testing.assert_allclose(log_px_z, elbo_log_px_z, rtol=1e-6)
+  np.testing.assert_allclose(bound, log_px_z + log_pz_qz, rtol=1e-6)
+  # The sampled KL, log q(z|x) - log p(z), averages to the analytic KL: over
+  # 4,000 draws its standard error is about 0.05 nats here.
+  np.testing.assert_allclose(np.mean(-log_pz_qz, axis=0), np.mean(kl, axis=0), atol=0.25)
+  # And the train step at iwae_k_train=1 reports its loss as -ELBO.
+  config.iwae_k_train = 1
+  batch = {"image": x[None] * 2 - 1}
+  _, m = jax.jit(vae.make_train_step(config))(state, batch, jax.random.key(3))
+  np.testing.assert_allclose(m["loss"], -m["elbo"], rtol=1e-6)
+  np.testing.assert_allclose(m["elbo"], m["log_px_z"] - m["kl"], rtol=1e-5)
+
+
+def test_iwae_gradient_matches_finite_differences_and_the_weighted_form():
+  """d/dθ log (1/k) Σ w_i = Σ w~_i d/dθ log w_i (Burda et al. 2016, eq. 13),
+  and both agree with central differences, in float64 on a tiny model."""
+  with jax.enable_x64(True):
+    config = _tiny_config()
+    state = _tiny_state(config, dtype=jnp.float64)
+    x = jnp.asarray([[[[1.0], [0.0]], [[1.0], [1.0]]], [[[0.0], [0.0]], [[1.0], [0.0]]]])  # [2, 2, 2, 1]
+    params = (state.encoder.params, state.decoder.params)
+    flat, unravel = jax.flatten_util.ravel_pytree(params)
+    assert flat.dtype == jnp.float64 and flat.size > 30
+    key, k = jax.random.key(4), 5
+
+    def bound(theta):  # fixed eps: a deterministic function of the parameters
+      return jnp.sum(vae.iwae_bound(*unravel(theta), state, x, key, k)[0])
+
+    grad = jax.grad(bound)(flat)
+    directions = jax.random.normal(jax.random.key(5), (6, flat.size), jnp.float64)
+    h = 1e-6
+    for v in directions:
+      numeric = (bound(flat + h * v) - bound(flat - h * v)) / (2 * h)
+      np.testing.assert_allclose(float(grad @ v), float(numeric), rtol=1e-6, atol=1e-8)
+
+    def log_w(theta):  # [k, B]
+      a, b = vae._log_weight_terms(*unravel(theta), state, x, key, k)
+      return a + b
+
+    w = jax.nn.softmax(log_w(flat), axis=0)  # normalised weights [k, B]
+    jac = jax.jacobian(log_w)(flat)  # [k, B, P]
+    np.testing.assert_allclose(grad, np.einsum("kb,kbp->p", w, jac), rtol=1e-9, atol=1e-12)
+
+
+def test_burda_schedule_multiplies_the_learning_rate():
+  config = _tiny_config(**{"opt.schedule": "burda", "opt.examples_per_pass": 10,
+                           "batch_size": 5})  # 2 steps per pass
+  multiplier = vae.lr_multiplier(config)
+  # Stage i = 0..7 runs 3^i passes at 10^(-i/7): it ends after (3^(i+1) - 1) / 2 passes.
+  ends = [1, 4, 13, 40, 121, 364, 1093]
+  for i, end in enumerate(ends):
+    np.testing.assert_allclose(multiplier(2 * end - 1), 10 ** (-i / 7), rtol=1e-6)
+    np.testing.assert_allclose(multiplier(2 * end), 10 ** (-(i + 1) / 7), rtol=1e-6)
+  np.testing.assert_allclose(multiplier(0), 1.0)
+  np.testing.assert_allclose(multiplier(2 * 3280 + 5), 0.1, rtol=1e-6)  # after the schedule
+  assert vae.burda_passes() == 3280 and vae.steps_per_pass(config) == 2
+
+  # In the state: opt.lr stays in the optimiser's numbers, and the update
+  # at count c is the constant-rate update times multiplier(c).
+  constant = vae.create_state(_tiny_config(), jax.random.key(0), (2, 2, 1))
+  scheduled = vae.create_state(config, jax.random.key(0), (2, 2, 1))
+  assert float(scheduled.encoder.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-3)
+  grads = jax.tree.map(jnp.ones_like, constant.encoder.params)
+  for count in (0, 2 * 13, 2 * 1093):
+    at = lambda s: s.encoder.replace(step=count, opt_state=jax.tree.map(
+        lambda a: jnp.full_like(a, count) if a.dtype == jnp.int32 else a, s.encoder.opt_state))
+    updates = [jax.flatten_util.ravel_pytree(at(s).tx.update(grads, at(s).opt_state,
+                                                             s.encoder.params)[0])[0]
+               for s in (constant, scheduled)]
+    np.testing.assert_allclose(updates[1], updates[0] * float(multiplier(count)), rtol=1e-5)
+
+
+def test_burda_presets_follow_the_batch_size():
+  config = vae_mnist.get_config("burda_vae")
+  assert (config.iwae_k_train, config.opt.schedule, config.final_iwae_k) == (1, "burda", 5000)
+  assert (config.model.hidden, config.model.latent_dim, config.model.activation) == (
+      (200, 200), 50, "tanh")
+  assert (config.opt.lr, config.opt.b1, config.opt.b2, config.opt.eps) == (1e-3, 0.9, 0.999, 1e-4)
+  assert config.num_steps == 3280 * 60000 // config.batch_size
+  config.batch_size = 20  # as --config.batch_size=20 does: the schedule is in passes
+  assert config.num_steps == 3280 * 3000 and config.eval_every == 100 * 3000
+  assert vae_mnist.get_config("burda_iwae5").iwae_k_train == 5
+  assert vae_mnist.get_config("burda_iwae50").iwae_k_train == 50
+  assert vae_mnist.get_config("burda_iwae5,tiny").num_steps == 300  # tiny's own budget
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"iwae_k_train": -1}, "iwae_k_train"),
+    ({"iwae_k_train": 5, "beta": 2.0}, "beta"),
+    ({"opt.schedule": "cosine"}, "opt.schedule"),
+    ({"opt.schedule": "burda"}, "examples_per_pass"),
+])
+def test_validate_config_names_the_bad_key(overrides, message):
+  with pytest.raises(ValueError, match=message):
+    vae.validate_config(_tiny_config(**overrides))
+
+
+def test_binarize_draws_independent_bernoullis():
+  p = jnp.full((1000, 1000), 0.3)
+  a = vae.binarize(jax.random.key(0), p)
+  b = vae.binarize(jax.random.key(1), p)
+  assert abs(float(a.mean()) - 0.3) < 0.003  # 1e6 draws: standard error 0.00046
+  assert abs(float(jnp.mean(a * b)) - 0.09) < 0.003  # another key: independent
+  assert abs(float(jnp.mean(a[:, 1:] * a[:, :-1])) - 0.09) < 0.003  # neighbours too
+  edges = vae.binarize(jax.random.key(2), jnp.asarray([0.0, 1.0] * 500))
+  np.testing.assert_array_equal(edges, np.asarray([0.0, 1.0] * 500))
+
+
+def test_normal_draws_standard_normals():
+  z = np.asarray(vae.normal(jax.random.key(0), (1001, 999)), np.float64)  # odd: a half pair
+  assert z.shape == (1001, 999) and abs(z.mean()) < 0.005 and abs(z.std() - 1) < 0.005
+  assert abs(np.mean(z**4) - 3) < 0.05  # the kurtosis of a normal
+  # Box-Muller pairs (first and second half) and neighbours are uncorrelated.
+  flat = z.reshape(-1)
+  half = (flat.size + 1) // 2
+  assert abs(np.corrcoef(flat[:half - 1], flat[half:])[0, 1]) < 0.005
+  assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 0.005
+  other = np.asarray(vae.normal(jax.random.key(1), (1001, 999)))
+  assert abs(np.corrcoef(flat, other.reshape(-1))[0, 1]) < 0.005
+  # The same key and size give the same numbers whatever the shape.
+  np.testing.assert_array_equal(vae.normal(jax.random.key(2), (3, 4)).reshape(-1),
+                                vae.normal(jax.random.key(2), (12,)))
+
+
+def test_bernoulli_likelihood_and_gradient_match_the_softplus_form():
+  logits = jax.random.normal(jax.random.key(0), (3, 4, 784)) * 8
+  logits = logits.at[0, 0, :3].set(jnp.asarray([0.0, 40.0, -40.0]))
+  x = (jax.random.uniform(jax.random.key(1), (1, 4, 784)) < 0.5).astype(jnp.float32)
+  ours = lambda l: vae.bernoulli_log_likelihood(l, x)
+  reference = lambda l: losses.bernoulli_log_likelihood(l, x, event_ndim=1)
+  np.testing.assert_allclose(ours(logits), reference(logits), rtol=1e-6)
+  grad = lambda f: jax.grad(lambda l: jnp.sum(f(l)))(logits)
+  np.testing.assert_allclose(grad(ours), grad(reference), atol=1e-6)  # x - sigmoid(l)
+
+
+def test_iwae_preset_trains_and_reports_the_final_nll(mnist_idx_dir, tfds_dir, tmp_path):
+  config = _tiny(mnist_idx_dir, tfds_dir)
+  configs.apply_overrides(config, {**vae_mnist._BURDA, "iwae_k_train": 5, "final_iwae_k": 20,
+                                   "opt.examples_per_pass": 1000, "num_steps": 20,
+                                   "eval_every": 20, "checkpoint_every": 20})
+  state, _ = loop.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == 20
+  from tensorboard.backend.event_processing import event_accumulator
+  events = event_accumulator.EventAccumulator(str(tmp_path / "tensorboard"))
+  events.Reload()
+  nll = [e.value for e in events.Scalars("eval/iwae_20_nll_nats")]
+  assert len(nll) == 1 and 80 < nll[0] < 550, nll
