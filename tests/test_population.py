@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import jax
@@ -187,3 +188,41 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tiny_gan_config, tmp_
   with pytest.raises(loop.TrainingDiverged, match=r"member 1 \(seed 0.*stop_on_nan"):
     loop.train_and_evaluate(config, tmp_path / "stop")
   assert sorted(p.name for p in (tmp_path / "stop" / "checkpoints").iterdir()) == ["10"]
+
+
+SHARDED = textwrap.dedent("""
+    import json, sys
+    import jax, numpy as np
+    from genjax import loop, population
+    from tests.conftest import make_tiny_gan_config
+    idx_dir, tfds_dir, out = sys.argv[1:]
+    runs = {}
+    for name, devices in (("eight", jax.devices()), ("one", jax.devices()[:1])):
+      config = make_tiny_gan_config(idx_dir, tfds_dir)
+      config.num_steps = config.steps_per_call = config.eval_every = 4
+      config.checkpoint_every = 4
+      config.population.seeds = 4
+      config.population.layout = "vmap"
+      runs[name], _ = loop.train_and_evaluate(config, f"{out}/{name}", devices=devices)
+    leaves = lambda s: [np.asarray(x).ravel() for x in jax.tree.leaves(
+        (s.members.generator.params, s.members.discriminator.params))]
+    diffs = np.concatenate([np.abs(a - b) for a, b in zip(leaves(runs["eight"]),
+                                                          leaves(runs["one"]))])
+    sharding = jax.tree.leaves(runs["eight"].members.generator.params)[0].sharding
+    print("RESULT", json.dumps({"diffs": diffs.tolist(), "spec": list(sharding.spec),
+                                "mesh": dict(sharding.mesh.shape)}))
+""")
+
+
+def test_members_are_sharded_over_eight_devices_and_train_as_on_one(mnist_idx_dir, tfds_dir,
+                                                                     tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             PYTHONPATH=str(ROOT))
+  proc = subprocess.run([sys.executable, "-c", SHARDED, str(mnist_idx_dir), str(tfds_dir),
+                         str(tmp_path)], capture_output=True, text=True, env=env, cwd=ROOT,
+                        timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(proc.stdout.split("RESULT", 1)[1])
+  assert result["mesh"] == {"member": 4, "data": 2}
+  assert result["spec"][0] == "member", result["spec"]
+  assert_equal_up_to_reduction_order(result["diffs"])
