@@ -20,8 +20,9 @@ from genjax import data
 from genjax.data import device, unpaired
 from genjax.evaluators import cyclegan as cyclegan_eval
 from genjax.evaluators import gan as gan_eval
+from genjax.evaluators import progan as progan_eval
 from genjax.evaluators import vae as vae_eval
-from genjax.steps import cyclegan, gan, vae
+from genjax.steps import cyclegan, gan, progan, vae
 
 Config = ml_collections.ConfigDict
 State = Any  # a family's state pytree (GANState, VAEState, ...)
@@ -151,4 +152,13 @@ register(Family(
     make_draw_batch=lambda config: unpaired.make_draw_batch(
         config.data.load_size, config.data.crop_size, config.data.flip),
     streams=False,
+))
+
+register(Family(
+    name="progan",
+    create_state=progan.create_state,
+    make_train_step=progan.make_train_step,
+    validate_config=progan.validate_config,
+    make_evaluator=progan_eval.make_evaluator,
+    sample=progan.sample,
 ))
