@@ -223,3 +223,26 @@ def test_cyclegan_trains_between_two_folders_and_reads_the_authors_layout(photo_
   config.data.path = ""
   with pytest.raises(ValueError, match=r"config.data.path is empty"):
     unpaired.load(config.data, "train")
+
+
+def test_progan_grows_to_the_folders_image_size(photo_folder, tmp_path):
+  """The progressive GAN on a folder at 64x64: five levels, 4x4 to 64x64,
+  the last one reached within the run; samples at the folder's size."""
+  env = dict(os.environ, PYTHONPATH=str(ROOT), GENJAX_CACHE=str(tmp_path / "cache"))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.progan_fashion_mnist",
+       "--config=experiments/progan_fashion_mnist.py:folder,tiny",
+       f"--config.data.path={photo_folder}", "--config.data.image_size=64",
+       "--config.num_steps=50", "--config.eval_every=50", f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # tiny: 5 steps at 4x4, then a 5-step fade-in and 5 stable steps per level:
+  # 64x64 fades in over steps 35-39 and trains alone from step 40.
+  assert "resolution=64" in proc.stderr, proc.stderr[-2000:]
+  assert (tmp_path / "run" / "samples" / "step_000050_samples.png").exists()
+  proc = subprocess.run(
+      [sys.executable, "-m", "genjax.sample", f"--workdir={tmp_path / 'run'}", "--num=5",
+       f"--out={tmp_path / 's.npz'}"], capture_output=True, text=True, cwd=ROOT, env=env,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert np.load(tmp_path / "s.npz")["images"].shape == (5, 64, 64, 3)
