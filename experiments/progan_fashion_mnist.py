@@ -81,7 +81,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.opt.b1 = 0.0
   config.opt.b2 = 0.99
   config.opt.eps = 1e-8
-  config.opt.reset_each_phase = True  # zero both Adam states when a fade-in begins (paper's code)
+  config.opt.reset_each_phase = True  # zero both Adam states when a fade-in begins (docs/progan.md)
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "fashion_mnist"  # any MNIST-format or small TFDS image dataset

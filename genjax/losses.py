@@ -89,8 +89,10 @@ def gradient_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array, 
   """E[(||grad_x f(x_hat)||_2 - 1)^2] at x_hat = a x + (1 - a) G(z) (Gulrajani et al. 2017).
 
   One a ~ U(0, 1) per example; the norm is over all pixel dimensions of each
-  example. critic: images [B, H, W, C] -> logits [B]; each logit depends only
-  on its own example, so the gradient of their sum gives every example's own.
+  example. critic: images [B, H, W, C] -> logits [B]; the gradient of the sum
+  of the logits is taken, which is every example's own gradient when each
+  logit depends only on its own example, and with batch statistics (a
+  minibatch-stddev layer) is what WGAN-GP's reference code computes.
   """
   alpha = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1))
   x_hat = alpha * real + (1.0 - alpha) * fake

@@ -29,7 +29,8 @@ def _iwae_bound(state: vae.VAEState, x: jax.Array, key: jax.Array, num_samples: 
   def add(carry, w):
     top, total = carry
     new_top = jnp.maximum(top, jnp.max(w, axis=0))
-    return new_top, total * jnp.exp(top - new_top) + jnp.sum(jnp.exp(w - new_top[None]), axis=0)
+    shift = jnp.where(jnp.isneginf(new_top), 0.0, new_top)  # every weight so far 0: no NaN
+    return new_top, total * jnp.exp(top - shift) + jnp.sum(jnp.exp(w - shift[None]), axis=0)
 
   full, rest = divmod(num_samples, chunk)
   carry = (jnp.full(mean.shape[:1], -jnp.inf), jnp.zeros(mean.shape[:1]))
@@ -87,7 +88,9 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
   At the last step (config.num_steps), with config.final_iwae_k = k > 0, the
   scalars add `iwae_<k>_nll_nats` over the whole test split.
   """
-  target_key, elbo_key, sample_key = jax.random.split(key, 3)
+  # split(key, 4)'s first three are split(key, 3)'s (partitionable threefry):
+  # the fourth, for the final IWAE, is apart from them and their fold_ins.
+  target_key, elbo_key, sample_key, iwae_key = jax.random.split(key, 4)
   final_k = config.get("final_iwae_k", 0)
   x = test_targets(test_data, config.model.likelihood, target_key)  # [N, H, W, C]
   n_show = min(32, x.shape[0] // 2)
@@ -118,7 +121,7 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
     elbos = np.concatenate([elbo_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
     scalars = {"test_elbo": float(np.mean(elbos)), "active_units": float(count_active_units(means))}
     if final_k and int(state.step) >= config.num_steps:
-      scalars[f"iwae_{final_k}_nll_nats"] = iwae_nll(state, x, jax.random.fold_in(key, 1), final_k)
+      scalars[f"iwae_{final_k}_nll_nats"] = iwae_nll(state, x, iwae_key, final_k)
     return grids, scalars
 
   return evaluate

@@ -135,7 +135,8 @@ def binarize(key: jax.Array, p: jax.Array) -> jax.Array:
 
 def normal(key: jax.Array, shape) -> jax.Array:
   """Standard normal draws of `shape`, by the Box-Muller transform of 24-bit
-  uniforms in (0, 1): both its outputs are used, and |z| < 5.9 (a tail of
+  uniforms in (0, 1] (float32 rounds the largest to 1, a radius of 0, with
+  probability 2^-24): both its outputs are used, and |z| < 5.9 (a tail of
   probability 4e-9 is cut)."""
   n = math.prod(shape)
   half = (n + 1) // 2
