@@ -38,6 +38,8 @@ ROWS = {
     "gan_mnist": ("gan_mnist", None, {}, "DCGAN, non-saturating loss"),
     "gan_fashion_mnist": ("gan_mnist", None, {"data.name": "fashion_mnist"},
                           "DCGAN, non-saturating loss"),
+    "progan_fashion_mnist": ("progan_fashion_mnist", None, {},
+                             "progressive GAN, 4x4 -> 32x32"),
     "vae_mnist": ("vae_mnist", None, {}, "VAE, Bernoulli decoder"),
     "vae_fashion_mnist": ("vae_fashion_mnist", None, {}, "VAE, Bernoulli decoder"),
     **{f"loss_{preset}": ("gan_mnist", preset, {"num_steps": 1000}, f"preset `{preset}`")
