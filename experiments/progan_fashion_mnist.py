@@ -13,9 +13,9 @@ gives the method, the phase design, the time the default takes and its FID.
   python -m experiments.progan_fashion_mnist --config=experiments/progan_fashion_mnist.py:folder \\
       --config.data.path=~/photos --config.data.image_size=64     # your images, to 64x64
 
-The default shows recognisable garments at the end (FID about 83 with the
-loop's 2,000 samples); its time on 2 cores is in docs/progan.md. On a GPU
-add --config.steps_per_call=10.
+The default shows recognisable garments at the end; docs/progan.md gives
+its time and FID against the DCGAN's at the same wall time. On a GPU add
+--config.steps_per_call=10.
 
 Samples are drawn at the resolution the run is at, upsampled (nearest) to
 the final size and cropped back to the data's (28x28 here), so grids line
