@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from experiments import benchmark
@@ -12,16 +11,23 @@ from experiments import benchmark
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_timed_windows_measures_a_known_rate():
+def test_timed_windows_measures_a_known_rate(monkeypatch):
+  """On a simulated clock (the machine's load cannot move it; dyadic times add
+  exactly): calls of 1/32 s, then 1/16 s, each of 5 items, in windows of
+  1/4 s give 160 and 80 items/s."""
+  clock = [0.0]
+  monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
+  durations = iter([1 / 32] * 9 + [1 / 16] * 8 + [1 / 32] * 100)
   calls = []
 
-  def run_once():  # 5 items per 20 ms call: at most 250 items/s
+  def run_once():
     calls.append(1)
-    time.sleep(0.02)
+    clock[0] += next(durations)
 
-  rate = benchmark.timed_windows(run_once, 5, windows=3, window_seconds=0.2)
-  assert 150 < rate["min"] <= rate["median"] <= rate["max"] <= 250, rate
-  assert len(calls) >= 1 + 3 * 10  # a warm-up call, then >= 0.2 s per window
+  rate = benchmark.timed_windows(run_once, 5, windows=3, window_seconds=0.25)
+  # the warm-up call, window 1: eight calls of 1/32 s; windows 2 and 3: four of 1/16 s each
+  assert rate == {"median": 80.0, "min": 80.0, "max": 160.0}
+  assert len(calls) == 1 + 8 + 4 + 4
 
 
 def test_benchmark_json_is_consistent(tmp_path):
