@@ -69,6 +69,15 @@ def _define_flags():
   flags.DEFINE_string("one", "", "Internal: measure this one experiment in this process.")
 
 
+def print_report(report: dict, output: str = "") -> None:
+  """Prints `report` as indented JSON, and writes the same text to `output` when given."""
+  text = json.dumps(report, indent=2)
+  print(text)
+  if output:
+    with open(output, "w") as out:
+      out.write(text + "\n")
+
+
 def timed_windows(run_once, items_per_call: int, windows: int, window_seconds: float) -> dict:
   """Median and spread of items/s over `windows` windows of repeated calls.
 
@@ -202,11 +211,7 @@ def main(argv):
   if f.pipeline:
     from experiments import benchmark_pipeline
 
-    text = json.dumps(benchmark_pipeline.measure(f.windows, f.window_seconds), indent=2)
-    print(text)
-    if f.output:
-      with open(f.output, "w") as out:
-        out.write(text + "\n")
+    print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return
   if f.one == "pytorch_dcgan":
     from experiments import benchmark_pytorch
@@ -262,11 +267,7 @@ def main(argv):
     report["pytorch_dcgan"] = result
   if f.pytorch and "vae_mnist" in f.experiments and importlib.util.find_spec("torch") is not None:
     report["pytorch_vae"] = _compare_pytorch_vae(report["vae_mnist"], timing)
-  text = json.dumps(report, indent=2)
-  print(text)
-  if f.output:
-    with open(f.output, "w") as out:
-      out.write(text + "\n")
+  print_report(report, f.output)
 
 
 if __name__ == "__main__":

@@ -116,11 +116,7 @@ def main(argv):
 
   result.update(backend=jax.default_backend(), device_kind=jax.devices()[0].device_kind,
                 device_count=jax.device_count())
-  text = json.dumps(result, indent=2)
-  print(text)
-  if f.output:
-    with open(f.output, "w") as out:
-      out.write(text + "\n")
+  benchmark.print_report(result, f.output)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import sys
 
 from absl import app, flags
 
+from experiments import benchmark
 from genjax import runtime
 
 flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
@@ -287,11 +288,7 @@ def main(argv):
       if rates and "images_per_sec" in report["genjax"]:
         report["genjax_over_pytorch_best"] = round(
             report["genjax"]["images_per_sec"]["median"] / max(rates), 3)
-  text = json.dumps(report, indent=2)
-  print(text)
-  if f.output:
-    with open(f.output, "w") as out:
-      out.write(text + "\n")
+  benchmark.print_report(report, f.output)
 
 
 if __name__ == "__main__":
