@@ -114,6 +114,27 @@ def test_upsample_per_pixel_is_applied_to_the_output(method):
   assert float(jnp.max(jnp.abs(inside - plain))) > 0.1  # per_pixel did something
 
 
+@pytest.mark.parametrize("kernel,shape", [((3, 3), (2, 5, 7, 3)), ((4, 4), (1, 6, 6, 2)),
+                                          ((2, 5), (2, 4, 3, 3)), ((1, 1), (1, 3, 3, 2))])
+def test_conv_transpose_is_nn_conv_transpose(kernel, shape):
+  """The sub-pixel form has nn.ConvTranspose's (stride 2, SAME) variables,
+  values and gradients: checkpoints of either load into the other."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  ours = layers.ConvTranspose(4, kernel)
+  ref = nn.ConvTranspose(4, kernel, strides=(2, 2), padding="SAME")
+  variables = ours.init(jax.random.key(1), x)
+  chex.assert_trees_all_equal_shapes_and_dtypes(variables, ref.init(jax.random.key(1), x))
+  variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape),
+                           variables)
+  out = ours.apply(variables, x)
+  assert out.shape == (shape[0], 2 * shape[1], 2 * shape[2], 4)
+  np.testing.assert_allclose(out, ref.apply(variables, x), atol=1e-5)
+  grads = [jax.grad(lambda v, x: jnp.sum(m.apply(v, x) ** 3), argnums=(0, 1))(variables, x)
+           for m in (ours, ref)]
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+  assert float(jnp.abs(grads[0][0]["params"]["kernel"]).max()) > 1e-3  # not vacuous
+
+
 def test_icnr_starts_subpixel_upsampling_as_nearest_neighbour():
   """ICNR: the four sub-pixels of every 2x2 output block are equal at
   initialisation (no checkerboard to unlearn); without it they differ."""

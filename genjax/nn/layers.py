@@ -129,6 +129,66 @@ class Conv(nn.Module):
     return y
 
 
+def _subpixel_taps(kernel_size: int) -> jax.Array:
+  """taps[d, a, t] = 1 where kernel tap t of a stride-2 SAME transposed
+  convolution reaches output phase a from input offset d + offset, and the
+  first offset: out[2i + a] = sum_t k[t] x[i + d], d = (a + t - pad) / 2."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  k = kernel_size
+  pad = k - 1 if 2 > k - 1 else -(-k // 2)  # lax.conv_transpose's SAME padding before
+  pairs = [(a, t, (a + t - pad) // 2) for a in range(2) for t in range(k)
+           if (a + t - pad) % 2 == 0]
+  lo = min(d for *_, d in pairs)
+  taps = np.zeros((max(d for *_, d in pairs) - lo + 1, 2, k), np.float32)
+  for a, t, d in pairs:
+    taps[d - lo, a, t] = 1.0
+  return jnp.asarray(taps), lo
+
+
+def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') (kernel [kh, kw, C, F], not
+  flipped: flax's ConvTranspose) as a sub-pixel convolution: the same function.
+
+  Each of the four output phases (2i + a, 2j + b) is a small convolution of
+  the input itself, so the whole is one stride-1 convolution to 4F channels
+  followed by depth_to_space, whose kernel is gathered from `kernel`. XLA:CPU
+  runs the transposed convolution's weight gradient (a convolution of a
+  dilated input) far below its speed; this form's gradients are ordinary
+  convolutions, and it skips the dilation's zeros.
+  """
+  kh, kw, c, f = kernel.shape
+  (th, lo_h), (tw, lo_w) = _subpixel_taps(kh), _subpixel_taps(kw)
+  # [u, v, C, a, b, F]: phase (a, b)'s kernel at input offset (u + lo_h, v + lo_w)
+  sub = jnp.einsum("uat,vbs,tscf->uvcabf", th, tw, kernel)
+  sub = sub.reshape(th.shape[0], tw.shape[0], c, 4 * f)
+  b, h, w, _ = x.shape
+  x = jnp.pad(x, ((0, 0), (max(-lo_h, 0), max(th.shape[0] - 1 + lo_h, 0)),
+                  (max(-lo_w, 0), max(tw.shape[0] - 1 + lo_w, 0)), (0, 0)))
+  x = x[:, max(lo_h, 0):, max(lo_w, 0):]
+  y = jax.lax.conv_general_dilated(x, sub, (1, 1), "VALID", dimension_numbers=_DIMS)
+  return depth_to_space(y[:, :h, :w], 2)
+
+
+class ConvTranspose(nn.Module):
+  """Stride-2 SAME transposed convolution with nn.ConvTranspose's variables
+  (kernel [k, k, C, F], bias [F]) and function, computed by
+  `conv_transpose_stride2`: checkpoints move freely between the two."""
+
+  features: int
+  kernel_size: tuple[int, int] = (3, 3)
+  dtype: jnp.dtype = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1],
+                                                     self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = (v.astype(self.dtype) for v in (x, kernel, bias))
+    return conv_transpose_stride2(x, kernel) + bias[None, None, None]
+
+
 def icnr(base_init=nn.initializers.lecun_normal(), block: int = 2):
   """ICNR initialisation of a sub-pixel convolution (Aitken et al. 2017).
 
@@ -156,7 +216,8 @@ class Upsample2x(nn.Module):
                `icnr=True` initialises it so that the four sub-pixels start
                equal (`icnr`).
     transpose: strided transposed convolution, as in DCGAN (Radford et al.
-               2016). Its weight gradient is slow on XLA:CPU (~30x subpixel).
+               2016), nn.ConvTranspose's function and variables, computed
+               as a sub-pixel convolution (`conv_transpose_stride2`).
     resize:    nearest-neighbour resize, then a conv (Odena et al. 2016).
   """
 
@@ -189,9 +250,7 @@ class Upsample2x(nn.Module):
       x = nn.Conv(4 * self.features, k, padding="SAME", dtype=self.dtype, kernel_init=init)(x)
       return depth_to_space(rows_map(x), 2)  # [B, H, W, (2, 2, features)] rows, shuffled
     if self.method == "transpose":
-      return rows_map(nn.ConvTranspose(
-          self.features, k, strides=(2, 2), padding="SAME", dtype=self.dtype
-      )(x))
+      return rows_map(ConvTranspose(self.features, k, dtype=self.dtype)(x))
     if self.method == "resize":
       b, h, w, c = x.shape
       x = jax.image.resize(x, (b, 2 * h, 2 * w, c), method="nearest")
