@@ -6,22 +6,24 @@ Prints one JSON object (and writes it to --output when given):
                        (best 1 s window of 4096^3 products, measured before
                        and after the experiments; the higher): the yardstick
   <experiment>: {
-    images_per_sec     {k: median images/s over --windows timed windows}, for
-                       k = 1 and k = the config's steps_per_call train steps
-                       per compiled call; each window runs calls for at least
-                       --window_seconds after a warm-up call
+    images_per_sec     {k: median, min and max images/s over --windows timed
+                       windows}, for k = 1 and k = the config's
+                       steps_per_call train steps per compiled call (at most
+                       --max_steps_per_call); each window runs calls for at
+                       least --window_seconds after a warm-up call
     compile_seconds    {k: seconds to lower and compile the k-step call}
     gflop_per_step     XLA's count of the step's floating-point operations
     fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
     peak_rss_mb        peak resident memory of the process (each experiment
                        runs in its own process)
     peak_device_mb     peak accelerator memory, where the backend reports it
+    pytorch            {form: the PyTorch twin's figures} for each form of
+                       experiments/benchmark_pytorch.py (nchw, channels_last,
+                       torch.compile), each in its own process: the same
+                       networks, batch, loss and optimiser; or why not
+    pytorch_best_form, genjax_over_pytorch_best
+                       the fastest form, and genjax's best images/s over its
   }
-  pytorch_dcgan        the same DCGAN (architecture, batch, loss, Adam) as
-                       gan_mnist in PyTorch, images/s by the same windows,
-                       and `genjax_over_pytorch`; where torch is not installed
-                       (`pip install -e ".[bench]"`), the reason instead
-  pytorch_vae          the same for vae_mnist's VAE (benchmark_pytorch.measure_vae)
   device_kind, device_count, backend
 
 Each experiment trains on random uint8 images of its dataset's shape, on
@@ -29,9 +31,10 @@ device like the loop's data: the step's cost does not depend on pixel values.
 Measurement windows are interleaved with nothing else; run it on an idle
 machine and compare ratios taken within one run.
 
-  python -m experiments.benchmark                       # all, ~6 min on 2 cores
+  python -m experiments.benchmark                       # all, ~40 min on 2 cores
   python -m experiments.benchmark --experiments=gan_mnist --windows=3
   python -m experiments.benchmark --experiments=gan_mnist:wgan_gp   # a preset
+  python -m experiments.benchmark --nopytorch           # genjax alone
 """
 
 import importlib
@@ -53,15 +56,29 @@ EXPERIMENTS = {
     "gan_mnist": (28, 28, 1),
     "vae_mnist": (28, 28, 1),
     "cyclegan_edges2fashion": (28, 28, 1),
+    "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
 }
+# At most this many steps per call for an experiment (else --max_steps_per_call):
+# a 256 px CycleGAN step takes seconds, and on CPU a call's steps are unrolled,
+# so more steps per call would add compile time and nothing else.
+MAX_STEPS_PER_CALL = {"cyclegan_horse2zebra": 1}
+DEFAULT_EXPERIMENTS = ["gan_mnist", "gan_mnist:wgan_gp", "vae_mnist", "cyclegan_edges2fashion",
+                       "cyclegan_horse2zebra"]
 
 
 def _define_flags():
-  flags.DEFINE_list("experiments", list(EXPERIMENTS),
+  flags.DEFINE_list("experiments", DEFAULT_EXPERIMENTS,
                     "Experiments to measure; EXPERIMENT:PRESET measures one of its presets.")
   flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
-  flags.DEFINE_boolean("pytorch", True, "Measure the PyTorch DCGAN too, when torch is installed.")
+  flags.DEFINE_integer("max_steps_per_call", 10,
+                       "Measure k = min(steps_per_call, this): steps of a rolled scan "
+                       "cost alike, and a 256 px call of 100 steps would take minutes.")
+  flags.DEFINE_boolean("pytorch", True, "Measure each experiment's PyTorch twin too, when "
+                       "torch is installed.")
+  flags.DEFINE_list("pytorch_forms", [], "Twin forms to measure (nchw, channels_last, "
+                    "compile); empty = every form that applies.")
+  flags.DEFINE_string("pytorch_form", "", "Internal: with --one, measure the twin in this form.")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
   flags.DEFINE_boolean("pipeline", False, "Measure the input pipeline instead "
                        "(experiments/benchmark_pipeline.py): folder and prepared-dataset "
@@ -112,16 +129,32 @@ def matmul_peak_gflops(windows: int, n: int = 4096) -> float:
   return rate["max"] * 2 * n**3 / 1e9
 
 
-def synthetic_split(family_name: str, image_shape, n: int = 60000):
-  """Random uint8 images with labels, shaped like the loop's loaded split and
-  as many as MNIST's training split (the per-step cost of drawing a batch
-  must not hide behind a small N)."""
+def synthetic_count(image_shape) -> int:
+  """Images per synthetic split: MNIST's 60,000 where they take at most 256 MB
+  (the per-step cost of drawing a batch must not hide behind a small N),
+  fewer for large images (1,365 at 256 x 256 x 3)."""
+  import math
+
+  return min(60000, 2**28 // math.prod(image_shape))
+
+
+def load_config(name: str):
+  """The config of 'experiment' or 'experiment:preset'."""
+  name, _, preset = name.partition(":")
+  get_config = importlib.import_module(f"experiments.{name}").get_config
+  return get_config(preset) if preset else get_config()
+
+
+def synthetic_split(family_name: str, image_shape, n: int | None = None):
+  """Random uint8 images with labels, shaped like the loop's loaded split,
+  `synthetic_count` of them unless n is given."""
   import numpy as np
 
   from genjax import data
   from genjax.data import unpaired
 
   rng = np.random.default_rng(0)
+  n = synthetic_count(image_shape) if n is None else n
 
   def images():
     return data.ArrayDataset(rng.integers(0, 256, (n, *image_shape), np.uint8),
@@ -132,15 +165,15 @@ def synthetic_split(family_name: str, image_shape, n: int = 60000):
   return images()
 
 
-def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
+def measure_experiment(name: str, windows: int, window_seconds: float,
+                       max_steps_per_call: int = 10) -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
   from genjax import families, loop, parallel
 
-  name, _, preset = name.partition(":")
-  get_config = importlib.import_module(f"experiments.{name}").get_config
-  config = get_config(preset) if preset else get_config()
+  config = load_config(name)
+  name = name.partition(":")[0]
   family = families.get(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
@@ -154,7 +187,8 @@ def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
             "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
-  for k in sorted({1, config.steps_per_call}):
+  max_steps_per_call = min(max_steps_per_call, MAX_STEPS_PER_CALL.get(name, max_steps_per_call))
+  for k in sorted({1, min(config.steps_per_call, max_steps_per_call)}):
     call = loop.make_train_call(family, config, mesh, k)
     start = time.perf_counter()
     compiled = call.lower(state, dataset, train_key, data_key).compile()
@@ -170,7 +204,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
 
     rate = timed_windows(run_once, k * images_per_step, windows, window_seconds)
     state = holder[0]
-    result["images_per_sec"][str(k)] = {key: round(v, 1) for key, v in rate.items()}
+    result["images_per_sec"][str(k)] = {key: _round(v) for key, v in rate.items()}
     best_rate = max(best_rate, rate["median"])
   result["step_seconds"] = round(images_per_step / best_rate, 4)
   result["achieved_gflops"] = round(result["gflop_per_step"] * best_rate / images_per_step, 1)
@@ -179,6 +213,11 @@ def measure_experiment(name: str, windows: int, window_seconds: float) -> dict:
   if "peak_bytes_in_use" in stats:
     result["peak_device_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
   return result
+
+
+def _round(rate: float) -> float:
+  """Four significant figures: 0.0714 images/s stays 0.0714, 94633.3 becomes 94630."""
+  return float(f"{rate:.4g}")
 
 
 def _run_child(args: list[str]) -> dict:
@@ -191,16 +230,37 @@ def _run_child(args: list[str]) -> dict:
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _compare_pytorch_vae(ours: dict, timing: list[str]) -> dict:
-  """The PyTorch VAE's figures and `genjax_over_pytorch`, vae_mnist's best
-  images/s over PyTorch's."""
-  print("Measuring the PyTorch VAE...", file=sys.stderr)
-  result = _run_child(["--one=pytorch_vae", *timing])
-  rates = ours.get("images_per_sec", {})
-  if "images_per_sec" in result and rates:
-    best = max(v["median"] for v in rates.values())
-    result["genjax_over_pytorch"] = round(best / result["images_per_sec"]["median"], 3)
-  return result
+def measure_twin(name: str, form: str, windows: int, window_seconds: float) -> dict:
+  """The PyTorch twin of experiment `name` in `form` (experiments/benchmark_pytorch.py)."""
+  from experiments import benchmark_pytorch
+
+  shape = EXPERIMENTS[name.partition(":")[0]]
+  return benchmark_pytorch.measure(load_config(name), shape, form, windows, window_seconds,
+                                   num_images=synthetic_count(shape))
+
+
+def compare_twins(name: str, ours: dict, forms: list[str], timing: list[str]) -> dict:
+  """Runs each form of `name`'s twin in its own process; returns the report's
+  pytorch, pytorch_best_form and genjax_over_pytorch_best entries."""
+  from experiments import benchmark_pytorch
+
+  family = load_config(name).family
+  forms = [f for f in (forms or benchmark_pytorch.forms_for(family))
+           if f in benchmark_pytorch.forms_for(family)]
+  results = {}
+  for form in forms:
+    print(f"Measuring {name}'s PyTorch twin, {form}...", file=sys.stderr)
+    results[form] = _run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
+  out = {"pytorch": results}
+  rates = {f: r["images_per_sec"]["median"] for f, r in results.items() if "images_per_sec" in r}
+  if rates and ours.get("images_per_sec"):
+    best_form = max(rates, key=rates.get)
+    best = max(v["median"] for v in ours["images_per_sec"].values())
+    out["pytorch_best_form"] = best_form
+    out["genjax_over_pytorch_best"] = round(best / rates[best_form], 3)
+    for f, rate in rates.items():
+      results[f]["genjax_over_this"] = round(best / rate, 3)
+  return out
 
 
 def main(argv):
@@ -213,18 +273,12 @@ def main(argv):
 
     print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return
-  if f.one == "pytorch_dcgan":
-    from experiments import benchmark_pytorch
-
-    print(json.dumps(benchmark_pytorch.measure(f.windows, f.window_seconds)))
-    return
-  if f.one == "pytorch_vae":
-    from experiments import benchmark_pytorch
-
-    print(json.dumps(benchmark_pytorch.measure_vae(f.windows, f.window_seconds)))
+  if f.one and f.pytorch_form:
+    print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds)))
     return
   if f.one:
-    print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds)))
+    print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
+                                        f.max_steps_per_call)))
     return
 
   unknown = [e for e in f.experiments if e.partition(":")[0] not in EXPERIMENTS]
@@ -245,7 +299,8 @@ def main(argv):
   first_peak = matmul_peak_gflops(f.windows)
   for name in f.experiments:
     print(f"Measuring {name}...", file=sys.stderr)
-    report[name] = _run_child([f"--one={name}", *timing])
+    report[name] = _run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
+                               *timing])
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]
   report["matmul_peak_gflops"] = round(max(peaks), 1)
@@ -254,19 +309,11 @@ def main(argv):
     if "achieved_gflops" in report[name]:
       report[name]["fraction_of_matmul_peak"] = round(
           report[name]["achieved_gflops"] / report["matmul_peak_gflops"], 3)
-  if f.pytorch and "gan_mnist" in f.experiments and importlib.util.find_spec("torch") is None:
-    report["pytorch_dcgan"] = {
-        "not_measured": "torch is not installed; pip install -e '.[bench]' to compare."}
-  elif f.pytorch and "gan_mnist" in f.experiments:
-    print("Measuring the PyTorch DCGAN...", file=sys.stderr)
-    result = _run_child(["--one=pytorch_dcgan", *timing])
-    ours = report["gan_mnist"].get("images_per_sec", {})
-    if "images_per_sec" in result and ours:
-      best = max(v["median"] for v in ours.values())
-      result["genjax_over_pytorch"] = round(best / result["images_per_sec"]["median"], 3)
-    report["pytorch_dcgan"] = result
-  if f.pytorch and "vae_mnist" in f.experiments and importlib.util.find_spec("torch") is not None:
-    report["pytorch_vae"] = _compare_pytorch_vae(report["vae_mnist"], timing)
+  if f.pytorch and importlib.util.find_spec("torch") is None:
+    report["pytorch"] = "not measured: torch is not installed; pip install -e '.[bench]'."
+  elif f.pytorch:
+    for name in f.experiments:
+      report[name].update(compare_twins(name, report[name], f.pytorch_forms, timing))
   print_report(report, f.output)
 
 

@@ -1,129 +1,366 @@
-"""gan_mnist's default DCGAN written in PyTorch, timed like genjax's step.
+"""PyTorch twins of genjax's train steps: the yardstick of `python -m experiments.benchmark`.
 
-The yardstick of `python -m experiments.benchmark`: the same generator
-(dense to 7x7x128, two sub-pixel upsamplings by a 3x3 conv and pixel
-shuffle, batch norm, ReLU, a 3x3 conv to one channel, tanh), the same
-discriminator (two 4x4 stride-2 convs with leaky ReLU 0.2, a dense logit),
-batch 64, the non-saturating loss, Adam(2e-4, 0.5, 0.999), one generator
-forward pass per step, and real batches gathered from uint8 images held in
-memory, as the usual PyTorch DCGAN training loop writes it. On a machine
-with a CUDA GPU it runs there (synchronising after each step), else on the
-CPU. Needs torch (`pip install -e ".[bench]"`); genjax itself never imports it.
+A twin is built from the same genjax config as the step it is compared with:
+the same networks (layer by layer, the same parameter counts; tests/
+test_benchmark_twins.py checks them against genjax's modules), batch, loss,
+optimiser and per-step work, written as the usual PyTorch training loop
+writes it, with real batches gathered from uint8 images held in memory.
 
-`measure_vae` times vae_mnist's default VAE the same way: Burda et al.'s
-MLPs (784-200-200-2x50 tanh encoder, 50-200-200-784 tanh decoder), batch
-100, dynamically binarised uint8 digits held in memory, one reparameterised
-sample, the Bernoulli likelihood from logits, the analytic KL, and
-Adam(1e-3, 0.9, 0.999, eps 1e-4).
+  gan       DCGAN generator (dense to a start x start map, sub-pixel
+            upsamplings by a 3x3 conv and pixel shuffle, batch norm, ReLU,
+            a conv to C channels, tanh) and discriminator (stride-2 4x4
+            convs, leaky ReLU 0.2, a dense logit); the non-saturating loss
+            with Adam, or with `loss=wgan_gp` WGAN-GP: n_critic critic
+            updates on fresh batches, each with its gradient penalty
+            (double backward), then the generator's loss through the updated
+            critic on the last fakes, as genjax's step.
+  vae       MLP encoder and decoder (tanh), dynamically binarised digits,
+            one reparameterised sample and the analytic KL, or with
+            iwae_k_train = k the IWAE-k bound; Bernoulli likelihood from
+            logits; Adam.
+  cyclegan  ResNet generators (reflection padding, instance norm without
+            affine parameters, stride-2 downsamplings, residual blocks, the
+            config's upsampling), PatchGAN discriminators; least squares,
+            cycle and identity L1 losses, both generators updated together,
+            the authors' image pool, then both discriminators.
+
+Each twin runs in one of three forms (FORMS); the benchmark times every form
+in its own process and compares genjax with the fastest:
+
+  nchw           eager, PyTorch's default memory layout
+  channels_last  eager, NHWC memory format (convolutional twins only)
+  compile        torch.compile (inductor) of each network
+
+On a machine with a CUDA GPU the twin runs there (synchronising after each
+step), else on the CPU with PyTorch's default threads. Needs torch (in the
+`dev` and `bench` extras); genjax itself never imports it.
 """
 
+import math
 import os
+import random
+
+FORMS = ("nchw", "channels_last", "compile")
 
 
-def build(latent_dim: int = 100, g_width: int = 32, d_width: int = 64):
+def forms_for(family: str) -> tuple[str, ...]:
+  """The forms that apply to a family's twin: no memory format for an MLP."""
+  return ("nchw", "compile") if family == "vae" else FORMS
+
+
+# --- networks -------------------------------------------------------------
+
+
+def dcgan_modules(config, image_shape):
+  """{'generator', 'discriminator'} of gan_mnist's DCGAN (unconditional, no SN)."""
   import torch
   from torch import nn
 
-  generator = nn.Sequential(
-      nn.Linear(latent_dim, 7 * 7 * g_width * 4),
-      nn.Unflatten(1, (g_width * 4, 7, 7)),
-      nn.BatchNorm2d(g_width * 4, momentum=0.1), nn.ReLU(),
-      nn.Conv2d(g_width * 4, 4 * g_width * 2, 3, padding=1), nn.PixelShuffle(2),
-      nn.BatchNorm2d(g_width * 2), nn.ReLU(),
-      nn.Conv2d(g_width * 2, 4 * g_width, 3, padding=1), nn.PixelShuffle(2),
-      nn.BatchNorm2d(g_width), nn.ReLU(),
-      nn.Conv2d(g_width, 1, 3, padding=1), nn.Tanh(),
-  )
-  discriminator = nn.Sequential(
-      nn.Conv2d(1, d_width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-      nn.Conv2d(d_width, 2 * d_width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-      nn.Flatten(), nn.Linear(2 * d_width * 7 * 7, 1),
-  )
-  return generator, discriminator, torch
+  from genjax.nn import dcgan
+
+  m = config.model
+  size, channels = image_shape[0], image_shape[-1]
+  n_up, start = dcgan.num_upsamplings(size), dcgan.START_SIZE[size]
+  if m.upsample != "subpixel" or config.get("conditional") or m.spectral_norm:
+    raise ValueError("The PyTorch DCGAN twin is unconditional with sub-pixel upsampling "
+                     "and no spectral norm.")
+  kg, kd = m.g_kernel_size, m.d_kernel_size
+  top = m.g_width * 2**n_up
+  g_layers = [nn.Linear(m.latent_dim, start * start * top), nn.Unflatten(1, (top, start, start)),
+              nn.BatchNorm2d(top), nn.ReLU()]
+  width = top
+  for i in range(n_up):
+    out = m.g_width * 2 ** (n_up - 1 - i)
+    g_layers += [nn.Conv2d(width, 4 * out, kg, padding=kg // 2), nn.PixelShuffle(2),
+                 nn.BatchNorm2d(out), nn.ReLU()]
+    width = out
+  g_layers += [nn.Conv2d(width, channels, kg, padding=kg // 2), nn.Tanh()]
+  d_layers, width, side = [], channels, size
+  for i in range(n_up):
+    out = m.d_width * 2**i
+    d_layers += [nn.Conv2d(width, out, kd, stride=2, padding=(kd - 1) // 2), nn.LeakyReLU(0.2)]
+    width, side = out, side // 2
+  d_layers += [nn.Flatten(), nn.Linear(width * side * side, 1)]
+  del torch
+  return {"generator": nn.Sequential(*g_layers), "discriminator": nn.Sequential(*d_layers)}
 
 
-def measure(windows: int, window_seconds: float, batch_size: int = 64,
-            latent_dim: int = 100) -> dict:
-  """images/s of the PyTorch train step (median of timed windows)."""
-  from experiments.benchmark import timed_windows
+def vae_modules(config, image_shape):
+  """{'encoder', 'decoder'} of vae_mnist's MLP VAE (Bernoulli likelihood)."""
+  from torch import nn
 
-  generator, discriminator, torch = build(latent_dim)
-  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-  generator, discriminator = generator.to(device), discriminator.to(device)
-  torch.manual_seed(0)
-  opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-  opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
+  m = config.model
+  if m.arch != "mlp":
+    raise ValueError(f"The PyTorch VAE twin is the MLP VAE, not model.arch={m.arch!r}.")
+  pixels = math.prod(image_shape)
+
+  def mlp(width_in, width_out):
+    layers = []
+    for width in m.hidden:
+      layers += [nn.Linear(width_in, width), nn.Tanh()]
+      width_in = width
+    return nn.Sequential(*layers, nn.Linear(width_in, width_out))
+
+  return {"encoder": mlp(pixels, 2 * m.latent_dim), "decoder": mlp(m.latent_dim, pixels)}
+
+
+def cyclegan_modules(config, image_shape):
+  """{'g_ab', 'g_ba', 'd_a', 'd_b'} of a CycleGAN config, as the authors' code builds them."""
+  from torch import nn
+
+  m, channels = config.model, image_shape[-1]
+
+  def norm(c):
+    return nn.InstanceNorm2d(c, affine=False, track_running_stats=False, eps=1e-5)
+
+  class Residual(nn.Module):
+
+    def __init__(self, c):
+      super().__init__()
+      self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c), nn.ReLU(),
+                                nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c))
+
+    def forward(self, x):
+      return x + self.body(x)
+
+  def upsample(c_in, c_out):
+    if m.upsample == "subpixel":
+      return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
+    if m.upsample == "transpose":
+      return [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
+
+  def generator():
+    w = m.g_width
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), norm(w), nn.ReLU()]
+    for i in range(m.g_down):
+      layers += [nn.Conv2d(w * 2**i, w * 2 ** (i + 1), 3, stride=2, padding=1),
+                 norm(w * 2 ** (i + 1)), nn.ReLU()]
+    layers += [Residual(w * 2**m.g_down) for _ in range(m.g_blocks)]
+    for i in reversed(range(m.g_down)):
+      layers += [*upsample(w * 2 ** (i + 1), w * 2**i), norm(w * 2**i), nn.ReLU()]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+  def discriminator():
+    w = m.d_width
+    layers = [nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+    width = w
+    for n in range(1, m.d_layers):
+      out = w * min(2**n, 8)
+      layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), norm(out), nn.LeakyReLU(0.2)]
+      width = out
+    out = w * min(2**m.d_layers, 8)
+    layers += [nn.Conv2d(width, out, 4, padding=1), norm(out), nn.LeakyReLU(0.2),
+               nn.Conv2d(out, 1, 4, padding=1)]
+    return nn.Sequential(*layers)
+
+  return {"g_ab": generator(), "g_ba": generator(), "d_a": discriminator(),
+          "d_b": discriminator()}
+
+
+MODULES = {"gan": dcgan_modules, "vae": vae_modules, "cyclegan": cyclegan_modules}
+
+
+def modules(config, image_shape):
+  """The twin's networks for genjax config `config` at images `image_shape` (H, W, C)."""
+  if config.family not in MODULES:
+    raise ValueError(f"No PyTorch twin of family {config.family!r}; "
+                     f"twins exist for {sorted(MODULES)}.")
+  return MODULES[config.family](config, image_shape)
+
+
+# --- train steps ----------------------------------------------------------
+
+
+def _gan_step(nets, config, images, device, torch, to_form):
+  g, d = nets["generator"], nets["discriminator"]
+  b, o, latent = config.batch_size, config.opt, config.model.latent_dim
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.g_lr, betas=(o.b1, o.b2))
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.d_lr, betas=(o.b1, o.b2))
   bce = torch.nn.functional.binary_cross_entropy_with_logits
-  images = torch.randint(0, 256, (5000, 1, 28, 28), dtype=torch.uint8, device=device)
-  ones = torch.ones(batch_size, device=device)
-  zeros = torch.zeros(batch_size, device=device)
+  ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
+  wgan_gp = config.loss == "wgan_gp"
+  if config.loss not in ("non_saturating", "wgan_gp"):
+    raise ValueError(f"The PyTorch GAN twin has the non_saturating and wgan_gp losses, "
+                     f"not {config.loss!r}.")
+
+  def real_batch():
+    idx = torch.randint(0, images.shape[0], (b,), device=device)
+    return to_form(images[idx].float() / 127.5 - 1.0)
+
+  def d_update(real, fake):
+    logits = d(torch.cat([real, fake]))[:, 0]
+    if wgan_gp:
+      eps = torch.rand(b, 1, 1, 1, device=device)
+      x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+      (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+      gp = ((grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
+      loss = logits[b:].mean() - logits[:b].mean() + config.gp_weight * gp
+    else:
+      loss = bce(logits[:b], ones) + bce(logits[b:], zeros)
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
 
   def step():
-    idx = torch.randint(0, images.shape[0], (batch_size,), device=device)
-    real = images[idx].float() / 127.5 - 1.0
-    fake = generator(torch.randn(batch_size, latent_dim, device=device))
-    logits = discriminator(torch.cat([real, fake.detach()]))[:, 0]
-    d_loss = bce(logits[:batch_size], ones) + bce(logits[batch_size:], zeros)
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-    g_loss = bce(discriminator(fake)[:, 0], ones)
+    for _ in range(config.n_critic - 1):
+      with torch.no_grad():
+        fake = g(torch.randn(b, latent, device=device))
+      d_update(real_batch(), fake)
+    fake = g(torch.randn(b, latent, device=device))
+    d_update(real_batch(), fake.detach())
+    logits = d(fake)[:, 0]
+    g_loss = -logits.mean() if wgan_gp else bce(logits, ones)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
-    if device.type == "cuda":
-      torch.cuda.synchronize()
 
-  rate = timed_windows(step, batch_size, windows, window_seconds)
-  return {"torch_version": torch.__version__, "device": str(device),
-          "device_name": (torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
-          "threads": torch.get_num_threads(),
-          "cpu_count": os.cpu_count(), "batch_size": batch_size,
-          "images_per_sec": {k: round(v, 1) for k, v in rate.items()},
-          "step_seconds": round(batch_size / rate["median"], 4)}
+  return step, b * config.n_critic
 
 
-def build_vae(latent_dim: int = 50, hidden: int = 200, pixels: int = 784):
-  import torch
-  from torch import nn
-
-  encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                          nn.Tanh(), nn.Linear(hidden, 2 * latent_dim))
-  decoder = nn.Sequential(nn.Linear(latent_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden),
-                          nn.Tanh(), nn.Linear(hidden, pixels))
-  return encoder, decoder, torch
-
-
-def measure_vae(windows: int, window_seconds: float, batch_size: int = 100) -> dict:
-  """images/s of the PyTorch VAE train step (median of timed windows)."""
-  from experiments.benchmark import timed_windows
-
-  encoder, decoder, torch = build_vae()
-  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-  encoder, decoder = encoder.to(device), decoder.to(device)
-  torch.manual_seed(0)
-  opt = torch.optim.Adam([*encoder.parameters(), *decoder.parameters()], lr=1e-3,
-                         betas=(0.9, 0.999), eps=1e-4)
+def _vae_step(nets, config, images, device, torch, to_form):
+  del to_form
+  enc, dec = nets["encoder"], nets["decoder"]
+  b, k, o = config.batch_size, config.get("iwae_k_train", 0), config.opt
+  opt = torch.optim.Adam([*enc.parameters(), *dec.parameters()], lr=o.lr, betas=(o.b1, o.b2),
+                         eps=o.eps)
   bce = torch.nn.functional.binary_cross_entropy_with_logits
-  images = torch.randint(0, 256, (60000, 784), dtype=torch.uint8, device=device)
+  flat = images.reshape(images.shape[0], -1)
 
   def step():
-    idx = torch.randint(0, images.shape[0], (batch_size,), device=device)
-    x = torch.bernoulli(images[idx].float() / 255.0)
-    mean, logvar = encoder(x).chunk(2, dim=1)
-    z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
-    log_px_z = -bce(decoder(z), x, reduction="none").sum(1)
-    kl = 0.5 * (logvar.exp() + mean**2 - 1.0 - logvar).sum(1)
-    loss = -(log_px_z - kl).mean()
+    idx = torch.randint(0, flat.shape[0], (b,), device=device)
+    x = torch.bernoulli(flat[idx].float() / 255.0)
+    mean, logvar = enc(x).chunk(2, dim=1)
+    std = torch.exp(0.5 * logvar)
+    if k == 0:  # the ELBO with the analytic KL
+      z = mean + std * torch.randn_like(mean)
+      log_px_z = -bce(dec(z), x, reduction="none").sum(1)
+      kl = 0.5 * (logvar.exp() + mean**2 - 1.0 - logvar).sum(1)
+      loss = -(log_px_z - kl).mean()
+    else:  # the IWAE-k bound, log mean_k p(x, z_k) / q(z_k | x) (k = 1: sampled KL)
+      eps = torch.randn(k, *mean.shape, device=device)
+      z = mean + std * eps
+      log_px_z = -bce(dec(z), x.expand(k, -1, -1), reduction="none").sum(-1)
+      log_pz = -0.5 * (z**2).sum(-1)
+      log_qz = -0.5 * (eps**2).sum(-1) - (0.5 * logvar).sum(-1)
+      loss = -(torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+
+  return step, b
+
+
+def _cyclegan_step(nets, config, images, device, torch, to_form):
+  g_ab, g_ba, d_a, d_b = nets["g_ab"], nets["g_ba"], nets["d_a"], nets["d_b"]
+  b, o = config.batch_size, config.opt
+  adam = dict(lr=o.lr, betas=(o.b1, o.b2))
+  opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], **adam)
+  opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], **adam)
+  lam, idt = config.cycle_weight, config.identity_weight
+  pools = ([], [])
+
+  def query(pool, fakes):  # the authors' ImagePool.query
+    if config.pool_size == 0:
+      return fakes
+    out = []
+    for image in fakes:
+      image = image[None]
+      if len(pool) < config.pool_size:
+        pool.append(image)
+        out.append(image)
+      elif random.random() > 0.5:
+        i = random.randrange(config.pool_size)
+        out.append(pool[i].clone())
+        pool[i] = image
+      else:
+        out.append(image)
+    return torch.cat(out)
+
+  def batch(half):
+    idx = torch.randint(0, images.shape[1], (b,), device=device)
+    return to_form(images[half][idx].float() / 127.5 - 1.0)
+
+  def mse_to(x, target):
+    return (x - target).pow(2).mean()
+
+  def step():
+    real_a, real_b = batch(0), batch(1)
+    fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+    loss = (mse_to(d_b(fake_b), 1.0) + mse_to(d_a(fake_a), 1.0)
+            + lam * ((g_ba(fake_b) - real_a).abs().mean() + (g_ab(fake_a) - real_b).abs().mean()))
+    if idt:
+      loss = loss + idt * lam * ((g_ab(real_b) - real_b).abs().mean()
+                                 + (g_ba(real_a) - real_a).abs().mean())
+    d_a.requires_grad_(False)
+    d_b.requires_grad_(False)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    d_a.requires_grad_(True)
+    d_b.requires_grad_(True)
+    pooled_a, pooled_b = query(pools[0], fake_a.detach()), query(pools[1], fake_b.detach())
+    d_loss = 0.5 * (mse_to(d_a(real_a), 1.0) + mse_to(d_a(pooled_a), 0.0)
+                    + mse_to(d_b(real_b), 1.0) + mse_to(d_b(pooled_b), 0.0))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+
+  return step, b
+
+
+STEPS = {"gan": _gan_step, "vae": _vae_step, "cyclegan": _cyclegan_step}
+
+
+def make_step(config, image_shape, form: str, num_images: int = 60000):
+  """(step, networks, images per step, device): the twin's train step in `form`,
+  on `num_images` random uint8 images held on the device."""
+  import torch
+
+  if form not in forms_for(config.family):
+    raise ValueError(f"Form {form!r} does not apply to the {config.family} twin; "
+                     f"choose from {forms_for(config.family)}.")
+  torch.manual_seed(0)
+  random.seed(0)
+  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  nets = {k: v.to(device) for k, v in modules(config, image_shape).items()}
+  layout = torch.channels_last if form == "channels_last" else torch.contiguous_format
+  if form == "channels_last":
+    nets = {k: v.to(memory_format=layout) for k, v in nets.items()}
+  run = {k: torch.compile(v) for k, v in nets.items()} if form == "compile" else nets
+  h, w, c = image_shape
+  shape = (2, num_images, c, h, w) if config.family == "cyclegan" else (num_images, c, h, w)
+  images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
+
+  def to_form(x):
+    return x.contiguous(memory_format=layout)
+
+  step, images_per_step = STEPS[config.family](run, config, images, device, torch, to_form)
+  return step, nets, images_per_step, device
+
+
+def measure(config, image_shape, form: str, windows: int, window_seconds: float,
+            num_images: int = 60000) -> dict:
+  """images/s of the twin's train step in `form` (median of timed windows)."""
+  import torch
+
+  from experiments.benchmark import timed_windows
+
+  step, nets, images_per_step, device = make_step(config, image_shape, form, num_images)
+
+  def run_once():
+    step()
     if device.type == "cuda":
       torch.cuda.synchronize()
 
-  rate = timed_windows(step, batch_size, windows, window_seconds)
-  return {"torch_version": torch.__version__, "device": str(device),
+  if form == "compile":
+    run_once()  # the first calls compile (one graph per input shape); timed_windows warms once more
+  rate = timed_windows(run_once, images_per_step, windows, window_seconds)
+  return {"torch_version": torch.__version__, "form": form, "device": str(device),
           "device_name": (torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-          "batch_size": batch_size, "images_per_sec": {k: round(v, 1) for k, v in rate.items()},
-          "step_seconds": round(batch_size / rate["median"], 5)}
+          "batch_size": config.batch_size, "images_per_step": images_per_step,
+          "parameters": sum(p.numel() for net in nets.values() for p in net.parameters()),
+          "images_per_sec": {k: float(f"{v:.4g}") for k, v in rate.items()},
+          "step_seconds": round(images_per_step / rate["median"], 5)}

@@ -1,0 +1,110 @@
+"""The benchmark's PyTorch twins are genjax's networks: parameter counts per
+network and output shapes agree, so a twin cannot drift from the model it
+is compared with. genjax's side is traced with jax.eval_shape (no compute)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import pytest
+import torch
+
+from experiments import benchmark, benchmark_pytorch
+from genjax import families
+
+# experiment -> {twin network: the genjax state's TrainState field}
+NETWORKS = {
+    "gan": {"generator": "generator", "discriminator": "discriminator"},
+    "vae": {"encoder": "encoder", "decoder": "decoder"},
+    "cyclegan": {"g_ab": "g_ab", "g_ba": "g_ba", "d_a": "d_a", "d_b": "d_b"},
+}
+
+
+def _genjax_state(config, shape):
+  family = families.get(config.family)
+  return jax.eval_shape(lambda k: family.create_state(config, k, shape, 10), jax.random.key(0))
+
+
+def _count(tree) -> int:
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def _genjax_output_shape(ts, x_shape, *args, **kwargs):
+  """Output shape of a TrainState's network on inputs of x_shape (NHWC for images)."""
+  out = jax.eval_shape(lambda v, x: ts.apply_fn(v, x, *args, **kwargs), ts.variables(),
+                       jax.ShapeDtypeStruct(x_shape, jnp.float32))
+  if isinstance(out, tuple):  # the VAE encoder's (mean, log-variance)
+    return (out[0].shape[0], sum(o.shape[-1] for o in out))
+  if isinstance(out, dict):  # the VAE decoder's {'logits': [B, H, W, C]}
+    return (out["logits"].shape[0], math.prod(out["logits"].shape[1:]))
+  return out.shape
+
+
+def _twin_output_shape(net, x_shape):
+  """NHWC-ordered output shape of a twin network on NHWC-shaped inputs."""
+  x = torch.zeros(x_shape)
+  if x.ndim == 4:
+    x = x.permute(0, 3, 1, 2)
+  with torch.no_grad():
+    out = net.eval()(x)
+  return tuple(out.permute(0, 2, 3, 1).shape) if out.ndim == 4 else tuple(out.shape)
+
+
+@pytest.mark.parametrize("experiment", benchmark.DEFAULT_EXPERIMENTS)
+def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
+  config = benchmark.load_config(experiment)
+  shape = benchmark.EXPERIMENTS[experiment.partition(":")[0]]
+  state = _genjax_state(config, shape)
+  twins = benchmark_pytorch.modules(config, shape)
+  assert set(twins) == set(NETWORKS[config.family])
+  for name, field in NETWORKS[config.family].items():
+    ts = getattr(state, field)
+    ours = _count(ts.params)
+    theirs = sum(p.numel() for p in twins[name].parameters())
+    assert theirs == ours, f"{experiment} {name}: PyTorch {theirs} parameters, genjax {ours}"
+
+  b = 2
+  if config.family == "gan":
+    z = (b, config.model.latent_dim)
+    labels = jnp.zeros((b,), jnp.int32)
+    g_shape = _genjax_output_shape(state.generator, z, labels, train=False)
+    assert _twin_output_shape(twins["generator"], z) == g_shape == (b, *shape)
+    d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
+    assert _twin_output_shape(twins["discriminator"], (b, *shape)) == (b, 1)
+    assert d_shape == (b,)
+  elif config.family == "vae":
+    enc = _genjax_output_shape(state.encoder, (b, *shape))
+    assert _twin_output_shape(twins["encoder"], (b, math.prod(shape))) == enc
+    dec = _genjax_output_shape(state.decoder, (b, config.model.latent_dim))
+    assert _twin_output_shape(twins["decoder"], (b, config.model.latent_dim)) == dec
+  else:
+    for name in ("g_ab", "d_a"):
+      ours = _genjax_output_shape(getattr(state, name), (1, *shape))
+      theirs = _twin_output_shape(twins[name], (1, *shape))
+      # genjax's patch logits are [B, h, w]; the twin's [B, h, w, 1]
+      assert theirs == (ours + (1,) if name == "d_a" else ours), name
+
+
+@pytest.mark.parametrize("form", ["nchw", "channels_last"])
+def test_twin_step_updates_every_network(form):
+  """One twin step changes the weights of all four CycleGAN networks (each
+  network's optimiser sees its gradients)."""
+  config = benchmark.load_config("cyclegan_edges2fashion:tiny")
+  step, nets, images_per_step, device = benchmark_pytorch.make_step(
+      config, (28, 28, 1), form, num_images=32)
+  before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
+  step()
+  for name, net in nets.items():
+    moved = [not torch.equal(a, p) for a, p in zip(before[name], net.parameters())]
+    assert all(moved), f"{name}: {moved.count(False)} of {len(moved)} tensors unchanged"
+  assert images_per_step == config.batch_size and device.type in ("cpu", "cuda")
+
+
+def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
+  with pytest.raises(ValueError, match="'channels_last' does not apply to the vae twin"):
+    benchmark_pytorch.make_step(benchmark.load_config("vae_mnist"), (28, 28, 1),
+                                "channels_last", num_images=8)
+  from experiments import progan_fashion_mnist
+
+  with pytest.raises(ValueError, match="No PyTorch twin of family 'progan'"):
+    benchmark_pytorch.modules(progan_fashion_mnist.get_config(), (32, 32, 1))
