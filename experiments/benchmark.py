@@ -31,7 +31,7 @@ device like the loop's data: the step's cost does not depend on pixel values.
 Measurement windows are interleaved with nothing else; run it on an idle
 machine and compare ratios taken within one run.
 
-  python -m experiments.benchmark                       # all, ~40 min on 2 cores
+  python -m experiments.benchmark                       # all, ~20 min on 2 cores
   python -m experiments.benchmark --experiments=gan_mnist --windows=3
   python -m experiments.benchmark --experiments=gan_mnist:wgan_gp   # a preset
   python -m experiments.benchmark --nopytorch           # genjax alone
