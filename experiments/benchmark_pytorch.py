@@ -53,7 +53,6 @@ def forms_for(family: str) -> tuple[str, ...]:
 
 def dcgan_modules(config, image_shape):
   """{'generator', 'discriminator'} of gan_mnist's DCGAN (unconditional, no SN)."""
-  import torch
   from torch import nn
 
   from genjax.nn import dcgan
@@ -81,7 +80,6 @@ def dcgan_modules(config, image_shape):
     d_layers += [nn.Conv2d(width, out, kd, stride=2, padding=(kd - 1) // 2), nn.LeakyReLU(0.2)]
     width, side = out, side // 2
   d_layers += [nn.Flatten(), nn.Linear(width * side * side, 1)]
-  del torch
   return {"generator": nn.Sequential(*g_layers), "discriminator": nn.Sequential(*d_layers)}
 
 
