@@ -256,6 +256,20 @@ class _Start:
   state_sharding: Any
 
 
+MAX_QUIET_UNROLL = 10  # steps per call unrolled on CPU without a note
+
+
+def unroll_note(config: ml_collections.ConfigDict, mesh) -> str | None:
+  """A note when a CPU mesh would unroll more than MAX_QUIET_UNROLL steps into
+  one compiled call (`parallel.unroll_steps`): compile time grows with them."""
+  k = config.steps_per_call
+  if not parallel.unroll_steps(mesh) or k <= MAX_QUIET_UNROLL:
+    return None
+  return (f"Note: config.steps_per_call={k}: on CPU the {k} steps of a call are unrolled "
+          f"into one program, whose compilation grows with them (minutes for large "
+          f"networks); --config.steps_per_call=1 compiles a single step.")
+
+
 def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_changes,
            members) -> _Start:
   """Mesh, data, state (restored from the latest checkpoint when there is one)
@@ -283,6 +297,9 @@ def _start(config: ml_collections.ConfigDict, workdir: Path, devices, allow_chan
           f"{len(train)} images: the schedule's passes are of {per_pass} examples. Set "
           f"--config.opt.examples_per_pass={len(train)} to count passes over this split.",
           file=sys.stderr)
+  note = unroll_note(config, mesh)
+  if note:
+    print(note, file=sys.stderr)
   streamed = (isinstance(train, data.StreamedDataset)
               or data.choose_pipeline(config.data, len(train), image_shape) == "stream")
   if streamed and not family.streams:

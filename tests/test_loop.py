@@ -120,3 +120,17 @@ def test_gan_learns_real_data(dataset, tiny_gan_config, tmp_path, request):
   fid_before, fid_after = scorer(before, full=False)["fid"], scorer(after, full=False)["fid"]
   assert fid_after < 0.7 * fid_before, (fid_before, fid_after)
   assert f"local_idx/{dataset}" in run.read(tmp_path)[1]["data_source"]
+
+
+def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
+  """cyclegan_horse2zebra's 100 steps per call would be unrolled into one CPU
+  program; the run says so and names the flag. gan_mnist's 10 pass quietly."""
+  from experiments import cyclegan_horse2zebra, gan_mnist
+  from genjax import parallel
+
+  mesh = parallel.make_mesh()
+  assert jax.devices()[0].platform == "cpu"
+  note = loop.unroll_note(cyclegan_horse2zebra.get_config(), mesh)
+  assert "config.steps_per_call=100" in note and "--config.steps_per_call=1" in note
+  assert loop.unroll_note(gan_mnist.get_config(), mesh) is None
+
