@@ -58,9 +58,9 @@ EXPERIMENTS = {
     "cyclegan_edges2fashion": (28, 28, 1),
     "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
 }
-# At most this many steps per call for an experiment (else --max_steps_per_call):
-# a 256 px CycleGAN step takes seconds, and on CPU a call's steps are unrolled,
-# so more steps per call would add compile time and nothing else.
+# On CPU, at most this many steps per call for an experiment (else
+# --max_steps_per_call): a 256 px CycleGAN step takes seconds there, and a
+# call's steps are unrolled, so more would add compile time and nothing else.
 MAX_STEPS_PER_CALL = {"cyclegan_horse2zebra": 1}
 DEFAULT_EXPERIMENTS = ["gan_mnist", "gan_mnist:wgan_gp", "vae_mnist", "cyclegan_edges2fashion",
                        "cyclegan_horse2zebra"]
@@ -187,7 +187,8 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
             "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
-  max_steps_per_call = min(max_steps_per_call, MAX_STEPS_PER_CALL.get(name, max_steps_per_call))
+  if parallel.unroll_steps(mesh):
+    max_steps_per_call = min(max_steps_per_call, MAX_STEPS_PER_CALL.get(name, max_steps_per_call))
   for k in sorted({1, min(config.steps_per_call, max_steps_per_call)}):
     call = loop.make_train_call(family, config, mesh, k)
     start = time.perf_counter()
@@ -206,7 +207,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
     state = holder[0]
     result["images_per_sec"][str(k)] = {key: _round(v) for key, v in rate.items()}
     best_rate = max(best_rate, rate["median"])
-  result["step_seconds"] = round(images_per_step / best_rate, 4)
+  result["step_seconds"] = _round(images_per_step / best_rate)
   result["achieved_gflops"] = round(result["gflop_per_step"] * best_rate / images_per_step, 1)
   result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
   stats = jax.local_devices()[0].memory_stats() or {}
@@ -227,7 +228,10 @@ def _run_child(args: list[str]) -> dict:
   if proc.returncode != 0:
     return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
             f"exit status {proc.returncode}"}
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  try:
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+  except (IndexError, json.JSONDecodeError):
+    return {"error": f"no JSON on the last line of its output: {proc.stdout[-200:]!r}"}
 
 
 def measure_twin(name: str, form: str, windows: int, window_seconds: float) -> dict:
@@ -281,6 +285,12 @@ def main(argv):
                                         f.max_steps_per_call)))
     return
 
+  from experiments import benchmark_pytorch
+
+  bad_forms = [x for x in f.pytorch_forms if x not in benchmark_pytorch.FORMS]
+  if bad_forms:
+    raise app.UsageError(f"--pytorch_forms: unknown {bad_forms}; choose from "
+                         f"{list(benchmark_pytorch.FORMS)}.")
   unknown = [e for e in f.experiments if e.partition(":")[0] not in EXPERIMENTS]
   if unknown:
     raise app.UsageError(f"--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}.")

@@ -63,6 +63,9 @@ def dcgan_modules(config, image_shape):
   if m.upsample != "subpixel" or config.get("conditional") or m.spectral_norm:
     raise ValueError("The PyTorch DCGAN twin is unconditional with sub-pixel upsampling "
                      "and no spectral norm.")
+  if m.g_kernel_size % 2 == 0:
+    raise ValueError(f"The PyTorch DCGAN twin needs an odd model.g_kernel_size, got "
+                     f"{m.g_kernel_size}.")
   kg, kd = m.g_kernel_size, m.d_kernel_size
   top = m.g_width * 2**n_up
   g_layers = [nn.Linear(m.latent_dim, start * start * top), nn.Unflatten(1, (top, start, start)),
@@ -88,8 +91,11 @@ def vae_modules(config, image_shape):
   from torch import nn
 
   m = config.model
-  if m.arch != "mlp":
-    raise ValueError(f"The PyTorch VAE twin is the MLP VAE, not model.arch={m.arch!r}.")
+  if (m.arch, m.get("activation", "tanh"), m.get("likelihood", "bernoulli")) != (
+      "mlp", "tanh", "bernoulli"):
+    raise ValueError("The PyTorch VAE twin is the tanh MLP VAE with a Bernoulli likelihood, "
+                     f"not model.arch={m.arch!r}, activation={m.get('activation')!r}, "
+                     f"likelihood={m.get('likelihood')!r}.")
   pixels = math.prod(image_shape)
 
   def mlp(width_in, width_out):
@@ -182,6 +188,10 @@ def _gan_step(nets, config, images, device, torch, to_form):
   if config.loss not in ("non_saturating", "wgan_gp"):
     raise ValueError(f"The PyTorch GAN twin has the non_saturating and wgan_gp losses, "
                      f"not {config.loss!r}.")
+  extras = {k: config.get(k, 0.0) for k in ("r1_gamma", "clip_value", "ema_decay")}
+  if o.get("name", "adam") != "adam" or any(extras.values()):
+    raise ValueError(f"The PyTorch GAN twin trains with Adam and no R1, clipping or EMA; "
+                     f"got opt.name={o.get('name', 'adam')!r}, {extras}.")
 
   def real_batch():
     idx = torch.randint(0, images.shape[0], (b,), device=device)
@@ -208,11 +218,13 @@ def _gan_step(nets, config, images, device, torch, to_form):
       d_update(real_batch(), fake)
     fake = g(torch.randn(b, latent, device=device))
     d_update(real_batch(), fake.detach())
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
     logits = d(fake)[:, 0]
     g_loss = -logits.mean() if wgan_gp else bce(logits, ones)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
+    d.requires_grad_(True)
 
   return step, b * config.n_critic
 
@@ -225,6 +237,8 @@ def _vae_step(nets, config, images, device, torch, to_form):
                          eps=o.eps)
   bce = torch.nn.functional.binary_cross_entropy_with_logits
   flat = images.reshape(images.shape[0], -1)
+  if config.get("beta", 1.0) != 1.0 or config.get("kl_warmup_steps", 0):
+    raise ValueError("The PyTorch VAE twin trains the plain ELBO (beta 1, no KL warm-up).")
 
   def step():
     idx = torch.randint(0, flat.shape[0], (b,), device=device)

@@ -7,7 +7,8 @@ import math
 import jax
 import jax.numpy as jnp
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="the twins are PyTorch: pip install -e '.[dev]'")
 
 from experiments import benchmark, benchmark_pytorch
 from genjax import families
@@ -98,6 +99,35 @@ def test_twin_step_updates_every_network(form):
     moved = [not torch.equal(a, p) for a, p in zip(before[name], net.parameters())]
     assert all(moved), f"{name}: {moved.count(False)} of {len(moved)} tensors unchanged"
   assert images_per_step == config.batch_size and device.type in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("experiment", ["gan_mnist:tiny", "gan_mnist:wgan_gp,tiny",
+                                        "vae_mnist:tiny", "vae_mnist:burda_iwae5,tiny"])
+def test_each_twin_step_updates_every_network(experiment):
+  """One step of the DCGAN (non-saturating and WGAN-GP's double backward)
+  and VAE (ELBO and IWAE-5) twins changes every weight tensor."""
+  config = benchmark.load_config(experiment)
+  step, nets, images_per_step, _ = benchmark_pytorch.make_step(config, (28, 28, 1), "nchw",
+                                                               num_images=64)
+  before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
+  step()
+  for name, net in nets.items():
+    moved = [not torch.equal(a, p) for a, p in zip(before[name], net.parameters())]
+    if "wgan_gp" in experiment and name == "discriminator":
+      assert not moved[-1]  # the output bias cancels in E[D(fake)] - E[D(real)]: no gradient
+      moved = moved[:-1]
+    assert all(moved), f"{experiment} {name}: {moved.count(False)} of {len(moved)} unchanged"
+    assert all(p.requires_grad for p in net.parameters())  # restored after G's update
+  assert images_per_step == config.batch_size * config.get("n_critic", 1)
+
+
+def test_twins_refuse_options_they_do_not_train():
+  for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
+                                 ("vae_mnist", "beta", 4.0)]:
+    config = benchmark.load_config(experiment)
+    config[key] = value
+    with pytest.raises(ValueError, match="twin"):
+      benchmark_pytorch.make_step(config, (28, 28, 1), "nchw", num_images=8)
 
 
 def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():

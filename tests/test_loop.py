@@ -129,8 +129,9 @@ def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
   from genjax import parallel
 
   mesh = parallel.make_mesh()
-  assert jax.devices()[0].platform == "cpu"
   note = loop.unroll_note(cyclegan_horse2zebra.get_config(), mesh)
-  assert "config.steps_per_call=100" in note and "--config.steps_per_call=1" in note
+  if jax.devices()[0].platform == "cpu":
+    assert "config.steps_per_call=100" in note and "--config.steps_per_call=1" in note
+  else:  # a rolled scan compiles one step however many it runs
+    assert note is None
   assert loop.unroll_note(gan_mnist.get_config(), mesh) is None
-

@@ -135,6 +135,17 @@ def test_conv_transpose_is_nn_conv_transpose(kernel, shape):
   assert float(jnp.abs(grads[0][0]["params"]["kernel"]).max()) > 1e-3  # not vacuous
 
 
+def test_conv_transpose_keeps_a_lower_precision_dtype():
+  x = jax.random.normal(jax.random.key(0), (1, 5, 5, 3))
+  ours = layers.ConvTranspose(4, (3, 3), dtype=jnp.bfloat16)
+  ref = nn.ConvTranspose(4, (3, 3), strides=(2, 2), padding="SAME", dtype=jnp.bfloat16)
+  variables = ours.init(jax.random.key(1), x)
+  out = ours.apply(variables, x)
+  assert out.dtype == jnp.bfloat16 and out.shape == (1, 10, 10, 4)
+  np.testing.assert_allclose(out.astype(jnp.float32), ref.apply(variables, x).astype(jnp.float32),
+                             atol=0.05, rtol=0.05)
+
+
 def test_icnr_starts_subpixel_upsampling_as_nearest_neighbour():
   """ICNR: the four sub-pixels of every 2x2 output block are equal at
   initialisation (no checkerboard to unlearn); without it they differ."""

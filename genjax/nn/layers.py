@@ -129,7 +129,7 @@ class Conv(nn.Module):
     return y
 
 
-def _subpixel_taps(kernel_size: int) -> jax.Array:
+def _subpixel_taps(kernel_size: int) -> tuple[jax.Array, int]:
   """taps[d, a, t] = 1 where kernel tap t of a stride-2 SAME transposed
   convolution reaches output phase a from input offset d + offset, and the
   first offset: out[2i + a] = sum_t k[t] x[i + d], d = (a + t - pad) / 2."""
@@ -160,7 +160,9 @@ def conv_transpose_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   kh, kw, c, f = kernel.shape
   (th, lo_h), (tw, lo_w) = _subpixel_taps(kh), _subpixel_taps(kw)
   # [u, v, C, a, b, F]: phase (a, b)'s kernel at input offset (u + lo_h, v + lo_w)
-  sub = jnp.einsum("uat,vbs,tscf->uvcabf", th, tw, kernel)
+  # 0/1 taps at full precision: a gather of the kernel's own values on every backend
+  sub = jnp.einsum("uat,vbs,tscf->uvcabf", th.astype(kernel.dtype), tw.astype(kernel.dtype),
+                   kernel, precision=jax.lax.Precision.HIGHEST)
   sub = sub.reshape(th.shape[0], tw.shape[0], c, 4 * f)
   b, h, w, _ = x.shape
   x = jnp.pad(x, ((0, 0), (max(-lo_h, 0), max(th.shape[0] - 1 + lo_h, 0)),
