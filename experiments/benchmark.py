@@ -221,9 +221,10 @@ def _round(rate: float) -> float:
   return float(f"{rate:.4g}")
 
 
-def _run_child(args: list[str]) -> dict:
-  """Runs this module with `args` in a fresh process; returns its JSON."""
-  proc = subprocess.run([sys.executable, "-m", "experiments.benchmark", *args],
+def run_child(args: list[str], module: str = "experiments.benchmark") -> dict:
+  """Runs `module` with `args` in a fresh process; returns the JSON of its
+  last line, or {'error': ...}."""
+  proc = subprocess.run([sys.executable, "-m", module, *args],
                         capture_output=True, text=True)
   if proc.returncode != 0:
     return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
@@ -254,7 +255,7 @@ def compare_twins(name: str, ours: dict, forms: list[str], timing: list[str]) ->
   results = {}
   for form in forms:
     print(f"Measuring {name}'s PyTorch twin, {form}...", file=sys.stderr)
-    results[form] = _run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
+    results[form] = run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
   out = {"pytorch": results}
   rates = {f: r["images_per_sec"]["median"] for f, r in results.items() if "images_per_sec" in r}
   if rates and ours.get("images_per_sec"):
@@ -309,7 +310,7 @@ def main(argv):
   first_peak = matmul_peak_gflops(f.windows)
   for name in f.experiments:
     print(f"Measuring {name}...", file=sys.stderr)
-    report[name] = _run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
+    report[name] = run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
                                *timing])
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]

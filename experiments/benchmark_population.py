@@ -16,7 +16,6 @@ loop's own train call of --experiment's config with
   python -m experiments.benchmark_population --members=1,4 --layouts=vmap --experiment=vae_mnist
 """
 
-import importlib
 import json
 import resource
 import subprocess
@@ -47,8 +46,8 @@ def measure(name: str, num_members: int, windows: int, window_seconds: float,
 
   from genjax import families, loop, parallel, population
 
-  name, _, preset = name.partition(":")
-  config = importlib.import_module(f"experiments.{name}").get_config(preset or None)
+  config = benchmark.load_config(name)
+  name = name.partition(":")[0]
   config.population.seeds = num_members
   config.population.layout = layout
   family = families.get(config.family)

@@ -28,7 +28,6 @@ ratios taken within one run; the machine's load moves both.
 import json
 import math
 import os
-import subprocess
 import sys
 
 from absl import app, flags
@@ -248,12 +247,7 @@ def measure_pytorch(windows: int, window_seconds: float, threads: int) -> dict:
 
 
 def _run_child(args: list[str]) -> dict:
-  proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_progan", *args],
-                        capture_output=True, text=True)
-  if proc.returncode != 0:
-    return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
-            f"exit status {proc.returncode}"}
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return benchmark.run_child(args, "experiments.benchmark_progan")
 
 
 def main(argv):
