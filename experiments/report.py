@@ -42,7 +42,7 @@ ROWS = {
                              "progressive GAN, 4x4 -> 32x32"),
     "vae_mnist": ("vae_mnist", None, {}, "VAE, Bernoulli decoder"),
     "vae_fashion_mnist": ("vae_fashion_mnist", None, {}, "VAE, Bernoulli decoder"),
-    **{f"loss_{preset}": ("gan_mnist", preset, {"num_steps": 1000}, f"preset `{preset}`")
+    **{f"loss_{preset}": ("gan_mnist", preset, {"num_steps": 2000}, f"preset `{preset}`")
        for preset in ("dcgan", "gan", "wgan", "wgan_gp", "hinge_sn", "lsgan")},
 }
 

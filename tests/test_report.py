@@ -16,7 +16,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   readme.write_text(f"# title\n\nbefore\n{report.BEGIN}\nold table\n{report.END}\nafter\n")
   out = tmp_path / "results.md"
   command = [sys.executable, "-m", "experiments.report", "--rows=gan_mnist",
-             "--steps_scale=0.004", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
+             "--steps_scale=0.00075", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
              f"--out={out}", f"--readme={readme}"]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
