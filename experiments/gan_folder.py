@@ -6,7 +6,8 @@ Every JPEG, PNG and WebP file under `data.path` (recursively), converted to
 path) are held out as the test split. `data.pipeline=auto` keeps up to 1 GiB
 of images on the devices and streams larger folders from the host
 (genjax.data.stream); `stream` or `device` force one. The models, losses and
-presets are gan_mnist's, at the folder's size.
+presets are gan_mnist's, at the folder's size, with DCGAN's widths, batch
+and Adam(2e-4).
 
   python -m experiments.gan_folder --config.data.path=~/photos --config.data.image_size=64
   python -m experiments.gan_folder --config=experiments/gan_folder.py:hinge_sn \\

@@ -71,6 +71,9 @@ def make_tiny_gan_config(idx_dir, tfds_dir):
   from experiments import gan_mnist
 
   config = gan_mnist.get_config("tiny")
+  # DCGAN's Adam(2e-4): the tolerances of test_parallel's
+  # assert_equal_up_to_reduction_order are in units of this step size.
+  config.opt.g_lr = config.opt.d_lr = 2e-4
   return with_local_data(config, idx_dir, tfds_dir)
 
 
