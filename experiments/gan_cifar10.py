@@ -28,7 +28,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   config.batch_size = 64
   config.model.g_width = 128  # 512 -> 256 -> 128 channels over the three upsamplings
   config.model.d_width = 64  # 64 -> 128 -> 256
-  config.opt.g_lr = config.opt.d_lr = 2e-4  # DCGAN's Adam(2e-4, 0.5, 0.999)
+  configs.apply_overrides(config, gan_mnist.PAPER_ADAM)  # DCGAN's Adam(2e-4, 0.5, 0.999)
   config.eval_every = 2500
   config.checkpoint_every = 5000
   return configs.with_presets(config, PRESETS, preset)

@@ -34,7 +34,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   # tuned for 28x28 digits on a CPU, not for photos at 64x64.
   config.batch_size = 64
   config.model.g_width, config.model.d_width = 32, 64
-  config.opt.g_lr = config.opt.d_lr = 2e-4
+  configs.apply_overrides(config, gan_mnist.PAPER_ADAM)
   config.num_steps = 20000
   config.eval_every = 1000
   config.checkpoint_every = 1000

