@@ -25,6 +25,7 @@ Prints one JSON object (and writes it to --output when given):
                        the fastest form, and genjax's best images/s over its
   }
   device_kind, device_count, backend
+  config_overrides     the --set KEY=VALUE items, where any were given
 
 Each experiment trains on random uint8 images of its dataset's shape, on
 device like the loop's data: the step's cost does not depend on pixel values.
@@ -34,6 +35,9 @@ machine and compare ratios taken within one run.
   python -m experiments.benchmark                       # all, ~20 min on 2 cores
   python -m experiments.benchmark --experiments=gan_mnist --windows=3
   python -m experiments.benchmark --experiments=gan_mnist:wgan_gp   # a preset
+  python -m experiments.benchmark --experiments=gan_mnist \
+      --set=model.g_width=32 --set=model.d_width=64 --set=batch_size=64
+                                                        # any config, twins too
   python -m experiments.benchmark --nopytorch           # genjax alone
 """
 
@@ -69,6 +73,8 @@ DEFAULT_EXPERIMENTS = ["gan_mnist", "gan_mnist:wgan_gp", "vae_mnist", "cyclegan_
 def _define_flags():
   flags.DEFINE_list("experiments", DEFAULT_EXPERIMENTS,
                     "Experiments to measure; EXPERIMENT:PRESET measures one of its presets.")
+  flags.DEFINE_multi_string("set", [], "KEY=VALUE: a config override applied to every "
+                            "measured experiment and its PyTorch twins (repeat the flag).")
   flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
   flags.DEFINE_integer("max_steps_per_call", 10,
@@ -138,11 +144,15 @@ def synthetic_count(image_shape) -> int:
   return min(60000, 2**28 // math.prod(image_shape))
 
 
-def load_config(name: str):
-  """The config of 'experiment' or 'experiment:preset'."""
+def load_config(name: str, assignments=()):
+  """The config of 'experiment' or 'experiment:preset', with the KEY=VALUE
+  `assignments` (--set) applied."""
+  from genjax import configs
+
   name, _, preset = name.partition(":")
   get_config = importlib.import_module(f"experiments.{name}").get_config
-  return get_config(preset) if preset else get_config()
+  config = get_config(preset) if preset else get_config()
+  return configs.apply_overrides(config, configs.parse_assignments(assignments, config))
 
 
 def synthetic_split(family_name: str, image_shape, n: int | None = None):
@@ -166,13 +176,13 @@ def synthetic_split(family_name: str, image_shape, n: int | None = None):
 
 
 def measure_experiment(name: str, windows: int, window_seconds: float,
-                       max_steps_per_call: int = 10) -> dict:
+                       max_steps_per_call: int = 10, assignments=()) -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
   from genjax import families, loop, parallel
 
-  config = load_config(name)
+  config = load_config(name, assignments)
   name = name.partition(":")[0]
   family = families.get(config.family)
   mesh = parallel.make_mesh()
@@ -235,12 +245,13 @@ def run_child(args: list[str], module: str = "experiments.benchmark") -> dict:
     return {"error": f"no JSON on the last line of its output: {proc.stdout[-200:]!r}"}
 
 
-def measure_twin(name: str, form: str, windows: int, window_seconds: float) -> dict:
+def measure_twin(name: str, form: str, windows: int, window_seconds: float,
+                 assignments=()) -> dict:
   """The PyTorch twin of experiment `name` in `form` (experiments/benchmark_pytorch.py)."""
   from experiments import benchmark_pytorch
 
   shape = EXPERIMENTS[name.partition(":")[0]]
-  return benchmark_pytorch.measure(load_config(name), shape, form, windows, window_seconds,
+  return benchmark_pytorch.measure(load_config(name, assignments), shape, form, windows, window_seconds,
                                    num_images=synthetic_count(shape))
 
 
@@ -272,18 +283,19 @@ def main(argv):
   del argv
   f = flags.FLAGS
   runtime.configure()  # in this process and, through XLA_FLAGS, in every child
-  timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
+  timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}",
+            *(f"--set={a}" for a in f.set)]
   if f.pipeline:
     from experiments import benchmark_pipeline
 
     print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return
   if f.one and f.pytorch_form:
-    print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds)))
+    print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds, f.set)))
     return
   if f.one:
     print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
-                                        f.max_steps_per_call)))
+                                        f.max_steps_per_call, f.set)))
     return
 
   from experiments import benchmark_pytorch
@@ -301,10 +313,16 @@ def main(argv):
     if preset and preset not in presets:
       raise app.UsageError(f"--experiments: {name} has no preset {preset!r}; "
                            f"choose from {sorted(presets)}.")
+    try:
+      load_config(e, f.set)
+    except ValueError as err:
+      raise app.UsageError(f"--set: {err}") from None
   import jax
 
   report = {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
             "device_count": jax.device_count(), "cpu_count": os.cpu_count()}
+  if f.set:
+    report["config_overrides"] = list(f.set)
   print(f"Measuring the matmul peak on {report['device_count']} x {report['device_kind']}...",
         file=sys.stderr)
   first_peak = matmul_peak_gflops(f.windows)

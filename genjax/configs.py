@@ -31,6 +31,38 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
   return config
 
 
+def parse_assignments(items, config: ml_collections.ConfigDict) -> dict:
+  """['model.g_width=32', 'batch_size=64'] -> {key: value}, each value read as
+  the type of the config's present value (bool, int, float or str); errors
+  name the bad item."""
+  leaves = dict(_leaves(config))
+  out = {}
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key or not text:
+      raise ValueError(f"{item!r} must read KEY=VALUE (e.g. model.g_width=32).")
+    if key not in leaves:
+      raise ValueError(f"{item!r}: the config has no key {key!r}.")
+    current = leaves[key]
+    try:
+      if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+          raise ValueError
+        value = text.lower() == "true"
+      elif isinstance(current, (int, float, str)):
+        value = type(current)(text)
+      else:
+        raise TypeError
+    except ValueError:
+      raise ValueError(f"{item!r}: {key} is a {type(current).__name__} "
+                       f"(now {current!r}); {text!r} is not one.") from None
+    except TypeError:
+      raise ValueError(f"{item!r}: {key} is a {type(current).__name__}; only "
+                       "numbers, booleans and strings can be set this way.") from None
+    out[key] = value
+  return out
+
+
 def add_shared_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Adds the keys every experiment has beyond its own: `population`
   (genjax.population), off."""

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from experiments import benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,21 +37,24 @@ def test_benchmark_json_is_consistent(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", "--experiments=vae_mnist",
-       "--windows=2", "--window_seconds=0.2", "--nopytorch", f"--output={out}"],
+       "--windows=2", "--window_seconds=0.2", "--nopytorch", f"--output={out}",
+       "--set=batch_size=50"],
       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
   assert report == json.loads(proc.stdout[proc.stdout.index("{"):])
   assert report["backend"] == "cpu" and report["device_count"] >= 1
   assert report["matmul_peak_gflops"] > 1
+  assert report["config_overrides"] == ["batch_size=50"]
   vae = report["vae_mnist"]
+  assert vae["batch_size"] == vae["images_per_step"] == 50  # --set reached the measuring child
   assert set(vae["images_per_sec"]) == {"1", "10"}  # k=1 and the config's steps_per_call
   assert set(vae["compile_seconds"]) == {"1", "10"}
   best = max(r["median"] for r in vae["images_per_sec"].values())
   assert abs(vae["achieved_gflops"] - vae["gflop_per_step"] * best / vae["images_per_step"]) < 0.2
   assert vae["fraction_of_matmul_peak"] == round(
       vae["achieved_gflops"] / report["matmul_peak_gflops"], 3)
-  # The VAE's step: encoder + decoder MLPs over a batch of 100, forward and backward.
+  # The VAE's step: encoder + decoder MLPs over a batch of 50, forward and backward.
   assert 0.01 < vae["gflop_per_step"] < 10
   assert 100 < vae["peak_rss_mb"] < 20_000
 
@@ -111,3 +116,35 @@ def test_pipeline_benchmark_measures_reading_and_streamed_training(tmp_path):
   ratio = (report["gan64_stream_images_per_sec"]["median"]
            / report["gan64_device_images_per_sec"]["median"])
   assert abs(report["stream_over_device"] - ratio) < 0.01
+
+
+def test_set_reaches_the_pytorch_twin():
+  pytest.importorskip("torch")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
+       "--windows=1", "--window_seconds=0.05", "--set=batch_size=20", "--set=model.latent_dim=8"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  twin = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert twin["batch_size"] == 20
+  default = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
+       "--windows=1", "--window_seconds=0.05", "--set=batch_size=20"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert twin["parameters"] < json.loads(default.stdout.strip().splitlines()[-1])["parameters"]
+
+
+@pytest.mark.parametrize("item, words", [
+    ("model.g_width=wide", ["'model.g_width=wide'", "int", "'wide' is not one"]),
+    ("model.g_wdth=32", ["no key 'model.g_wdth'"]),
+    ("batch_size", ["must read KEY=VALUE"]),
+])
+def test_bad_set_is_named(item, words):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--experiments=gan_mnist", f"--set={item}"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert proc.returncode != 0
+  assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
