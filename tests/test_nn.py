@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.nn import dcgan, layers
+from genjax.nn import cyclegan, dcgan, layers
 
 
 def test_depth_to_space_matches_tensorflow_layout():
@@ -179,3 +179,14 @@ def test_grid_upscale_repeats_each_pixel():
   assert big.shape == (4, 6, 1)
   np.testing.assert_array_equal(big[::2, ::2], image)
   np.testing.assert_array_equal(big[1::2, 1::2], image)
+
+
+@pytest.mark.parametrize("shape, p", [((2, 9, 9, 4), 3), ((1, 7, 5, 2), 1), ((3, 4, 4, 1), 3)])
+def test_reflect_pad_is_jnp_pad_reflect_with_its_gradient(shape, p):
+  x = jax.random.normal(jax.random.key(0), shape)
+  reference = lambda x: jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+  np.testing.assert_array_equal(cyclegan.reflect_pad(x, p), reference(x))
+  weights = jax.random.normal(jax.random.key(1), reference(x).shape)
+  grad = lambda pad: jax.grad(lambda x: jnp.sum(pad(x) * weights))(x)
+  np.testing.assert_allclose(grad(lambda x: cyclegan.reflect_pad(x, p)), grad(reference),
+                             rtol=1e-6, atol=1e-6)

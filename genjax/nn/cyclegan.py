@@ -13,6 +13,7 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from genjax.nn import layers
 
@@ -20,8 +21,18 @@ _init = nn.initializers.normal(0.02)
 _norm = functools.partial(nn.InstanceNorm, use_scale=False, use_bias=False, epsilon=1e-5)
 
 
+def _reflected(n: int, p: int) -> np.ndarray:
+  """Source index of each position of a length-n axis reflect-padded by p."""
+  i = np.abs(np.arange(-p, n + p))
+  return np.where(i < n, i, 2 * (n - 1) - i)
+
+
 def reflect_pad(x: jax.Array, p: int) -> jax.Array:
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+  """`jnp.pad(x, ..., mode="reflect")` of H and W, as a gather along each axis:
+  the same values, and on XLA:CPU a faster backward pass (one scatter-add per
+  axis instead of the pad's slices and reversals)."""
+  x = jnp.take(x, _reflected(x.shape[1], p), axis=1)
+  return jnp.take(x, _reflected(x.shape[2], p), axis=2)
 
 
 class ResidualBlock(nn.Module):
