@@ -23,8 +23,7 @@ _norm = functools.partial(nn.InstanceNorm, use_scale=False, use_bias=False, epsi
 
 def _reflected(n: int, p: int) -> np.ndarray:
   """Source index of each position of a length-n axis reflect-padded by p."""
-  i = np.abs(np.arange(-p, n + p))
-  return np.where(i < n, i, 2 * (n - 1) - i)
+  return np.pad(np.arange(n), p, mode="reflect")
 
 
 def reflect_pad(x: jax.Array, p: int) -> jax.Array:
