@@ -133,6 +133,7 @@ def test_set_reaches_the_pytorch_twin():
        "--windows=1", "--window_seconds=0.05", "--set=batch_size=20"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=300)
+  assert default.returncode == 0, default.stderr[-2000:]
   assert twin["parameters"] < json.loads(default.stdout.strip().splitlines()[-1])["parameters"]
 
 
