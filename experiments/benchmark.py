@@ -251,7 +251,8 @@ def measure_twin(name: str, form: str, windows: int, window_seconds: float,
   from experiments import benchmark_pytorch
 
   shape = EXPERIMENTS[name.partition(":")[0]]
-  return benchmark_pytorch.measure(load_config(name, assignments), shape, form, windows, window_seconds,
+  config = load_config(name, assignments)
+  return benchmark_pytorch.measure(config, shape, form, windows, window_seconds,
                                    num_images=synthetic_count(shape))
 
 
