@@ -197,7 +197,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
             "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
-  if parallel.unroll_steps(mesh):
+  if parallel.unroll_steps(mesh, family.convolutional(config)):
     max_steps_per_call = min(max_steps_per_call, MAX_STEPS_PER_CALL.get(name, max_steps_per_call))
   for k in sorted({1, min(config.steps_per_call, max_steps_per_call)}):
     call = loop.make_train_call(family, config, mesh, k)
@@ -289,6 +289,10 @@ def main(argv):
   if f.pipeline:
     from experiments import benchmark_pipeline
 
+    if f.set:
+      raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
+                           "fixed config; drop --set, or measure --experiments instead.")
+
     print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return
   if f.one and f.pytorch_form:
@@ -315,9 +319,17 @@ def main(argv):
       raise app.UsageError(f"--experiments: {name} has no preset {preset!r}; "
                            f"choose from {sorted(presets)}.")
     try:
-      load_config(e, f.set)
+      config = load_config(e, f.set)
     except ValueError as err:
       raise app.UsageError(f"--set: {err}") from None
+    if f.set:  # the values a run would refuse, refused here rather than in a child
+      from genjax import configs, families
+
+      try:
+        configs.check_common(config)
+        families.get(config.family).validate_config(config)
+      except ValueError as err:
+        raise app.UsageError(f"--set {list(f.set)} makes {e}'s config invalid: {err}") from None
   import jax
 
   report = {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,

@@ -82,6 +82,9 @@ class Family:
     streams: whether its data can take the streaming path
       (`config.data.pipeline=stream`, genjax.data.stream), which reads one
       labelled image set; False for families with their own data hooks.
+    convolutional: config -> whether the train step has convolutions; on
+      CPU, the steps of one call are unrolled for such steps and run in a
+      rolled loop otherwise (`parallel.unroll_steps`).
   """
 
   name: str
@@ -97,6 +100,7 @@ class Family:
   to_device: Callable[[Any, Any], Any] = _images_to_device
   make_draw_batch: Callable[[Config], Callable] = lambda config: device.draw_batch
   streams: bool = True
+  convolutional: Callable[[Config], bool] = lambda config: True
 
 
 FAMILIES: dict[str, Family] = {}
@@ -138,6 +142,7 @@ register(Family(
     sample=vae.sample,
     evaluate_metrics=vae_eval.evaluate_metrics,
     metric_options=("iwae_k", "chunk"),
+    convolutional=lambda config: config.model.arch != "mlp",
 ))
 
 register(Family(

@@ -166,6 +166,7 @@ def make_train_call(family: families.Family, config: ml_collections.ConfigDict, 
   state is a population's, sharded as `state_sharding`, and its metrics are
   [num_steps, members]."""
   replicated = parallel.replicated(mesh)
+  unroll = parallel.unroll_steps(mesh, family.convolutional(config))
   if members is not None:
     return jax.jit(
         functools.partial(
@@ -173,22 +174,20 @@ def make_train_call(family: families.Family, config: ml_collections.ConfigDict, 
             draw_batch=population.make_draw_batch(family, members, config),
             num_steps=num_steps, batch_size=config.batch_size,
             num_batches=family.batches_per_step(config),
-            sharding=population.batch_sharding(mesh), unroll=parallel.unroll_steps(mesh)),
+            sharding=population.batch_sharding(mesh), unroll=unroll),
         donate_argnums=0, out_shardings=(state_sharding, replicated))
   if streamed:
     return jax.jit(
         functools.partial(
             multi_step_streamed, train_step=family.make_train_step(config),
-            sharding=parallel.batch_sharding(mesh, batch_axis=1),
-            unroll=parallel.unroll_steps(mesh)),
+            sharding=parallel.batch_sharding(mesh, batch_axis=1), unroll=unroll),
         donate_argnums=0, out_shardings=(replicated, replicated))
   return jax.jit(
       functools.partial(
           multi_step, train_step=family.make_train_step(config),
           draw_batch=family.make_draw_batch(config), num_steps=num_steps,
           batch_size=config.batch_size, num_batches=family.batches_per_step(config),
-          sharding=parallel.batch_sharding(mesh, batch_axis=1),
-          unroll=parallel.unroll_steps(mesh)),
+          sharding=parallel.batch_sharding(mesh, batch_axis=1), unroll=unroll),
       donate_argnums=0, out_shardings=(replicated, replicated))
 
 
@@ -263,7 +262,8 @@ def unroll_note(config: ml_collections.ConfigDict, mesh) -> str | None:
   """A note when a CPU mesh would unroll more than MAX_QUIET_UNROLL steps into
   one compiled call (`parallel.unroll_steps`): compile time grows with them."""
   k = config.steps_per_call
-  if not parallel.unroll_steps(mesh) or k <= MAX_QUIET_UNROLL:
+  convolutional = families.get(config.family).convolutional(config)
+  if not parallel.unroll_steps(mesh, convolutional) or k <= MAX_QUIET_UNROLL:
     return None
   return (f"Note: config.steps_per_call={k}: on CPU the {k} steps of a call are unrolled "
           f"into one program, whose compilation grows with them (minutes for large "

@@ -66,13 +66,14 @@ def make_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
-def unroll_steps(mesh: Mesh) -> bool:
+def unroll_steps(mesh: Mesh, convolutional: bool = True) -> bool:
   """Whether several train steps in one call run unrolled rather than in a
-  rolled `lax.scan`: on CPU meshes. XLA:CPU runs a conv net inside a while
-  loop many times slower than the same operations unrolled
-  (docs/performance.md); GPUs and TPUs run the rolled loop at full speed
-  and compile it once."""
-  return mesh.devices.flat[0].platform == "cpu"
+  rolled `lax.scan`: on CPU meshes, for steps with convolutions
+  (`Family.convolutional`). XLA:CPU runs a conv net inside a while loop
+  many times slower than the same operations unrolled, while a step of
+  dense layers runs faster rolled (docs/performance.md); GPUs and TPUs run
+  the rolled loop at full speed and compile it once."""
+  return convolutional and mesh.devices.flat[0].platform == "cpu"
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

@@ -141,6 +141,9 @@ def test_set_reaches_the_pytorch_twin():
     ("model.g_width=wide", ["'model.g_width=wide'", "int", "'wide' is not one"]),
     ("model.g_wdth=32", ["no key 'model.g_wdth'"]),
     ("batch_size", ["must read KEY=VALUE"]),
+    # well-typed values a run refuses are refused before anything is measured
+    ("batch_size=0", ["makes gan_mnist's config invalid", "batch_size=0"]),
+    ("loss=hinged", ["makes gan_mnist's config invalid", "'hinged'"]),
 ])
 def test_bad_set_is_named(item, words):
   proc = subprocess.run(
@@ -149,3 +152,13 @@ def test_bad_set_is_named(item, words):
       timeout=300)
   assert proc.returncode != 0
   assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
+
+
+def test_set_with_pipeline_is_refused():
+  """The pipeline measurement builds its own config: --set would be ignored."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.benchmark", "--pipeline", "--set=batch_size=10"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert proc.returncode != 0
+  assert "--pipeline" in proc.stderr and "batch_size=10" in proc.stderr, proc.stderr[-2000:]

@@ -135,3 +135,49 @@ def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
   else:  # a rolled scan compiles one step however many it runs
     assert note is None
   assert loop.unroll_note(gan_mnist.get_config(), mesh) is None
+
+
+def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
+  """The MLP VAE's steps run in a rolled scan on every platform (only steps
+  with convolutions are unrolled on CPU), so the Burda presets' 50 steps per
+  call get no note; and one call of k rolled steps trains as k calls of
+  one step do."""
+  from experiments import vae_mnist
+  from genjax import parallel
+
+  mesh = parallel.make_mesh()
+  cpu = jax.devices()[0].platform == "cpu"
+  vae = families.get("vae")
+  burda = vae_mnist.get_config("burda_vae")
+  assert burda.steps_per_call == 50 and loop.unroll_note(burda, mesh) is None
+  assert not parallel.unroll_steps(mesh, vae.convolutional(burda))
+  conv = vae_mnist.get_config()
+  conv.model.arch = "conv"
+  assert parallel.unroll_steps(mesh, vae.convolutional(conv)) == cpu
+  conv.steps_per_call = 20
+  assert (loop.unroll_note(conv, mesh) is not None) == cpu
+
+  config = vae_mnist.get_config("tiny")
+  rng = np.random.default_rng(0)
+  split = data.ArrayDataset(rng.integers(0, 256, (512, 28, 28, 1), np.uint8),
+                            rng.integers(0, 10, (512,)), 10, "random pixels")
+  dataset = vae.to_device(split, mesh)
+  init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
+  start = vae.create_state(config, init_key, (28, 28, 1), 10)
+  copy = lambda s: jax.tree.map(jnp.copy, s)  # the calls donate their state
+  rolled, metrics = loop.make_train_call(vae, config, mesh, 4)(copy(start), dataset, train_key,
+                                                               data_key)
+  single = copy(start)
+  one = loop.make_train_call(vae, config, mesh, 1)
+  losses = []
+  for _ in range(4):
+    single, m = one(single, dataset, train_key, data_key)
+    losses.append(float(m["loss"][0]))
+  assert int(rolled.step) == int(single.step) == 4
+  np.testing.assert_allclose(np.asarray(metrics["loss"]), losses, rtol=1e-5)
+  for a, b in zip(jax.tree.leaves((rolled.encoder.params, rolled.decoder.params)),
+                  jax.tree.leaves((single.encoder.params, single.decoder.params))):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+  moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(start.decoder.params),
+                                                    jax.tree.leaves(single.decoder.params))]
+  assert all(moved)
