@@ -97,6 +97,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.model.hidden = (200, 200)  # mlp: deterministic layers
   config.model.width = 32  # conv: channels of the first conv
   config.model.activation = "tanh"  # tanh | relu | elu
+  config.model.weight_init = ""  # mlp: "" = Flax's LeCun normal | "glorot" (Burda et al.'s code)
   config.model.likelihood = "bernoulli"  # bernoulli | gaussian
   config.model.learn_variance = True  # gaussian: per-pixel learned log-variance
   config.model.fixed_logvar = 0.0  # gaussian, when not learned

@@ -17,7 +17,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   out = tmp_path / "results.md"
   command = [sys.executable, "-m", "experiments.report", "--rows=gan_mnist",
              "--steps_scale=0.00075", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
-             f"--out={out}", f"--readme={readme}"]
+             f"--out={out}", f"--readme={readme}", "--note=Shared the CPU with a test."]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -37,6 +37,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   cell = f"| {summary['mean']:.3g} ± {summary['std']:.2g} |"
   assert cell in rows[1] and rows[2].startswith("| floor: training images | mnist |")
   assert f"seed 0: FID {fids[0]:.3g}; seed 1: FID {fids[1]:.3g}" in text
+  assert text.rstrip().endswith(report.ROWS_NOTE + " Shared the CPU with a test.")  # --note
   text = readme.read_text()
   readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert "old table" not in text and len(readme_rows) == 3  # the compact table

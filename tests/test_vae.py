@@ -266,10 +266,33 @@ def test_burda_presets_follow_the_batch_size():
     ({"iwae_k_train": 5, "beta": 2.0}, "beta"),
     ({"opt.schedule": "cosine"}, "opt.schedule"),
     ({"opt.schedule": "burda"}, "examples_per_pass"),
+    ({"model.weight_init": "xavier"}, "model.weight_init='xavier'"),
+    ({"model.weight_init": "glorot", "model.arch": "conv"}, "model.arch='conv'"),
 ])
 def test_validate_config_names_the_bad_key(overrides, message):
   with pytest.raises(ValueError, match=message):
     vae.validate_config(_tiny_config(**overrides))
+
+
+def test_glorot_init_draws_the_authors_uniform_and_the_default_is_flax():
+  """model.weight_init='glorot': every MLP kernel uniform on +-sqrt(6 / (fan_in +
+  fan_out)) (its variance a^2 / 3); '' leaves Flax's LeCun normal."""
+  key = jax.random.key(0)
+  glorot = vae.create_state(
+      _tiny_config(**{"model.weight_init": "glorot", "model.hidden": (200, 200)}), key, (28, 28, 1))
+  default = vae.create_state(_tiny_config(**{"model.hidden": (200, 200)}), key, (28, 28, 1))
+  kernels = [(p, v) for p, v in jax.tree_util.tree_leaves_with_path(
+      (glorot.encoder.params, glorot.decoder.params)) if "kernel" in jax.tree_util.keystr(p)]
+  assert len(kernels) == 7  # 784-200-200-(2, 2) and 2-200-200-784
+  for path, w in kernels:
+    a = np.sqrt(6.0 / sum(w.shape))
+    assert float(jnp.max(jnp.abs(w))) <= a, path
+    np.testing.assert_allclose(float(jnp.var(w)), a**2 / 3, rtol=0.1, err_msg=str(path))
+  lecun = [v for p, v in jax.tree_util.tree_leaves_with_path(default.decoder.params)
+           if "kernel" in jax.tree_util.keystr(p)]
+  for w in lecun:  # LeCun normal: variance 1 / fan_in, not uniform
+    np.testing.assert_allclose(float(jnp.var(w)), 1.0 / w.shape[0], rtol=0.15)
+    assert float(jnp.max(jnp.abs(w))) > np.sqrt(3.0 / w.shape[0])
 
 
 def test_binarize_draws_independent_bernoullis():

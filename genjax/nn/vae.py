@@ -19,19 +19,25 @@ from genjax.nn import layers
 
 ACTIVATIONS = {"tanh": jnp.tanh, "relu": nn.relu, "elu": nn.elu}
 LIKELIHOODS = ("bernoulli", "gaussian")
+# The MLP's weight initialisers: "" is Flax's (LeCun normal); "glorot" is
+# Glorot & Bengio's uniform, U(-a, a) with a = sqrt(6 / (fan_in + fan_out)),
+# as in Burda et al.'s code. Biases start at zero either way.
+WEIGHT_INITS = {"": nn.linear.default_kernel_init, "glorot": nn.initializers.glorot_uniform()}
 
 
 class MLPEncoder(nn.Module):
   latent_dim: int = 50
   hidden: Sequence[int] = (200, 200)
   activation: str = "tanh"
+  weight_init: str = ""  # a key of WEIGHT_INITS
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INITS[self.weight_init])
     h = x.reshape(x.shape[0], -1)
     for width in self.hidden:
-      h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
-    return nn.Dense(self.latent_dim)(h), nn.Dense(self.latent_dim)(h)
+      h = ACTIVATIONS[self.activation](dense(width)(h))
+    return dense(self.latent_dim)(h), dense(self.latent_dim)(h)
 
 
 class ConvEncoder(nn.Module):
@@ -73,14 +79,16 @@ class MLPDecoder(nn.Module):
   likelihood: str = "bernoulli"
   learn_variance: bool = True
   fixed_logvar: float = 0.0
+  weight_init: str = ""  # a key of WEIGHT_INITS
 
   @nn.compact
   def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
+    dense = functools.partial(nn.Dense, kernel_init=WEIGHT_INITS[self.weight_init])
     h = z
     for width in self.hidden:
-      h = ACTIVATIONS[self.activation](nn.Dense(width)(h))
+      h = ACTIVATIONS[self.activation](dense(width)(h))
     size = functools.reduce(lambda a, b: a * b, self.image_shape)
-    out = nn.Dense(size)(h).reshape(z.shape[0], *self.image_shape)
+    out = dense(size)(h).reshape(z.shape[0], *self.image_shape)
     return _Head(self.likelihood, self.learn_variance, self.fixed_logvar)(out)
 
 

@@ -47,8 +47,10 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
   head = dict(likelihood=m.likelihood, learn_variance=m.learn_variance,
               fixed_logvar=m.fixed_logvar)
   if m.arch == "mlp":
-    return (vae_nn.MLPEncoder(m.latent_dim, tuple(m.hidden), m.activation),
-            vae_nn.MLPDecoder(tuple(image_shape), tuple(m.hidden), m.activation, **head))
+    init = m.get("weight_init", "")  # runs from before the key have none
+    return (vae_nn.MLPEncoder(m.latent_dim, tuple(m.hidden), m.activation, weight_init=init),
+            vae_nn.MLPDecoder(tuple(image_shape), tuple(m.hidden), m.activation, **head,
+                              weight_init=init))
   return (vae_nn.ConvEncoder(m.latent_dim, m.width, m.activation),
           vae_nn.ConvDecoder(tuple(image_shape), m.width, m.activation, **head))
 
@@ -331,6 +333,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.likelihood not in vae_nn.LIKELIHOODS:
     raise ValueError(f"config.model.likelihood={m.likelihood!r}; choose one of "
                      f"{list(vae_nn.LIKELIHOODS)}.")
+  init = m.get("weight_init", "")
+  if init not in vae_nn.WEIGHT_INITS:
+    raise ValueError(f"config.model.weight_init={init!r}; choose '' (Flax's LeCun normal) "
+                     "or 'glorot'.")
+  if init and m.arch != "mlp":
+    raise ValueError(f"config.model.weight_init={init!r} sets the MLP's initialisation; "
+                     f"config.model.arch={m.arch!r} keeps Flax's: set weight_init=''.")
   if m.activation not in vae_nn.ACTIVATIONS:
     raise ValueError(f"config.model.activation={m.activation!r}; choose one of "
                      f"{sorted(vae_nn.ACTIVATIONS)}.")
