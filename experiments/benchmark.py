@@ -12,6 +12,8 @@ Prints one JSON object (and writes it to --output when given):
                        --max_steps_per_call); each window runs calls for at
                        least --window_seconds after a warm-up call
     compile_seconds    {k: seconds to lower and compile the k-step call}
+    unrolled           whether the k steps were unrolled or in a rolled scan
+                       (--unroll; by default as the loop runs them)
     gflop_per_step     XLA's count of the step's floating-point operations
     fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
     peak_rss_mb        peak resident memory of the process (each experiment
@@ -78,8 +80,11 @@ def _define_flags():
   flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
   flags.DEFINE_float("window_seconds", 3.0, "Least duration of one timed window.")
   flags.DEFINE_integer("max_steps_per_call", 10,
-                       "Measure k = min(steps_per_call, this): steps of a rolled scan "
-                       "cost alike, and a 256 px call of 100 steps would take minutes.")
+                       "Measure k = min(steps_per_call, this): a 256 px call of 100 steps "
+                       "would take minutes.")
+  flags.DEFINE_enum("unroll", "auto", ["auto", "on", "off"],
+                    "The k steps of a call unrolled (on) or in a rolled scan (off); auto: as "
+                    "the loop runs them (parallel.unroll_steps).")
   flags.DEFINE_boolean("pytorch", True, "Measure each experiment's PyTorch twin too, when "
                        "torch is installed.")
   flags.DEFINE_list("pytorch_forms", [], "Twin forms to measure (nchw, channels_last, "
@@ -176,7 +181,7 @@ def synthetic_split(family_name: str, image_shape, n: int | None = None):
 
 
 def measure_experiment(name: str, windows: int, window_seconds: float,
-                       max_steps_per_call: int = 10, assignments=()) -> dict:
+                       max_steps_per_call: int = 10, assignments=(), unroll: str = "auto") -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
@@ -194,13 +199,15 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
                   out_shardings=parallel.replicated(mesh))(init_key)
   images_per_step = config.batch_size * family.batches_per_step(config)
 
+  unrolled = {"on": True, "off": False}.get(
+      unroll, parallel.unroll_steps(mesh, family.convolutional(config)))
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
-            "images_per_sec": {}, "compile_seconds": {}}
+            "unrolled": unrolled, "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
-  if parallel.unroll_steps(mesh, family.convolutional(config)):
+  if unrolled:
     max_steps_per_call = min(max_steps_per_call, MAX_STEPS_PER_CALL.get(name, max_steps_per_call))
   for k in sorted({1, min(config.steps_per_call, max_steps_per_call)}):
-    call = loop.make_train_call(family, config, mesh, k)
+    call = loop.make_train_call(family, config, mesh, k, unroll=unrolled)
     start = time.perf_counter()
     compiled = call.lower(state, dataset, train_key, data_key).compile()
     result["compile_seconds"][str(k)] = round(time.perf_counter() - start, 2)
@@ -287,11 +294,11 @@ def main(argv):
   timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}",
             *(f"--set={a}" for a in f.set)]
   if f.pipeline:
-    from experiments import benchmark_pipeline
-
     if f.set:
       raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
                            "fixed config; drop --set, or measure --experiments instead.")
+    from experiments import benchmark_pipeline
+
 
     print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return
@@ -300,7 +307,7 @@ def main(argv):
     return
   if f.one:
     print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
-                                        f.max_steps_per_call, f.set)))
+                                        f.max_steps_per_call, f.set, f.unroll)))
     return
 
   from experiments import benchmark_pytorch
@@ -342,7 +349,7 @@ def main(argv):
   for name in f.experiments:
     print(f"Measuring {name}...", file=sys.stderr)
     report[name] = run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
-                               *timing])
+                               f"--unroll={f.unroll}", *timing])
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]
   report["matmul_peak_gflops"] = round(max(peaks), 1)

@@ -57,14 +57,26 @@ flags.DEFINE_string("readme", "README.md", "Updated between its results markers;
 flags.DEFINE_string("note", "", "A paragraph added to the notes of the table: what the rows' train "
                     "times shared the machine with, say.")
 
-# What the rows are, below every table (the rows' configs, ROWS, say the same).
-ROWS_NOTE = (
+# What the rows are, below the tables that have them.
+DCGAN_NOTE = (
     "The DCGAN rows are the default tuned for sample quality per CPU minute "
     "([quality.md](quality.md)); before it (widths 32/64, batch 64, Adam(2e-4), 3,000 steps, "
-    "seed 0) they measured FID 173 (MNIST) and 101 (Fashion-MNIST). The preset rows share one "
-    "short budget, 2,000 steps of batch 32 with each paper's optimiser, so that the losses "
-    "compare with each other; they are not converged models, and most of their differences "
-    "are within the spread over seeds.")
+    "seed 0) they measured FID 173 (MNIST) and 101 (Fashion-MNIST).")
+LOSS_NOTE = (
+    "The preset rows share one short budget, {steps} steps of batch 32 with each paper's "
+    "optimiser, so that the losses compare with each other; they are not converged models, "
+    "and most of their differences are within the spread over seeds.")
+
+
+def rows_note(results: list[dict]) -> str:
+  """What the rows of `results` are, in sentences for those present."""
+  notes = []
+  if any(r["name"] in ("gan_mnist", "gan_fashion_mnist") for r in results):
+    notes.append(DCGAN_NOTE)
+  losses = [r for r in results if r["name"].startswith("loss_")]
+  if losses:
+    notes.append(LOSS_NOTE.format(steps=f"{losses[0]['steps']:,}"))
+  return " ".join(notes)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
@@ -224,7 +236,7 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
       + ("; the Inception FID column is the standard one" if inception else "")
       + "). Data: " + "; ".join(sources) + ".",
       "",
-      ROWS_NOTE + (" " + note if note else ""),
+      " ".join(filter(None, [rows_note(results), note])),
   ]
   return "\n".join(lines + notes) + "\n"
 

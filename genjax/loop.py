@@ -157,16 +157,19 @@ def multi_step_streamed(state, batches, train_key, *, train_step, sharding, unro
 
 
 def make_train_call(family: families.Family, config: ml_collections.ConfigDict, mesh,
-                    num_steps: int, streamed: bool = False, members=None, state_sharding=None):
+                    num_steps: int, streamed: bool = False, members=None, state_sharding=None,
+                    unroll: bool | None = None):
   """The jitted call the loop runs: (state, dataset, train_key, data_key) ->
   (state after `num_steps` steps, metrics [num_steps]). The state is donated
   and replicated; each step's batch is split over the mesh's `data` axis.
   `streamed`: the call takes the k steps' host batches instead,
   (state, batches, train_key). `members` (genjax.population.Members): the
   state is a population's, sharded as `state_sharding`, and its metrics are
-  [num_steps, members]."""
+  [num_steps, members]. `unroll`: unroll the steps (True) or roll them
+  (False) instead of `parallel.unroll_steps`'s choice (for measurements)."""
   replicated = parallel.replicated(mesh)
-  unroll = parallel.unroll_steps(mesh, family.convolutional(config))
+  if unroll is None:
+    unroll = parallel.unroll_steps(mesh, family.convolutional(config))
   if members is not None:
     return jax.jit(
         functools.partial(

@@ -66,7 +66,7 @@ def make_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
-def unroll_steps(mesh: Mesh, convolutional: bool = True) -> bool:
+def unroll_steps(mesh: Mesh, convolutional: bool) -> bool:
   """Whether several train steps in one call run unrolled rather than in a
   rolled `lax.scan`: on CPU meshes, for steps with convolutions
   (`Family.convolutional`). XLA:CPU runs a conv net inside a while loop

@@ -142,8 +142,8 @@ def test_set_reaches_the_pytorch_twin():
     ("model.g_wdth=32", ["no key 'model.g_wdth'"]),
     ("batch_size", ["must read KEY=VALUE"]),
     # well-typed values a run refuses are refused before anything is measured
-    ("batch_size=0", ["makes gan_mnist's config invalid", "batch_size=0"]),
-    ("loss=hinged", ["makes gan_mnist's config invalid", "'hinged'"]),
+    ("batch_size=0", ["makes gan_mnist's config invalid", "batch_size=0 must be a positive"]),
+    ("loss=hinged", ["makes gan_mnist's config invalid", "config.loss='hinged'"]),
 ])
 def test_bad_set_is_named(item, words):
   proc = subprocess.run(

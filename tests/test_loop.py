@@ -140,8 +140,9 @@ def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
 def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
   """The MLP VAE's steps run in a rolled scan on every platform (only steps
   with convolutions are unrolled on CPU), so the Burda presets' 50 steps per
-  call get no note; and one call of k rolled steps trains as k calls of
-  one step do."""
+  call get no note; the loop's 4-step call scans them rolled for the MLP
+  and, on CPU, unrolled for the conv VAE; and one call of k rolled steps
+  trains as k calls of one step do."""
   from experiments import vae_mnist
   from genjax import parallel
 
@@ -164,6 +165,20 @@ def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
   dataset = vae.to_device(split, mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   start = vae.create_state(config, init_key, (28, 28, 1), 10)
+
+  def scan_unroll(cfg, state):  # the `unroll` of the 4-step call's scan of steps
+    jaxpr = jax.make_jaxpr(loop.make_train_call(vae, cfg, mesh, 4))(
+        state, dataset, train_key, data_key)
+    scans = [e.params["unroll"] for e in _equations(jaxpr.jaxpr) if e.primitive.name == "scan"
+             and e.params["length"] == 4]
+    assert len(scans) == 1, scans
+    return scans[0]
+
+  assert scan_unroll(config, start) == 1  # rolled
+  conv = vae_mnist.get_config("tiny")
+  conv.model.arch = "conv"
+  conv_start = jax.eval_shape(lambda k: vae.create_state(conv, k, (28, 28, 1), 10), init_key)
+  assert scan_unroll(conv, conv_start) == (4 if cpu else 1)  # unrolled on CPU only
   copy = lambda s: jax.tree.map(jnp.copy, s)  # the calls donate their state
   rolled, metrics = loop.make_train_call(vae, config, mesh, 4)(copy(start), dataset, train_key,
                                                                data_key)
@@ -181,3 +196,14 @@ def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
   moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(start.decoder.params),
                                                     jax.tree.leaves(single.decoder.params))]
   assert all(moved)
+
+
+def _equations(jaxpr):
+  """Every equation of `jaxpr` and of the jaxprs inside it."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for param in eqn.params.values():
+      for inner in param if isinstance(param, (list, tuple)) else [param]:
+        inner = getattr(inner, "jaxpr", inner)
+        if hasattr(inner, "eqns"):
+          yield from _equations(inner)

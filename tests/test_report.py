@@ -37,7 +37,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   cell = f"| {summary['mean']:.3g} ± {summary['std']:.2g} |"
   assert cell in rows[1] and rows[2].startswith("| floor: training images | mnist |")
   assert f"seed 0: FID {fids[0]:.3g}; seed 1: FID {fids[1]:.3g}" in text
-  assert text.rstrip().endswith(report.ROWS_NOTE + " Shared the CPU with a test.")  # --note
+  assert text.rstrip().endswith(report.DCGAN_NOTE + " Shared the CPU with a test.")  # --note
   text = readme.read_text()
   readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert "old table" not in text and len(readme_rows) == 3  # the compact table

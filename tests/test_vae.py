@@ -267,7 +267,8 @@ def test_burda_presets_follow_the_batch_size():
     ({"opt.schedule": "cosine"}, "opt.schedule"),
     ({"opt.schedule": "burda"}, "examples_per_pass"),
     ({"model.weight_init": "xavier"}, "model.weight_init='xavier'"),
-    ({"model.weight_init": "glorot", "model.arch": "conv"}, "model.arch='conv'"),
+    ({"model.weight_init": "glorot", "model.arch": "conv"},
+     "weight_init='glorot' sets the MLP's initialisation; config.model.arch='conv'"),
 ])
 def test_validate_config_names_the_bad_key(overrides, message):
   with pytest.raises(ValueError, match=message):
