@@ -199,8 +199,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
                   out_shardings=parallel.replicated(mesh))(init_key)
   images_per_step = config.batch_size * family.batches_per_step(config)
 
-  unrolled = {"on": True, "off": False}.get(
-      unroll, parallel.unroll_steps(mesh, family.convolutional(config)))
+  unrolled = loop.steps_unrolled(family, config, mesh) if unroll == "auto" else unroll == "on"
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
             "unrolled": unrolled, "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
@@ -298,7 +297,6 @@ def main(argv):
       raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
                            "fixed config; drop --set, or measure --experiments instead.")
     from experiments import benchmark_pipeline
-
 
     print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
     return

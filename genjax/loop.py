@@ -156,6 +156,11 @@ def multi_step_streamed(state, batches, train_key, *, train_step, sharding, unro
   return jax.lax.scan(body, state, batches, unroll=True if unroll else 1)
 
 
+def steps_unrolled(family: families.Family, config: ml_collections.ConfigDict, mesh) -> bool:
+  """Whether the loop unrolls the steps of one call (`parallel.unroll_steps`)."""
+  return parallel.unroll_steps(mesh, family.convolutional(config))
+
+
 def make_train_call(family: families.Family, config: ml_collections.ConfigDict, mesh,
                     num_steps: int, streamed: bool = False, members=None, state_sharding=None,
                     unroll: bool | None = None):
@@ -169,7 +174,7 @@ def make_train_call(family: families.Family, config: ml_collections.ConfigDict, 
   (False) instead of `parallel.unroll_steps`'s choice (for measurements)."""
   replicated = parallel.replicated(mesh)
   if unroll is None:
-    unroll = parallel.unroll_steps(mesh, family.convolutional(config))
+    unroll = steps_unrolled(family, config, mesh)
   if members is not None:
     return jax.jit(
         functools.partial(
@@ -265,8 +270,7 @@ def unroll_note(config: ml_collections.ConfigDict, mesh) -> str | None:
   """A note when a CPU mesh would unroll more than MAX_QUIET_UNROLL steps into
   one compiled call (`parallel.unroll_steps`): compile time grows with them."""
   k = config.steps_per_call
-  convolutional = families.get(config.family).convolutional(config)
-  if not parallel.unroll_steps(mesh, convolutional) or k <= MAX_QUIET_UNROLL:
+  if not steps_unrolled(families.get(config.family), config, mesh) or k <= MAX_QUIET_UNROLL:
     return None
   return (f"Note: config.steps_per_call={k}: on CPU the {k} steps of a call are unrolled "
           f"into one program, whose compilation grows with them (minutes for large "
