@@ -12,8 +12,9 @@ a function of the update count that starts at 1.
                               b1=0.5, b2=0.999)
 """
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -35,6 +36,42 @@ def _adam(learning_rate, b1, b2, eps, *, schedule=None):
   return _with_schedule(optax.scale_by_adam(b1=b1, b2=b2, eps=eps), learning_rate, schedule)
 
 
+class BurdaAdamState(NamedTuple):
+  count: jax.Array  # [] int32, updates so far
+  mu: optax.Updates  # first moments
+  nu: optax.Updates  # second moments
+
+
+def scale_by_burda_adam(b1, b2, eps, grad_scale) -> optax.GradientTransformation:
+  """Adam as Burda et al.'s code runs it (yburda/iwae, optimizers.py), which
+  differs from Kingma and Ba's in three ways: the second moments start at 1
+  rather than 0; update t (from 1) moves by the moments of the updates
+  before it, so the first moves nothing, times sqrt(1 - b2^t) / (1 - b1^t);
+  and their gradient is of the batch's summed bound where genjax's losses
+  are means, which `grad_scale` (the batch size) restores, since the moments'
+  start at 1 and eps make the update depend on the gradient's scale."""
+
+  def init(params):
+    return BurdaAdamState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params),
+                          jax.tree.map(jnp.ones_like, params))
+
+  def update(updates, state, params=None):
+    del params
+    t = (state.count + 1).astype(jnp.float32)
+    alpha = jnp.sqrt(1 - b2**t) / (1 - b1**t)
+    out = jax.tree.map(lambda m, v: alpha * m / (jnp.sqrt(v) + eps), state.mu, state.nu)
+    grads = jax.tree.map(lambda g: grad_scale * g, updates)
+    mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, grads)
+    nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, state.nu, grads)
+    return out, BurdaAdamState(optax.safe_increment(state.count), mu, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _adam_burda(learning_rate, b1, b2, eps, grad_scale, *, schedule=None):
+  return _with_schedule(scale_by_burda_adam(b1, b2, eps, grad_scale), learning_rate, schedule)
+
+
 def _rmsprop(learning_rate, decay, eps, *, schedule=None):
   return _with_schedule(optax.scale_by_rms(decay=decay, eps=eps), learning_rate, schedule)
 
@@ -43,6 +80,9 @@ def _rmsprop(learning_rate, decay, eps, *, schedule=None):
 OPTIMIZERS = {
     "adam": ({"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}, _adam),
     "rmsprop": ({"learning_rate": 1e-3, "decay": 0.9, "eps": 1e-8}, _rmsprop),
+    # Burda et al.'s code's Adam (scale_by_burda_adam) with its numbers.
+    "adam_burda": ({"learning_rate": 1e-3, "b1": 0.99, "b2": 0.999, "eps": 1e-4,
+                    "grad_scale": 1.0}, _adam_burda),
 }
 
 

@@ -261,7 +261,48 @@ def test_burda_presets_follow_the_batch_size():
   assert vae_mnist.get_config("burda_iwae5,tiny").num_steps == 300  # tiny's own budget
 
 
+def test_adam_burda_steps_as_the_authors_code():
+  """opt.name='adam_burda' against a transcription of Burda et al.'s Theano
+  Adam (second moments from 1, the step before's moments, the gradient of
+  the batch's sum): the same parameters after 5 steps of a toy loss, and the
+  first step moves nothing. burda_code sets it with b1 0.99 and Glorot."""
+  config = vae_mnist.get_config("burda_vae,burda_code")
+  assert (config.opt.name, config.opt.b1, config.model.weight_init) == ("adam_burda", 0.99,
+                                                                       "glorot")
+  config = _tiny_config(**{"opt.name": "adam_burda", "opt.b1": 0.99, "batch_size": 20})
+  state = vae.create_state(config, jax.random.key(0), (2, 2, 1)).encoder
+  assert float(state.opt_state.hyperparams["grad_scale"]) == 20
+  rng = np.random.default_rng(0)
+  target = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), state.params)
+  mean_grad = lambda p: jax.grad(  # a batch's mean loss, as genjax's losses are
+      lambda q: sum(jnp.sum((a - b)**2) for a, b in zip(jax.tree.leaves(q),
+                                                        jax.tree.leaves(target))) / 20)(p)
+
+  theirs = [np.asarray(p, np.float64) for p in jax.tree.leaves(state.params)]
+  m = [np.zeros_like(p) for p in theirs]
+  v = [np.ones_like(p) for p in theirs]
+  targets = jax.tree.leaves(target)
+  for t in range(1, 6):  # optimizers.Adam.updatesIgrad_model, descending
+    grads = [-2 * (p - y) for p, y in zip(theirs, targets)]  # the sum's ascent direction
+    alpha = 1e-3 * np.sqrt(1 - 0.999**t) / (1 - 0.99**t)
+    theirs = [p + alpha * mi / (np.sqrt(vi) + 1e-4) for p, mi, vi in zip(theirs, m, v)]
+    m = [0.99 * mi + 0.01 * g for mi, g in zip(m, grads)]
+    v = [0.999 * vi + 0.001 * g * g for vi, g in zip(v, grads)]
+    state = state.apply_gradients(grads=mean_grad(state.params))
+    if t == 1:
+      assert all(np.array_equal(a, b) for a, b in zip(
+          jax.tree.leaves(state.params),
+          jax.tree.leaves(vae.create_state(config, jax.random.key(0), (2, 2, 1)).encoder.params)))
+  ours = jax.tree.leaves(state.params)
+  for a, b in zip(ours, theirs):
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
+  moved = sum(float(np.abs(np.asarray(a) - b0).sum()) for a, b0 in zip(
+      ours, jax.tree.leaves(vae.create_state(config, jax.random.key(0), (2, 2, 1)).encoder.params)))
+  assert moved > 0
+
+
 @pytest.mark.parametrize("overrides, message", [
+    ({"opt.name": "sgd"}, "config.opt.name='sgd'"),
     ({"iwae_k_train": -1}, "iwae_k_train"),
     ({"iwae_k_train": 5, "beta": 2.0}, "beta"),
     ({"opt.schedule": "cosine"}, "opt.schedule"),

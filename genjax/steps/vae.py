@@ -58,6 +58,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
 # Burda et al.'s schedule: stage i = 0..7 lasts 3^i passes at 10^(-i/7) times opt.lr.
 BURDA_STAGES = 8
 SCHEDULES = ("", "burda")  # "" = constant
+OPTIMIZERS = ("adam", "adam_burda")  # config.opt.name (genjax.optim)
 
 
 def burda_passes() -> int:
@@ -94,14 +95,19 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   encoder, decoder = build_models(config, image_shape)
   e_key, d_key = jax.random.split(key)
   o = config.opt
+  name = o.get("name", "adam")  # runs from before the key have none
   numbers = dict(learning_rate=o.lr, b1=o.b1, b2=o.b2, eps=o.eps)
+  if name == "adam_burda":  # their gradient is the batch's sum, the loss here its mean
+    numbers["grad_scale"] = config.batch_size
   schedule = lr_multiplier(config)
   e_vars = encoder.init(e_key, jnp.zeros((1, *image_shape)))
   d_vars = decoder.init(d_key, jnp.zeros((1, config.model.latent_dim)))
   return VAEState(
       step=jnp.zeros((), jnp.int32),
-      encoder=optim.train_state(encoder.apply, e_vars["params"], schedule=schedule, **numbers),
-      decoder=optim.train_state(decoder.apply, d_vars["params"], schedule=schedule, **numbers),
+      encoder=optim.train_state(encoder.apply, e_vars["params"], name=name, schedule=schedule,
+                                **numbers),
+      decoder=optim.train_state(decoder.apply, d_vars["params"], name=name, schedule=schedule,
+                                **numbers),
   )
 
 
@@ -351,6 +357,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.kl_warmup_steps={config.kl_warmup_steps!r} must be an integer >= 0.")
   if not config.opt.lr > 0:
     raise ValueError(f"config.opt.lr={config.opt.lr!r} must be positive.")
+  if config.opt.get("name", "adam") not in OPTIMIZERS:
+    raise ValueError(f"config.opt.name={config.opt.name!r}; choose one of {list(OPTIMIZERS)}.")
   k = config.get("iwae_k_train", 0)
   if not isinstance(k, int) or isinstance(k, bool) or k < 0:
     raise ValueError(f"config.iwae_k_train={k!r} must be an integer >= 0 (0: the ELBO with "
