@@ -239,6 +239,9 @@ def _vae_step(nets, config, images, device, torch, to_form):
   flat = images.reshape(images.shape[0], -1)
   if config.get("beta", 1.0) != 1.0 or config.get("kl_warmup_steps", 0):
     raise ValueError("The PyTorch VAE twin trains the plain ELBO (beta 1, no KL warm-up).")
+  if o.get("variant", ""):
+    raise ValueError(f"The PyTorch VAE twin trains with torch's Adam, not "
+                     f"opt.variant={o.variant!r}.")
 
   def step():
     idx = torch.randint(0, flat.shape[0], (b,), device=device)

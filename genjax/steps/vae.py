@@ -58,7 +58,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
 # Burda et al.'s schedule: stage i = 0..7 lasts 3^i passes at 10^(-i/7) times opt.lr.
 BURDA_STAGES = 8
 SCHEDULES = ("", "burda")  # "" = constant
-OPTIMIZERS = ("adam", "adam_burda")  # config.opt.name (genjax.optim)
+ADAM_VARIANTS = {"": "adam", "burda": "adam_burda"}  # config.opt.variant -> genjax.optim name
 
 
 def burda_passes() -> int:
@@ -95,7 +95,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   encoder, decoder = build_models(config, image_shape)
   e_key, d_key = jax.random.split(key)
   o = config.opt
-  name = o.get("name", "adam")  # runs from before the key have none
+  name = ADAM_VARIANTS[o.get("variant", "")]  # runs from before the key have none
   numbers = dict(learning_rate=o.lr, b1=o.b1, b2=o.b2, eps=o.eps)
   if name == "adam_burda":  # their gradient is the batch's sum, the loss here its mean
     numbers["grad_scale"] = config.batch_size
@@ -357,8 +357,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.kl_warmup_steps={config.kl_warmup_steps!r} must be an integer >= 0.")
   if not config.opt.lr > 0:
     raise ValueError(f"config.opt.lr={config.opt.lr!r} must be positive.")
-  if config.opt.get("name", "adam") not in OPTIMIZERS:
-    raise ValueError(f"config.opt.name={config.opt.name!r}; choose one of {list(OPTIMIZERS)}.")
+  if config.opt.get("variant", "") not in ADAM_VARIANTS:
+    raise ValueError(f"config.opt.variant={config.opt.variant!r}; choose '' (Adam) or 'burda' "
+                     "(Burda et al.'s code's Adam).")
   k = config.get("iwae_k_train", 0)
   if not isinstance(k, int) or isinstance(k, bool) or k < 0:
     raise ValueError(f"config.iwae_k_train={k!r} must be an integer >= 0 (0: the ELBO with "
