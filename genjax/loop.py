@@ -503,6 +503,16 @@ def _remove_new_workdir(workdir: Path) -> None:
       pass  # not empty, or not there: leave it
 
 
+def _duration(seconds: float) -> str:
+  """'42 s', '7.1 min' or '1 h 16 min'."""
+  if seconds < 60:
+    return f"{seconds:.0f} s"
+  if round(seconds / 60, 1) < 60:
+    return f"{seconds / 60:.1f} min"
+  minutes = max(60, round(seconds / 60))
+  return f"{minutes // 60} h {minutes % 60} min"
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=None,
                        allow_changes=()):
   """Trains `config.family` per `config`, writing to `workdir`; resumes if possible.
@@ -518,6 +528,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
     (state, metrics): the final state, and the last call's metrics averaged
     over its steps (host floats) with 'step'.
   """
+  began = time.perf_counter()
   workdir = Path(workdir)
   configs.check_common(config)  # before anything is loaded or compiled
   families.get(config.family).validate_config(config)
@@ -600,7 +611,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
       _remove_new_workdir(workdir)
 
   if step >= config.num_steps and s.start_step < config.num_steps and is_main:
-    print(f"Done: {step} steps. Samples in {workdir / 'samples'}, "
+    took = _duration(time.perf_counter() - began)
+    resumed = f", from step {s.start_step}" if s.start_step else ""
+    print(f"Done: {step} steps in {took}{resumed}. Samples in {workdir / 'samples'}, "
           f"TensorBoard logs in {workdir / 'tensorboard'}.", file=sys.stderr)
   elif s.start_step >= config.num_steps:
     print(f"Nothing to do: the run in {workdir} already reached step {s.start_step} "

@@ -64,6 +64,9 @@ def test_sigterm_saves_and_rerun_resumes(mnist_idx_dir, tfds_dir, tmp_path):
   proc = _run(args[1:4] + [f"--config.num_steps={saved + 5}"] + args[5:])
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert f"Resuming from step {saved} of {saved + 5}" in proc.stderr
+  assert re.search(rf"Done: {saved + 5} steps in [\d.]+ (s|min), from step {saved}\.",
+                   proc.stderr), (
+      proc.stderr[-2000:])
 
   out_file = tmp_path / "s.npz"
   proc = _run(["-m", "genjax.sample", f"--workdir={tmp_path}", "--num=37", f"--out={out_file}",
