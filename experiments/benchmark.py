@@ -328,13 +328,14 @@ def main(argv):
     except ValueError as err:
       raise app.UsageError(f"--set: {err}") from None
     if f.set:  # the values a run would refuse, refused here rather than in a child
-      from genjax import configs, families
+      from genjax import configs, families, parallel
 
       try:
         configs.check_common(config)
         families.get(config.family).validate_config(config)
+        parallel.check_batch_size(config.batch_size, parallel.make_mesh())
       except ValueError as err:
-        raise app.UsageError(f"--set {list(f.set)} makes {e}'s config invalid: {err}") from None
+        raise app.UsageError(f"{e}'s config with --set {list(f.set)} is invalid: {err}") from None
   import jax
 
   report = {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,

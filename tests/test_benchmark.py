@@ -142,14 +142,19 @@ def test_set_reaches_the_pytorch_twin():
     ("model.g_wdth=32", ["no key 'model.g_wdth'"]),
     ("batch_size", ["must read KEY=VALUE"]),
     # well-typed values a run refuses are refused before anything is measured
-    ("batch_size=0", ["makes gan_mnist's config invalid", "batch_size=0 must be a positive"]),
-    ("loss=hinged", ["makes gan_mnist's config invalid", "config.loss='hinged'"]),
+    ("batch_size=0", ["gan_mnist's config with --set ['batch_size=0'] is invalid",
+                      "batch_size=0 must be a positive"]),
+    ("loss=hinged", ["gan_mnist's config with --set", "config.loss='hinged'"]),
+    # and a batch the devices do not divide (4 simulated devices here)
+    ("batch_size=30", ["gan_mnist's config with --set ['batch_size=30'] is invalid",
+                       "batch_size=30 must be divisible by the 4 devices"]),
 ])
 def test_bad_set_is_named(item, words):
+  env = dict(os.environ, PYTHONPATH=str(ROOT),
+             XLA_FLAGS="--xla_force_host_platform_device_count=4")
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", "--experiments=gan_mnist", f"--set={item}"],
-      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
-      timeout=300)
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
   assert proc.returncode != 0
   assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
 
