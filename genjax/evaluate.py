@@ -2,6 +2,7 @@
 
   python -m genjax.evaluate --workdir runs/gan_mnist [--num 10000] [--seed 0]
   python -m genjax.evaluate --workdir runs/vae_fashion_mnist --iwae_k 5000
+  python -m genjax.evaluate --workdir runs/vae_mnist --iwae_k 5000 --num 0   # the NLL alone
   python -m genjax.evaluate --workdir runs/gan_mnist --checkpoint best
   python -m genjax.evaluate --workdir runs/gan_mnist_seeds [--member 2]   # a population
 
@@ -50,6 +51,11 @@ def _inception_features(network, images, what: str) -> np.ndarray:
     return network(images, progress=lambda done: bar.update(done - bar.n))
 
 
+# The fewest samples scored: precision/recall find each one's k = 3 nearest
+# neighbours among the others (genjax.metrics.scores).
+MIN_NUM = 4
+
+
 def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
              inception_weights=None, member: int | None = None) -> dict:
@@ -75,7 +81,9 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   key = jax.random.key(seed)
 
   scorer = None
-  if family.sample is not None:  # a generator of new images (not a translator)
+  if family.sample is not None and not num:
+    result["sample_metrics"] = "skipped (--num 0)"
+  elif family.sample is not None:  # a generator of new images (not a translator)
     try:
       scorer = scores.Scorer(config.data.name, test.images, seed=seed)
     except features.FeatureNetworkError as e:
@@ -172,7 +180,8 @@ def define_flags():
   importing this module leaves the importer's flags alone."""
   flags.DEFINE_string("workdir", None, "A run directory written by an experiment.", required=True)
   flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (lowest FID) or a step number.")
-  flags.DEFINE_integer("num", 10000, "Generated samples to score (and training images for the floor).")
+  flags.DEFINE_integer("num", 10000, "Generated samples to score (and training images for the "
+                       "floor); 0 = none, only the family's own measures (a VAE's NLL).")
   flags.DEFINE_integer("seed", 0, "Seed of the samples, KID subsets and binarisation.")
   flags.DEFINE_bool("floor", True, "Also score training images against the test split.")
   flags.DEFINE_integer("iwae_k", 5000, "VAEs: importance samples per test image; 0 = skip.")
@@ -191,9 +200,10 @@ def main(argv):
   runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  if FLAGS.num < 2:
-    raise app.UsageError(f"--num={FLAGS.num} must be >= 2: the Frechet distance needs a "
-                         "covariance of the samples' features (10,000 is the usual number).")
+  if FLAGS.num != 0 and FLAGS.num < MIN_NUM:
+    raise app.UsageError(f"--num={FLAGS.num} must be 0 (no samples scored) or >= {MIN_NUM}: "
+                         "precision and recall need each sample's 3rd nearest neighbour among "
+                         "the samples (10,000 is the usual number).")
   if FLAGS.chunk < 1:
     raise app.UsageError(f"--chunk={FLAGS.chunk} must be >= 1.")
   if not 0 <= FLAGS.seed < 2**63:

@@ -256,10 +256,12 @@ def test_sample_flags_out_of_range(trained_workdir, tmp_path, flag, value, expec
   assert not out.exists()
 
 
-def test_evaluate_num_below_two(trained_workdir):
-  proc = _run("genjax.evaluate", "--workdir", trained_workdir, "--num", 1)
-  _assert_refused(proc, "--num=1 must be >= 2: the Frechet distance needs a covariance of "
-                        "the samples' features (10,000 is the usual number).")
+@pytest.mark.parametrize("num", [1, 3, -5])
+def test_evaluate_num_too_small(trained_workdir, num):
+  proc = _run("genjax.evaluate", "--workdir", trained_workdir, "--num", num)
+  _assert_refused(proc, f"--num={num} must be 0 (no samples scored) or >= 4: precision and "
+                        "recall need each sample's 3rd nearest neighbour among the samples "
+                        "(10,000 is the usual number).")
   assert proc.stdout == ""
 
 

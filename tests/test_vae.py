@@ -78,6 +78,17 @@ def test_evaluate_cli_prints_json(trained):
   # Samples are scored too, and a 300-step VAE is still far from the data.
   assert result["samples"]["num_samples"] == 300
   assert result["floor_train_vs_test"]["fid"] < result["samples"]["fid"]
+  # --num 0: the family's measures alone, the same NLL (same keys), no samples
+  alone = subprocess.run(
+      [sys.executable, "-m", "genjax.evaluate", f"--workdir={workdir}", "--iwae_k=50",
+       "--num_test=200", "--num=0"],
+      capture_output=True, text=True, cwd=ROOT, timeout=300,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert alone.returncode == 0, alone.stderr[-2000:]
+  alone = json.loads(alone.stdout)
+  assert "samples" not in alone and "floor_train_vs_test" not in alone
+  assert alone["sample_metrics"] == "skipped (--num 0)"
+  assert alone["iwae_50_nll_nats"] == result["iwae_50_nll_nats"]
 
 
 def test_run_writes_vae_grids(trained):
