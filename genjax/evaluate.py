@@ -56,6 +56,14 @@ def _inception_features(network, images, what: str) -> np.ndarray:
 MIN_NUM = 4
 
 
+def check_num(num: int) -> None:
+  """Refuses a `num` of samples that the sample measures cannot score."""
+  if num != 0 and num < MIN_NUM:
+    raise ValueError(f"--num={num} must be 0 (no samples scored) or >= {MIN_NUM}: precision "
+                     "and recall need each sample's 3rd nearest neighbour among the samples "
+                     "(10,000 is the usual number).")
+
+
 def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
              inception_weights=None, member: int | None = None) -> dict:
@@ -63,6 +71,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   population run (genjax.population), `member` picks one member; without
   it every healthy member is measured with the same keys, and `summary`
   gives each number's mean, std, min and max over the members."""
+  check_num(num)
   start = time.perf_counter()
   inception_unavailable = None
   if use_inception:  # the weights file is found and hash-checked before any work
@@ -200,10 +209,10 @@ def main(argv):
   runtime.configure()
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  if FLAGS.num != 0 and FLAGS.num < MIN_NUM:
-    raise app.UsageError(f"--num={FLAGS.num} must be 0 (no samples scored) or >= {MIN_NUM}: "
-                         "precision and recall need each sample's 3rd nearest neighbour among "
-                         "the samples (10,000 is the usual number).")
+  try:
+    check_num(FLAGS.num)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   if FLAGS.chunk < 1:
     raise app.UsageError(f"--chunk={FLAGS.chunk} must be >= 1.")
   if not 0 <= FLAGS.seed < 2**63:

@@ -265,6 +265,12 @@ def test_evaluate_num_too_small(trained_workdir, num):
   assert proc.stdout == ""
 
 
+def test_evaluate_api_num_too_small(trained_workdir):
+  from genjax import evaluate  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"--num=2 must be 0 \(no samples scored\) or >= 4"):
+    evaluate.evaluate(trained_workdir, num=2, use_inception=False)
+
+
 def _corrupt_copy(trained_workdir: Path, tmp_path: Path, name: str, text: str) -> Path:
   """A copy of the trained run with `name` replaced by `text`."""
   workdir = tmp_path / "run"
