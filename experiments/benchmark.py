@@ -16,6 +16,12 @@ Prints one JSON object (and writes it to --output when given):
                        (--unroll; by default as the loop runs them)
     gflop_per_step     XLA's count of the step's floating-point operations
     fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
+    profile            with --profile: where the best k's call spends its time,
+                       from a profiler trace of a few calls: op_ms_per_step
+                       (the compiled program's operations, summed), share
+                       {matmul (dots, convolutions and the fusions holding
+                       them), fusion (elementwise work and reductions),
+                       copy, other} and top_ops
     peak_rss_mb        peak resident memory of the process (each experiment
                        runs in its own process)
     peak_device_mb     peak accelerator memory, where the backend reports it
@@ -41,12 +47,16 @@ machine and compare ratios taken within one run.
       --set=model.g_width=32 --set=model.d_width=64 --set=batch_size=64
                                                         # any config, twins too
   python -m experiments.benchmark --nopytorch           # genjax alone
+  python -m experiments.benchmark --experiments=vae_mnist:burda_vae --nopytorch --profile
+                                                        # and where the step's time goes
 """
 
+import glob
 import importlib
 import importlib.util
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -90,6 +100,8 @@ def _define_flags():
   flags.DEFINE_list("pytorch_forms", [], "Twin forms to measure (nchw, channels_last, "
                     "compile); empty = every form that applies.")
   flags.DEFINE_string("pytorch_form", "", "Internal: with --one, measure the twin in this form.")
+  flags.DEFINE_boolean("profile", False, "Also trace a few calls and report each kind of "
+                       "operation's share of the step (matrix products, fusions, copies).")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
   flags.DEFINE_boolean("pipeline", False, "Measure the input pipeline instead "
                        "(experiments/benchmark_pipeline.py): folder and prepared-dataset "
@@ -140,6 +152,78 @@ def matmul_peak_gflops(windows: int, n: int = 4096) -> float:
   return rate["max"] * 2 * n**3 / 1e9
 
 
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%?([\w.-]+)\s*=\s*.*?\s([a-z][a-z0-9-]*)\(")
+_COMPUTATION = re.compile(r"^(?:ENTRY\s+)?%?([\w.-]+)\s.*\{\s*$")
+_CALLS = re.compile(r"calls=%?([\w.-]+)")
+_KINDS = {"dot": "matmul", "convolution": "matmul", "fusion": "fusion", "copy": "copy"}
+_CONTAINERS = ("while", "call", "conditional")  # their events span the operations inside
+
+
+def instruction_kinds(hlo_text: str) -> dict[str, tuple[str, str]]:
+  """{instruction: (opcode, kind)} of an optimised HLO module's text; kind is
+  matmul for dots, convolutions and fusions holding one (as the CPU's
+  library fusions do), fusion, copy or other."""
+  opcodes, calls, body_opcodes, computation = {}, {}, {}, None
+  for line in hlo_text.splitlines():
+    header = _COMPUTATION.match(line)
+    if header and "=" not in line.split("{")[0]:
+      computation = header.group(1)
+      continue
+    match = _INSTRUCTION.match(line)
+    if match:
+      opcodes[match.group(1)] = match.group(2)
+      body_opcodes.setdefault(computation, set()).add(match.group(2))
+      called = _CALLS.search(line)
+      if called:
+        calls[match.group(1)] = called.group(1)
+  kinds = {}
+  for name, opcode in opcodes.items():
+    kind = _KINDS.get(opcode, "other")
+    if opcode == "fusion" and body_opcodes.get(calls.get(name), set()) & {"dot", "convolution"}:
+      kind = "matmul"
+    kinds[name] = (opcode, kind)
+  return kinds
+
+
+def op_profile(compiled, run_once, steps_per_call: int, calls: int = 5, top: int = 8) -> dict:
+  """Where a compiled call's time goes: a profiler trace of `calls` calls of
+  `run_once()`, its events matched by name to the instructions of
+  `compiled`'s optimised HLO and summed per instruction, per step."""
+  import gzip
+  import tempfile
+
+  import jax
+
+  kinds = instruction_kinds(compiled.as_text())
+  with tempfile.TemporaryDirectory() as tmp:
+    with jax.profiler.trace(tmp, create_perfetto_trace=True):
+      for _ in range(calls):
+        run_once()
+    paths = glob.glob(os.path.join(tmp, "**", "perfetto_trace.json.gz"), recursive=True)
+    if not paths:
+      return {"error": "the profiler wrote no perfetto trace"}
+    with gzip.open(paths[0]) as trace:
+      events = json.load(trace)
+  events = events["traceEvents"] if isinstance(events, dict) else events
+  micros = {}
+  for e in events:
+    name = e.get("name", "")
+    if e.get("ph") == "X" and kinds.get(name, ("while",))[0] not in _CONTAINERS:
+      micros[name] = micros.get(name, 0.0) + e.get("dur", 0.0)
+  if not micros:
+    return {"error": "no trace event names an instruction of the compiled call"}
+  steps = calls * steps_per_call
+  total = sum(micros.values())
+  share = {kind: 0.0 for kind in ("matmul", "fusion", "copy", "other")}
+  for name, us in micros.items():
+    share[kinds[name][1]] += us / total
+  ranked = sorted(micros.items(), key=lambda item: -item[1])[:top]
+  return {"calls": calls, "op_ms_per_step": round(total / steps / 1e3, 4),
+          "share": {kind: round(v, 3) for kind, v in share.items()},
+          "top_ops": [{"op": name, "kind": kinds[name][1], "us_per_step": round(us / steps, 1)}
+                      for name, us in ranked]}
+
+
 def synthetic_count(image_shape) -> int:
   """Images per synthetic split: MNIST's 60,000 where they take at most 256 MB
   (the per-step cost of drawing a batch must not hide behind a small N),
@@ -181,7 +265,8 @@ def synthetic_split(family_name: str, image_shape, n: int | None = None):
 
 
 def measure_experiment(name: str, windows: int, window_seconds: float,
-                       max_steps_per_call: int = 10, assignments=(), unroll: str = "auto") -> dict:
+                       max_steps_per_call: int = 10, assignments=(), unroll: str = "auto",
+                       profile: bool = False) -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
@@ -220,9 +305,11 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
       jax.block_until_ready(metrics)
 
     rate = timed_windows(run_once, k * images_per_step, windows, window_seconds)
-    state = holder[0]
     result["images_per_sec"][str(k)] = {key: _round(v) for key, v in rate.items()}
+    if rate["median"] > best_rate and profile:
+      result["profile"] = op_profile(compiled, run_once, k)
     best_rate = max(best_rate, rate["median"])
+    state = holder[0]
   result["step_seconds"] = _round(images_per_step / best_rate)
   result["achieved_gflops"] = round(result["gflop_per_step"] * best_rate / images_per_step, 1)
   result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -305,7 +392,7 @@ def main(argv):
     return
   if f.one:
     print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
-                                        f.max_steps_per_call, f.set, f.unroll)))
+                                        f.max_steps_per_call, f.set, f.unroll, f.profile)))
     return
 
   from experiments import benchmark_pytorch
@@ -348,7 +435,7 @@ def main(argv):
   for name in f.experiments:
     print(f"Measuring {name}...", file=sys.stderr)
     report[name] = run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
-                               f"--unroll={f.unroll}", *timing])
+                               f"--unroll={f.unroll}", f"--profile={f.profile}", *timing])
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]
   report["matmul_peak_gflops"] = round(max(peaks), 1)

@@ -38,7 +38,7 @@ def test_benchmark_json_is_consistent(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.benchmark", "--experiments=vae_mnist",
        "--windows=2", "--window_seconds=0.2", "--nopytorch", f"--output={out}",
-       "--set=batch_size=50"],
+       "--set=batch_size=50", "--profile"],
       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(out.read_text())
@@ -57,6 +57,57 @@ def test_benchmark_json_is_consistent(tmp_path):
   # The VAE's step: encoder + decoder MLPs over a batch of 50, forward and backward.
   assert 0.01 < vae["gflop_per_step"] < 10
   assert 100 < vae["peak_rss_mb"] < 20_000
+  profile = vae["profile"]  # --profile: the step's operations, most of them matrix products
+  assert abs(sum(profile["share"].values()) - 1) < 0.01 and profile["share"]["matmul"] > 0.2
+  assert 0.1 < profile["op_ms_per_step"] / (vae["step_seconds"] * 1e3) < 3
+
+
+def test_op_profile_gives_the_matrix_product_its_time():
+  """A 512^3 product under a tanh, beside a 64-element add: the product (a dot,
+  or the CPU's library fusion holding it) takes most of the traced time, and
+  every named operation is one of the compiled program's."""
+  import jax
+  import jax.numpy as jnp
+
+  a, b = jnp.ones((512, 512)), jnp.ones((64,))
+  compiled = jax.jit(lambda a, b: (jnp.tanh(a @ a), b + 1.0)).lower(a, b).compile()
+  out = benchmark.op_profile(compiled, lambda: jax.block_until_ready(compiled(a, b)),
+                             steps_per_call=2, calls=3)
+  assert out["calls"] == 3 and abs(sum(out["share"].values()) - 1) < 0.01
+  assert out["share"]["matmul"] > 0.5 and out["top_ops"][0]["kind"] == "matmul"
+  kinds = benchmark.instruction_kinds(compiled.as_text())
+  assert {op["op"] for op in out["top_ops"]} <= set(kinds)
+  assert sum(op["us_per_step"] for op in out["top_ops"]) <= out["op_ms_per_step"] * 1e3 + 0.5
+
+
+def test_instruction_kinds_reads_fused_products():
+  text = """HloModule m
+
+%fused_computation (p: f32[4,4]) -> f32[4,4] {
+  %p = f32[4,4]{1,0} parameter(0)
+  ROOT %dot.1 = f32[4,4]{1,0} dot(%p, %p), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+}
+
+%fused_computation.1 (q: f32[4]) -> f32[4] {
+  %q = f32[4]{0} parameter(0)
+  ROOT %tanh.2 = f32[4]{0} tanh(%q)
+}
+
+ENTRY %main (a: f32[4,4], b: f32[4]) -> (f32[4,4], f32[4]) {
+  %a = f32[4,4]{1,0} parameter(0)
+  %b = f32[4]{0} parameter(1)
+  %lib_fusion = f32[4,4]{1,0} fusion(%a), kind=kCustom, calls=%fused_computation
+  %tanh_fusion = f32[4]{0} fusion(%b), kind=kLoop, calls=%fused_computation.1
+  %copy.3 = f32[4]{0} copy(%tanh_fusion)
+  %dot.4 = f32[4,4]{1,0} dot(%a, %a), lhs_contracting_dims={1}, rhs_contracting_dims={0}
+  ROOT %tuple.5 = (f32[4,4]{1,0}, f32[4]{0}) tuple(%lib_fusion, %copy.3)
+}
+"""
+  kinds = benchmark.instruction_kinds(text)
+  assert kinds["lib_fusion"] == ("fusion", "matmul")
+  assert kinds["tanh_fusion"] == ("fusion", "fusion")
+  assert kinds["copy.3"] == ("copy", "copy") and kinds["dot.4"] == ("dot", "matmul")
+  assert kinds["tuple.5"] == ("tuple", "other") and kinds["a"] == ("parameter", "other")
 
 
 def _xla_flags_after(code: str, **env):
