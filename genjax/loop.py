@@ -613,7 +613,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   if step >= config.num_steps and s.start_step < config.num_steps and is_main:
     took = _duration(time.perf_counter() - began)
     resumed = f", from step {s.start_step}" if s.start_step else ""
-    print(f"Done: {step} steps in {took}{resumed}. Samples in {workdir / 'samples'}, "
+    steps = f"{step} step{'' if step == 1 else 's'}"
+    print(f"Done: {steps} in {took}{resumed}. Samples in {workdir / 'samples'}, "
           f"TensorBoard logs in {workdir / 'tensorboard'}.", file=sys.stderr)
   elif s.start_step >= config.num_steps:
     print(f"Nothing to do: the run in {workdir} already reached step {s.start_step} "
