@@ -18,7 +18,9 @@ Prints one JSON object (and writes it to --output when given):
     fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
     profile            with --profile: where the best k's call spends its time,
                        from a profiler trace of a few calls: op_ms_per_step
-                       (the compiled program's operations, summed), share
+                       (the compiled program's operations, summed; they may
+                       run at once, and tracing slows them, so it can exceed
+                       step_seconds: the shares are of operation time), share
                        {matmul (dots, convolutions and the fusions holding
                        them), fusion (elementwise work and reductions),
                        copy, other} and top_ops
