@@ -46,6 +46,8 @@ PRESETS = {
     "cgan": ({"conditional": True},
              "Mirza & Osindero 2014, projection D of Miyato & Koyama 2018: class-conditional DCGAN"),
     "dcgan_ema": ({"ema_decay": 0.999}, "DCGAN sampled from an EMA of G's weights (Yazici et al. 2019)"),
+    "diffaug": ({"diffaug": "color,translation,cutout"},
+                "Zhao et al. 2020: DiffAugment, color, translation and cutout on every image D sees"),
     "tiny": ({"batch_size": 16, "num_steps": 20, "steps_per_call": 5, "eval_every": 10,
               "checkpoint_every": 10, "num_eval_samples": 16, "metrics_num_samples": 0,
               "model.latent_dim": 16, "model.g_width": 8, "model.d_width": 8},
@@ -80,6 +82,10 @@ def _base_config() -> ml_collections.ConfigDict:
   config.r1_gamma = 0.0  # R1 penalty gamma/2 E|grad D(x)|^2 on real images; 0 = off
   config.ema_decay = 0.0  # samples and metrics from an EMA of G's weights (0.999); 0 = off
   config.conditional = False  # class-conditional G and (projection) D
+  # DiffAugment (Zhao et al. 2020): augmentations of every image D sees, real
+  # or generated, differentiable so G learns through them; for few training
+  # images. A comma-separated subset of color,translation,cutout; "" = off.
+  config.diffaug = ""
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 100  # z ~ N(0, I)
@@ -105,6 +111,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.data.download = True  # try a TFDS download when nothing is local
   config.data.pipeline = "device"  # device (held on the devices) | stream (read by the host) | auto
   config.data.threads = 4  # stream: reader threads per process
+  config.data.limit = 0  # train on the first `limit` training images only; 0 = all
 
   config.steps_per_call = 10  # train steps per compiled call (lax.scan)
   config.eval_every = 2000  # sample grids to samples/ and TensorBoard

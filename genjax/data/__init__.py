@@ -437,7 +437,36 @@ def load_from_config(data_config, split: str):
 
   The training split of a folder comes as a StreamedDataset when the
   pipeline is (or `auto` chooses) `stream`; everything else whole in memory.
+  `data.limit` (where the config has it) > 0 keeps the first `limit` images
+  of the training split, for studies of training on little data.
   """
+  dataset = _load_from_config(data_config, split)
+  limit = data_config.get("limit", 0)
+  if split != "train" or not limit or limit >= len(dataset):
+    return dataset
+  if isinstance(dataset, ArrayDataset):
+    dataset = dataset.take(limit)
+  else:
+    dataset = dataclasses.replace(dataset, examples=_First(dataset.examples, limit))
+  return dataclasses.replace(dataset, source=f"{dataset.source}, the first {limit} (data.limit)")
+
+
+class _First:
+  """The first n examples of an indexable sequence."""
+
+  def __init__(self, examples, n: int):
+    self.examples, self.n = examples, n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < self.n:
+      raise IndexError(i)
+    return self.examples[i]
+
+
+def _load_from_config(data_config, split: str):
   threads = data_config.get("threads", 4)
   if data_config.get("path"):
     streamed = folder_split(data_config, split)

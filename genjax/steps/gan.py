@@ -15,7 +15,10 @@ What the config chooses: `loss` (genjax.losses.GAN_LOSSES); `clip_value`
 gradient penalty) and `r1_gamma` (R1 penalty on real images), both added to
 D's loss; `model.spectral_norm` in D; `ema_decay` (sampling and evaluation
 use the averaged generator); `conditional` (labels into G and D); `opt.name`
-(`adam` or `rmsprop`).
+(`adam` or `rmsprop`); `diffaug` (Zhao et al. 2020: every image D sees, real
+or generated, in its loss, its penalties and G's loss, passes through the
+differentiable augmentations `genjax.images.diff_augment`, so D is the
+augmentation followed by the network, and G learns through both).
 """
 
 import functools
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from genjax import images as images_lib
 from genjax import losses, optim
 from genjax.nn import dcgan
 from genjax.state import TrainState
@@ -90,6 +94,7 @@ class Options(NamedTuple):
   r1_gamma: float
   ema_decay: float
   probabilities: bool  # D's outputs are logits of a probability (minimax, non_saturating)
+  diffaug: tuple[str, ...] = ()  # DiffAugment policy (images.DIFF_AUGMENTS); () = off
 
 
 def _generate_train(g: TrainState, params, batch_stats, z, labels):
@@ -106,23 +111,33 @@ def _critic(d: TrainState, params, batch_stats, labels):
   return lambda x: d.apply_fn(variables, x, labels)
 
 
+def _augment(opts: Options, key: jax.Array):
+  """x -> x through `opts.diffaug`'s augmentations, each image its own draw
+  (the identity when there are none)."""
+  if not opts.diffaug:
+    return lambda x: x
+  return lambda x: images_lib.diff_augment(x, key, opts.diffaug)
+
+
 def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake, fake_labels,
                           key):
   b = real.shape[0]
+  augment, penalty_augment = (_augment(opts, jax.random.fold_in(key, i)) for i in (1, 2))
 
   def loss_fn(params):
     labels = jnp.concatenate([real_labels, fake_labels])
-    logits, updates = d.apply_fn(d.variables(params), jnp.concatenate([real, fake]), labels,
-                                 update_stats=True, mutable=["batch_stats"])
+    logits, updates = d.apply_fn(d.variables(params), augment(jnp.concatenate([real, fake])),
+                                 labels, update_stats=True, mutable=["batch_stats"])
     real_logits, fake_logits = logits[:b], logits[b:]  # [B] each
     batch_stats = updates.get("batch_stats", {})
     d_loss = opts.loss.discriminator(real_logits, fake_logits)
     penalties = {}
+    critic = _critic(d, params, batch_stats, real_labels)
+    seen = lambda x: critic(penalty_augment(x))  # D's view: the augmentations, then D
     if _on(opts.gp_weight):
-      critic = _critic(d, params, batch_stats, real_labels)
-      penalties["gp"] = losses.gradient_penalty(critic, real, fake, key)
+      penalties["gp"] = losses.gradient_penalty(seen, real, fake, key)
     if _on(opts.r1_gamma):
-      penalties["r1"] = losses.r1_penalty(_critic(d, params, batch_stats, real_labels), real)
+      penalties["r1"] = losses.r1_penalty(seen, real)
     total = (d_loss + opts.gp_weight * penalties.get("gp", 0.0)
              + opts.r1_gamma * penalties.get("r1", 0.0))
     return total, (d_loss, real_logits, fake_logits, batch_stats, penalties)
@@ -176,7 +191,9 @@ def train_step(state: GANState, batch, key: jax.Array, *, opts: Options):
       d, opts, real[-1], real_labels[-1], fake, fake_labels, jax.random.fold_in(z_keys[-1], 2))
 
   critic = _critic(d, d.params, d.batch_stats, fake_labels)
-  g_loss, d_fake = jax.value_and_grad(lambda images: opts.loss.generator(critic(images)))(fake)
+  augment = _augment(opts, jax.random.fold_in(z_keys[-1], 3))
+  g_loss, d_fake = jax.value_and_grad(
+      lambda images: opts.loss.generator(critic(augment(images))))(fake)
   (g_grads,) = g_vjp(d_fake)
   g = g.apply_gradients(grads=g_grads, batch_stats=batch_stats)
   ema = optax.incremental_update(g.params, state.ema_params, 1.0 - opts.ema_decay)
@@ -212,6 +229,7 @@ def make_train_step(config: ml_collections.ConfigDict):
       r1_gamma=_number(config.get("r1_gamma", 0.0)),
       ema_decay=_number(config.get("ema_decay", 0.0)),
       probabilities=config.loss in ("minimax", "non_saturating"),
+      diffaug=images_lib.parse_augment_policy(config.get("diffaug", "")),
   )
   return functools.partial(train_step, opts=opts)
 
@@ -277,5 +295,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.loss == "wasserstein" and not config.get("clip_value", 0.0):
     raise ValueError("config.loss='wasserstein' needs config.clip_value > 0 (0.01 in WGAN) to "
                      "keep the critic Lipschitz; for the gradient penalty use loss='wgan_gp'.")
+  limit = config.data.get("limit", 0)
+  if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    raise ValueError(f"config.data.limit={limit!r} must be an integer >= 0 (the number of "
+                     "training images to keep; 0 keeps all).")
+  diffaug = config.get("diffaug", "")
+  if not isinstance(diffaug, str):
+    raise ValueError(f"config.diffaug={diffaug!r} must be a string such as "
+                     f"'{','.join(images_lib.DIFF_AUGMENTS)}' ('' for none).")
+  images_lib.parse_augment_policy(diffaug)
   if config.loss == "wgan_gp" and not config.get("gp_weight", 0.0):
     raise ValueError("config.loss='wgan_gp' needs config.gp_weight > 0 (10 in WGAN-GP).")
