@@ -77,8 +77,9 @@ def diff_augment(images: jax.Array, key: jax.Array, policy: tuple[str, ...]) -> 
     elif name == "translation":
       dy = jax.random.randint(next(keys), (b,), -(h // 8), h // 8 + 1)
       dx = jax.random.randint(next(keys), (b,), -(w // 8), w // 8 + 1)
-      x = jnp.einsum("bik,bkjc->bijc", _shift_matrices(dy, h), x)
-      x = jnp.einsum("bjk,bikc->bijc", _shift_matrices(dx, w), x)
+      exact = jax.lax.Precision.HIGHEST  # no TF32 rounding of the pixels on GPUs
+      x = jnp.einsum("bik,bkjc->bijc", _shift_matrices(dy, h), x, precision=exact)
+      x = jnp.einsum("bjk,bikc->bijc", _shift_matrices(dx, w), x, precision=exact)
     elif name == "cutout":
       ch, cw = h // 2, w // 2
       cy = jax.random.randint(next(keys), (b, 1, 1), 0, h + 1 - ch % 2) - ch // 2
