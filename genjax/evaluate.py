@@ -109,7 +109,10 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       reference = distances.feature_statistics(
           _inception_features(network, test.images, "test split"))
     if floor:
-      train = family.load_split(config, "train")
+      whole = config.copy_and_resolve_references()
+      if "limit" in whole.data:  # the floor is the data's, not a run's few images
+        whole.data.limit = 0
+      train = family.load_split(whole, "train")
       rng = np.random.default_rng(seed)
       real = train.images[rng.choice(len(train), min(num, len(train)), replace=False)]
       _log(f"Scoring {len(real)} training images (the floor)...")

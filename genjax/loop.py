@@ -531,6 +531,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   began = time.perf_counter()
   workdir = Path(workdir)
   configs.check_common(config)  # before anything is loaded or compiled
+  data.check_limit(config.data.get("limit", 0))
   families.get(config.family).validate_config(config)
   members = None
   if population.active(config):

@@ -1,4 +1,4 @@
-"""DiffAugment (genjax.images.diff_augment), its place in the GAN step, and data.limit."""
+"""DiffAugment (genjax.steps.augment), its place in the GAN step, and data.limit."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax import data, images
+from genjax import data
+from genjax.steps import augment as images
 from genjax.steps import gan
 from tests.conftest import params_equal
 
@@ -45,6 +46,10 @@ def test_cutout_zeroes_a_square_of_half_the_size_cut_at_the_edges():
     assert np.all(im[~zero] == 0.5)  # the rest untouched
     sizes.add((len(rows), len(cols)))
   assert (14, 14) in sizes and max(sizes) == (14, 14) and min(min(s) for s in sizes) >= 7
+  # centres run from the first row to one past the last: squares cut to rows 0..6 and 21..27
+  spans = {(int(np.nonzero(im[..., 0] == 0.0)[0].min()), int(np.nonzero(im[..., 0] == 0.0)[0].max()))
+           for im in y}
+  assert (0, 6) in spans and (21, 27) in spans
 
 
 def test_color_is_an_affine_change_per_image_with_the_papers_ranges():
@@ -56,6 +61,13 @@ def test_color_is_an_affine_change_per_image_with_the_papers_ranges():
   # per image, y is an affine function of x within each pixel's channels: not the same for all
   slopes = np.asarray(jnp.std(y, axis=(1, 2, 3)) / jnp.std(x, axis=(1, 2, 3)))
   assert slopes.min() < 0.6 and slopes.max() > 1.5
+  # grey images (equal channels): saturation does nothing, so the spread is contrast's alone,
+  # U(0.5, 1.5) about the image's mean
+  grey = jnp.repeat(x[..., :1], 3, axis=3)
+  g = images.diff_augment(grey, jax.random.key(3), ("color",))
+  np.testing.assert_allclose(np.asarray(g[..., 0]), np.asarray(g[..., 2]), atol=1e-6)
+  slopes = np.asarray(jnp.std(g, axis=(1, 2, 3)) / jnp.std(grey, axis=(1, 2, 3)))
+  assert 0.5 - 1e-4 <= slopes.min() < 0.55 and 1.45 < slopes.max() <= 1.5 + 1e-4
 
 
 def test_augmentations_pass_gradients_to_the_images():
@@ -79,10 +91,8 @@ def test_bad_policies_are_refused_by_name():
   config.diffaug = "translate"
   with pytest.raises(ValueError, match="'translate' is not an augmentation"):
     gan.validate_config(config)
-  config = gan_mnist.get_config()
-  config.data.limit = -5
-  with pytest.raises(ValueError, match=r"config.data.limit=-5"):
-    gan.validate_config(config)
+  with pytest.raises(ValueError, match=r"config.data.limit=-5 must be an integer >= 0"):
+    data.check_limit(-5)
 
 
 def _tiny(**overrides):
@@ -93,10 +103,10 @@ def _tiny(**overrides):
   return config
 
 
-@pytest.mark.parametrize("r1_gamma", [0.0, 1.0])
-def test_the_step_shows_d_only_augmented_images(monkeypatch, r1_gamma):
+@pytest.mark.parametrize("penalty", ["", "r1_gamma", "gp_weight"])
+def test_the_step_shows_d_only_augmented_images(monkeypatch, penalty):
   """Every image D sees goes through the augmentation: D's batch of reals and
-  fakes, G's fakes and the R1 penalty's reals; with an augmentation that
+  fakes, G's fakes and a penalty's images; with an augmentation that
   changes nothing, the step is the step without DiffAugment."""
   seen = []
 
@@ -105,17 +115,29 @@ def test_the_step_shows_d_only_augmented_images(monkeypatch, r1_gamma):
     return x
 
   monkeypatch.setattr(images, "diff_augment", spy)
+  penalties = {penalty: 1.0} if penalty else {}
   state = gan.create_state(_tiny(), jax.random.key(0), (28, 28, 1))
   batch = {"image": jax.random.uniform(jax.random.key(1), (1, 4, 28, 28, 1), minval=-1, maxval=1)}
-  plain, _ = gan.make_train_step(_tiny(r1_gamma=r1_gamma))(state, batch, jax.random.key(2))
+  plain, _ = gan.make_train_step(_tiny(**penalties))(state, batch, jax.random.key(2))
   assert not seen
-  augmented, _ = gan.make_train_step(_tiny(r1_gamma=r1_gamma, diffaug="color,cutout"))(
+  augmented, _ = gan.make_train_step(_tiny(**penalties, diffaug="color,cutout"))(
       state, batch, jax.random.key(2))
   policy = ("color", "cutout")
-  # D's batch of 4 reals and 4 fakes, G's 4 fakes, and R1's 4 reals when it is on
-  assert sorted(seen) == sorted([(8, policy), (4, policy)] + ([(4, policy)] if r1_gamma else []))
+  # D's batch of 4 reals and 4 fakes, G's 4 fakes, and the penalty's 4 reals or interpolates
+  assert sorted(seen) == sorted([(8, policy), (4, policy)] + ([(4, policy)] if penalty else []))
   assert params_equal(plain.discriminator.params, augmented.discriminator.params)
   assert params_equal(plain.generator.params, augmented.generator.params)
+
+
+def test_g_learns_only_through_the_augmentation(monkeypatch):
+  """An augmentation that blanks every image leaves G nothing to learn from."""
+  monkeypatch.setattr(images, "diff_augment", lambda x, key, policy: 0.0 * x)
+  state = gan.create_state(_tiny(), jax.random.key(0), (28, 28, 1))
+  batch = {"image": jax.random.uniform(jax.random.key(1), (1, 4, 28, 28, 1), minval=-1, maxval=1)}
+  blank, _ = gan.make_train_step(_tiny(diffaug="cutout"))(state, batch, jax.random.key(2))
+  plain, _ = gan.make_train_step(_tiny())(state, batch, jax.random.key(2))
+  assert params_equal(blank.generator.params, state.generator.params)
+  assert not params_equal(plain.generator.params, state.generator.params)
 
 
 def test_the_augmentation_changes_what_d_learns():
@@ -127,7 +149,7 @@ def test_the_augmentation_changes_what_d_learns():
   assert float(m0["d_real"]) != float(m1["d_real"])
 
 
-def test_data_limit_keeps_the_first_training_images(tiny_gan_config, tmp_path):
+def test_data_limit_keeps_the_first_training_images(tiny_gan_config, tmp_path, capsys):
   from PIL import Image  # pylint: disable=g-import-not-at-top
 
   config = tiny_gan_config
@@ -136,16 +158,27 @@ def test_data_limit_keeps_the_first_training_images(tiny_gan_config, tmp_path):
   config.data.limit = 300
   first = data.load_from_config(config.data, "train")
   assert len(first) == 300 and first.source.endswith("the first 300 (data.limit)")
+  assert isinstance(first, data.ArrayDataset)
+  assert "classes" not in capsys.readouterr().err  # the first 300 hold every digit
   np.testing.assert_array_equal(first.images, full.images[:300])
   np.testing.assert_array_equal(first.labels, full.labels[:300])
   np.testing.assert_array_equal(data.load_from_config(config.data, "test").images, test.images)
   # a folder streamed by the host: the first of its training images too
-  for i in range(40):
-    Image.fromarray(np.asarray(full.images[i, ..., 0])).save(tmp_path / f"{i:02d}.png")
+  for i in range(40):  # two classes as subfolders: the first 20 images are class "a"
+    (tmp_path / "ab"[i // 20]).mkdir(exist_ok=True)
+    Image.fromarray(np.asarray(full.images[i, ..., 0])).save(tmp_path / "ab"[i // 20] / f"{i:02d}.png")
   folder = ml_collections.ConfigDict({"path": str(tmp_path), "image_size": 28, "channels": 1,
-                                      "pipeline": "stream", "test_percent": 0, "limit": 10})
+                                      "labels": "folders", "pipeline": "stream",
+                                      "test_percent": 0, "limit": 10})
   streamed = data.load_from_config(folder, "train")
   assert isinstance(streamed, data.StreamedDataset) and len(streamed) == 10
+  assert "hold 1 of the split's 2 classes" in capsys.readouterr().err
+  assert streamed.source.endswith("the first 10 (data.limit)")
+  folder.pipeline = "device"  # read whole into memory: only the 10 are
+  held = data.load_from_config(folder, "train")
+  assert isinstance(held, data.ArrayDataset) and len(held) == 10
+  np.testing.assert_array_equal(held.images[9], streamed[9][0])
+  folder.pipeline = "stream"
   with pytest.raises(IndexError):
     streamed[10]  # pylint: disable=pointless-statement
   folder.limit = 0

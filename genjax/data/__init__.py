@@ -84,6 +84,27 @@ class StreamedDataset:
   def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
     return self.examples[i]
 
+  def take(self, n: int) -> "StreamedDataset":
+    """The first n examples (all of them when n is 0 or larger than the split)."""
+    if not n or n >= len(self):
+      return self
+    return dataclasses.replace(self, examples=_First(self.examples, n))
+
+
+class _First:
+  """The first n examples of an indexable sequence."""
+
+  def __init__(self, examples, n: int):
+    self.examples, self.n = examples, n
+
+  def __len__(self) -> int:
+    return self.n
+
+  def __getitem__(self, i: int):
+    if not 0 <= i < self.n:
+      raise IndexError(i)
+    return self.examples[i]
+
 
 PIPELINES = ("device", "stream", "auto")
 # `pipeline=auto` keeps a split on the devices up to this many bytes of uint8 images.
@@ -431,6 +452,35 @@ def materialize(dataset: StreamedDataset, threads: int = 4) -> ArrayDataset:
   return ArrayDataset(images, labels, dataset.num_classes, dataset.source)
 
 
+def check_limit(limit) -> None:
+  """Raises ValueError unless `data.limit` is an integer >= 0."""
+  if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+    raise ValueError(f"config.data.limit={limit!r} must be an integer >= 0 (the number of "
+                     "training images to keep; 0 keeps all).")
+
+
+def _limited(dataset, data_config, split: str):
+  """`dataset`, or its first `data.limit` examples for the training split,
+  with a warning when they hold fewer classes than the split (a split
+  ordered by class, such as a folder with `labels=folders`)."""
+  limit = data_config.get("limit", 0)
+  check_limit(limit)
+  if split != "train" or not limit or limit >= len(dataset):
+    return dataset
+  first = dataclasses.replace(dataset.take(limit),
+                              source=f"{dataset.source}, the first {limit} (data.limit)")
+  labels = getattr(dataset, "labels", None)
+  if labels is None and isinstance(dataset, StreamedDataset):
+    labels = getattr(dataset.examples, "labels", None)
+  if labels is not None:
+    have, kept = np.unique(labels), np.unique(np.asarray(labels)[:limit])
+    if len(kept) < len(have):
+      print(f"Warning: data.limit={limit} keeps the first {limit} training images, which hold "
+            f"{len(kept)} of the split's {len(have)} classes: the split is ordered by class.",
+            file=sys.stderr)
+  return first
+
+
 def load_from_config(data_config, split: str):
   """The split an experiment's `config.data` names: a folder of images when
   `data.path` is set, else `load` by TFDS name (data_dir, idx_dir, download).
@@ -438,35 +488,9 @@ def load_from_config(data_config, split: str):
   The training split of a folder comes as a StreamedDataset when the
   pipeline is (or `auto` chooses) `stream`; everything else whole in memory.
   `data.limit` (where the config has it) > 0 keeps the first `limit` images
-  of the training split, for studies of training on little data.
+  of the training split, in the split's order (TFDS's `train[:limit]`), for
+  studies of training on little data; nothing beyond them is read.
   """
-  dataset = _load_from_config(data_config, split)
-  limit = data_config.get("limit", 0)
-  if split != "train" or not limit or limit >= len(dataset):
-    return dataset
-  if isinstance(dataset, ArrayDataset):
-    dataset = dataset.take(limit)
-  else:
-    dataset = dataclasses.replace(dataset, examples=_First(dataset.examples, limit))
-  return dataclasses.replace(dataset, source=f"{dataset.source}, the first {limit} (data.limit)")
-
-
-class _First:
-  """The first n examples of an indexable sequence."""
-
-  def __init__(self, examples, n: int):
-    self.examples, self.n = examples, n
-
-  def __len__(self) -> int:
-    return self.n
-
-  def __getitem__(self, i: int):
-    if not 0 <= i < self.n:
-      raise IndexError(i)
-    return self.examples[i]
-
-
-def _load_from_config(data_config, split: str):
   threads = data_config.get("threads", 4)
   if data_config.get("path"):
     streamed = folder_split(data_config, split)
@@ -477,8 +501,10 @@ def _load_from_config(data_config, split: str):
                      "--config.data.path=~/photos, or set config.data.name to a dataset "
                      "prepared by `python -m genjax.data.prepare`.")
   else:  # whole in memory; the loop streams it from there if asked to
-    return load(data_config.name, split, data_dir=data_config.data_dir or None,
-                idx_dir=data_config.idx_dir or None, download=data_config.download)
+    return _limited(load(data_config.name, split, data_dir=data_config.data_dir or None,
+                         idx_dir=data_config.idx_dir or None, download=data_config.download),
+                    data_config, split)
+  streamed = _limited(streamed, data_config, split)
   if split == "train" and choose_pipeline(data_config, len(streamed),
                                           streamed.image_shape) == "stream":
     return streamed

@@ -17,7 +17,7 @@ D's loss; `model.spectral_norm` in D; `ema_decay` (sampling and evaluation
 use the averaged generator); `conditional` (labels into G and D); `opt.name`
 (`adam` or `rmsprop`); `diffaug` (Zhao et al. 2020: every image D sees, real
 or generated, in its loss, its penalties and G's loss, passes through the
-differentiable augmentations `genjax.images.diff_augment`, so D is the
+differentiable augmentations `genjax.steps.augment`, so D is the
 augmentation followed by the network, and G learns through both).
 """
 
@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from genjax import images as images_lib
 from genjax import losses, optim
 from genjax.nn import dcgan
+from genjax.steps import augment as augment_lib
 from genjax.state import TrainState
 
 
@@ -94,7 +94,7 @@ class Options(NamedTuple):
   r1_gamma: float
   ema_decay: float
   probabilities: bool  # D's outputs are logits of a probability (minimax, non_saturating)
-  diffaug: tuple[str, ...] = ()  # DiffAugment policy (images.DIFF_AUGMENTS); () = off
+  diffaug: tuple[str, ...] = ()  # DiffAugment policy (augment.DIFF_AUGMENTS); () = off
 
 
 def _generate_train(g: TrainState, params, batch_stats, z, labels):
@@ -116,7 +116,7 @@ def _augment(opts: Options, key: jax.Array):
   (the identity when there are none)."""
   if not opts.diffaug:
     return lambda x: x
-  return lambda x: images_lib.diff_augment(x, key, opts.diffaug)
+  return lambda x: augment_lib.diff_augment(x, key, opts.diffaug)
 
 
 def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake, fake_labels,
@@ -229,7 +229,7 @@ def make_train_step(config: ml_collections.ConfigDict):
       r1_gamma=_number(config.get("r1_gamma", 0.0)),
       ema_decay=_number(config.get("ema_decay", 0.0)),
       probabilities=config.loss in ("minimax", "non_saturating"),
-      diffaug=images_lib.parse_augment_policy(config.get("diffaug", "")),
+      diffaug=augment_lib.parse_augment_policy(config.get("diffaug", "")),
   )
   return functools.partial(train_step, opts=opts)
 
@@ -295,14 +295,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.loss == "wasserstein" and not config.get("clip_value", 0.0):
     raise ValueError("config.loss='wasserstein' needs config.clip_value > 0 (0.01 in WGAN) to "
                      "keep the critic Lipschitz; for the gradient penalty use loss='wgan_gp'.")
-  limit = config.data.get("limit", 0)
-  if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
-    raise ValueError(f"config.data.limit={limit!r} must be an integer >= 0 (the number of "
-                     "training images to keep; 0 keeps all).")
   diffaug = config.get("diffaug", "")
   if not isinstance(diffaug, str):
     raise ValueError(f"config.diffaug={diffaug!r} must be a string such as "
-                     f"'{','.join(images_lib.DIFF_AUGMENTS)}' ('' for none).")
-  images_lib.parse_augment_policy(diffaug)
+                     f"'{','.join(augment_lib.DIFF_AUGMENTS)}' ('' for none).")
+  augment_lib.parse_augment_policy(diffaug)
   if config.loss == "wgan_gp" and not config.get("gp_weight", 0.0):
     raise ValueError("config.loss='wgan_gp' needs config.gp_weight > 0 (10 in WGAN-GP).")
