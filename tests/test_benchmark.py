@@ -80,6 +80,27 @@ def test_op_profile_gives_the_matrix_product_its_time():
   assert sum(op["us_per_step"] for op in out["top_ops"]) <= out["op_ms_per_step"] * 1e3 + 0.5
 
 
+@pytest.mark.parametrize("fastest_k", [1, 10])
+def test_profile_traces_the_program_of_the_fastest_k(monkeypatch, fastest_k):
+  """Whichever k measures fastest, the profile traces that k's own program:
+  its events all name that program's instructions (the products among them)."""
+  calls = []
+
+  def fake_windows(run_once, images_per_call, windows, window_seconds):
+    run_once()
+    k = images_per_call // 50
+    calls.append(k)
+    return {"median": 2.0 if k == fastest_k else 1.0, "min": 1.0, "max": 2.0}
+
+  monkeypatch.setattr(benchmark, "timed_windows", fake_windows)
+  result = benchmark.measure_experiment("vae_mnist", windows=1, window_seconds=0.0,
+                                        assignments=["batch_size=50"], profile=True)
+  assert calls == [1, 10]
+  profile = result["profile"]
+  assert "error" not in profile, profile
+  assert profile["share"]["matmul"] > 0.2 and profile["top_ops"][0]["kind"] == "matmul"
+
+
 def test_instruction_kinds_reads_fused_products():
   text = """HloModule m
 
