@@ -62,7 +62,7 @@ def measure_genjax(windows: int, window_seconds: float) -> dict:
 
   from experiments.benchmark import synthetic_split, timed_windows
   from genjax import families, loop, parallel
-  from genjax.steps import progan
+  from genjax.models.progan import step as progan
 
   config = _config()
   family = families.get(config.family)
@@ -95,13 +95,13 @@ def measure_genjax(windows: int, window_seconds: float) -> dict:
 
 
 def build_torch(config, channels: int = 1, final: int = 32):
-  """The generator and discriminator of genjax.nn.progan in PyTorch, at
+  """The generator and discriminator of genjax.models.progan.networks in PyTorch, at
   every level up to `final`; called as G(z, level, alpha), D(x, level, alpha)."""
   import torch
   from torch import nn
   import torch.nn.functional as F
 
-  from genjax.nn import progan as nets
+  from genjax.models.progan import networks as nets
 
   m = config.model
   levels = nets.num_levels(final)

@@ -55,7 +55,7 @@ def dcgan_modules(config, image_shape):
   """{'generator', 'discriminator'} of gan_mnist's DCGAN (unconditional, no SN)."""
   from torch import nn
 
-  from genjax.nn import dcgan
+  from genjax.models.gan import networks as dcgan
 
   m = config.model
   size, channels = image_shape[0], image_shape[-1]

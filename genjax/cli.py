@@ -17,7 +17,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from genjax import checkpoint, configs, data, loop, runtime, workdir_lock
+from genjax import checkpoint, configs, data, runtime, workdir_lock
+from genjax.train import loop
 
 def main(get_config, default_workdir: str) -> None:
   runtime.configure()

@@ -20,7 +20,7 @@ floor); without the file it says `unavailable` and why. On a CPU it is slow
 (about 15 images/s here), so `--noinception` skips it.
 
 Then the family's own measures over the test split (`--num_test` images;
-all by default), from its `evaluate_metrics` (genjax.families): for VAEs
+all by default), from its `evaluate_metrics` (genjax.models): for VAEs
 the test ELBO, active units and the IWAE-k negative log-likelihood in nats
 (Burda et al. 2016; `--iwae_k 0` skips the IWAE bound); for CycleGAN the
 cycle-reconstruction L1 both ways and, on edges2fashion's paired test
@@ -37,7 +37,10 @@ import numpy as np
 import tqdm
 from absl import app, flags, logging
 
-from genjax import checkpoint, data, evaluators, population, run, runtime
+from genjax import checkpoint, data, runtime
+from genjax.train import population
+from genjax.train import workdir as rundir
+from genjax.models import sampling
 from genjax.metrics import distances, features, inception, scores
 
 
@@ -81,7 +84,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       if inception_weights:  # a file the user named must be usable
         raise ValueError(f"--inception_weights: {e}") from e
       inception_unavailable = f"unavailable: {e}"
-  config, family, state = run.restore(workdir, checkpoint, member)
+  config, family, state = rundir.restore(workdir, checkpoint, member)
   test = family.load_split(config, "test")
   result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
             "family": config.family, "dataset": config.data.name, "data_source": test.source}
@@ -125,7 +128,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
     out = {}
     if scorer is not None:
       _log(f"Scoring {num} samples against {len(test)} test images...")
-      fakes = evaluators.draw(family.sample, state, config, num, jax.random.fold_in(key, 0))
+      fakes = sampling.draw(family.sample, state, config, num, jax.random.fold_in(key, 0))
       out["samples"] = _score(scorer, fakes, network, reference, "samples")
     if family.evaluate_metrics is not None:
       family_test = test.take(num_test)
@@ -224,7 +227,7 @@ def main(argv):
     if FLAGS[name].value < 0:
       raise app.UsageError(f"--{name}={FLAGS[name].value} must be >= 0.")
   try:
-    result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, run.parse_checkpoint(FLAGS.checkpoint),
+    result = evaluate(FLAGS.workdir, FLAGS.num, FLAGS.seed, rundir.parse_checkpoint(FLAGS.checkpoint),
                       FLAGS.floor, FLAGS.iwae_k, FLAGS.chunk, FLAGS.num_test,
                       FLAGS.inception, FLAGS.inception_weights, FLAGS.member)
   except (FileNotFoundError, ValueError, data.DatasetUnavailableError,

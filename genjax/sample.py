@@ -17,7 +17,10 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import checkpoint, evaluators, population, run, runtime
+from genjax import checkpoint, runtime
+from genjax.train import population
+from genjax.train import workdir as rundir
+from genjax.models import sampling
 
 
 def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
@@ -40,17 +43,17 @@ def generate(workdir, num: int, seed: int = 0, batch: int = 500,
              member: int | None = None):
   """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in
   `workdir`; of a population run, from member `member`."""
-  config, info = run.read(workdir)
-  run.check_member(config, member)
+  config, info = rundir.read(workdir)
+  rundir.check_member(config, member)
   if member is None and population.active(config):
     raise ValueError(f"{workdir} holds a population of {len(population.members(config))} "
                      "members (config.population); pick one with --member.")
   labels = sample_labels(config, info, num, labels)
-  config, family, state = run.restore(workdir, checkpoint, member)
+  config, family, state = rundir.restore(workdir, checkpoint, member)
   if family.sample is None:
     raise ValueError(f"{workdir} holds a {config.family!r} run, which translates images and "
                      "draws no new ones; `python -m genjax.evaluate` measures it.")
-  images = evaluators.draw(family.sample, state, config, num, jax.random.key(seed), batch, labels)
+  images = sampling.draw(family.sample, state, config, num, jax.random.key(seed), batch, labels)
   return images, labels
 
 
@@ -87,7 +90,7 @@ def main(argv):
       raise ValueError(f"--labels={','.join(FLAGS.labels)} must be class numbers, "
                        "e.g. --labels=3,7.") from None
     images, labels = generate(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.batch,
-                              run.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
+                              rundir.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
   except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

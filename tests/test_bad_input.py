@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax import configs, data, loop
+from genjax import configs, data
+from genjax.train import loop
 from genjax.data import idx
 from tests.conftest import with_local_data
 

@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the twins are PyTorch: pip install -e '.[dev]'")
 
 from experiments import benchmark, benchmark_pytorch
-from genjax import families
+from genjax import models
 
 # experiment -> {twin network: the genjax state's TrainState field}
 NETWORKS = {
@@ -22,7 +22,7 @@ NETWORKS = {
 
 
 def _genjax_state(config, shape):
-  family = families.get(config.family)
+  family = models.get(config.family)
   return jax.eval_shape(lambda k: family.create_state(config, k, shape, 10), jax.random.key(0))
 
 

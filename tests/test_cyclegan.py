@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from experiments import cyclegan_edges2fashion, cyclegan_horse2zebra
-from genjax import configs, losses, loop
+from genjax import configs, losses
+from genjax.train import loop
 from genjax.data import unpaired
-from genjax.evaluators import cyclegan as cyclegan_eval
-from genjax.nn import cyclegan as cyclegan_nn
-from genjax.steps import cyclegan
+from genjax.models.cyclegan import evaluate as cyclegan_eval
+from genjax.models.cyclegan import networks as cyclegan_nn
+from genjax.models.cyclegan import step as cyclegan
 from tests.conftest import params_equal, with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]

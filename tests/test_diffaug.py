@@ -1,4 +1,4 @@
-"""DiffAugment (genjax.steps.augment), its place in the GAN step, and data.limit."""
+"""DiffAugment (genjax.augment), its place in the GAN step, and data.limit."""
 
 import jax
 import jax.numpy as jnp
@@ -8,8 +8,8 @@ import pytest
 
 from experiments import gan_mnist
 from genjax import data
-from genjax.steps import augment as images
-from genjax.steps import gan
+from genjax import augment as images
+from genjax.models.gan import step as gan
 from tests.conftest import params_equal
 
 

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from experiments import gan_folder
-from genjax import configs, data, loop, run
+from genjax import configs, data
+from genjax.train import loop
+from genjax.train import workdir as rundir
 from genjax.data import folder as folder_lib
 from tests.conftest import FASHION_MNIST_DIR, params_equal, with_local_data
 
@@ -102,7 +104,7 @@ def test_streamed_run_equals_device_run_and_resumes_exactly(photo_folder, tmp_pa
                                              tmp_path / "resumed")
   assert metrics["step"] == 20
   assert params_equal(streamed.generator.params, resumed.generator.params)
-  _, info = run.read(tmp_path / "stream")
+  _, info = rundir.read(tmp_path / "stream")
   assert info["image_shape"] == [28, 28, 1] and "image folder" in info["data_source"]
 
 

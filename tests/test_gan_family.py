@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax import configs, data, loop, run
+from genjax import configs, data
+from genjax.train import loop
+from genjax.train import workdir as rundir
 from genjax.metrics import features, scores
-from genjax.steps import gan
+from genjax.models.gan import step as gan
 from tests.conftest import make_tiny_gan_config, params_equal, with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import checkpoint, data, families, loop, run
+from genjax import checkpoint, data, models
+from genjax.train import calls, loop
+from genjax.train import workdir as rundir
 from genjax.metrics import scores
-from genjax.steps import gan
+from genjax.models.gan import step as gan
 from tests.conftest import params_equal
 
 
@@ -35,7 +37,7 @@ def test_run_writes_checkpoints_samples_and_tensorboard(tiny_gan_config, tmp_pat
   pngs = sorted(p.name for p in (tmp_path / "samples").glob("*.png"))
   assert pngs == [f"step_{s:06d}_samples.png" for s in (10, 20, 30)]
   assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
-  config, info = run.read(tmp_path)
+  config, info = rundir.read(tmp_path)
   assert config.num_steps == 30 and info["image_shape"] == [28, 28, 1]
 
 
@@ -75,8 +77,8 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tiny_gan_config, tmp_path,
       return state, metrics
     return train_step
 
-  family = dataclasses.replace(families.get("gan"), make_train_step=poisoned_step)
-  monkeypatch.setitem(families.FAMILIES, "gan", family)
+  family = dataclasses.replace(models.get("gan"), make_train_step=poisoned_step)
+  monkeypatch.setitem(models.FAMILIES, "gan", family)
   with pytest.raises(loop.TrainingDiverged, match=r"d_loss became NaN/Inf between steps 10 and 15.*step 10"):
     loop.train_and_evaluate(tiny_gan_config, tmp_path)
   ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")
@@ -119,7 +121,7 @@ def test_gan_learns_real_data(dataset, tiny_gan_config, tmp_path, request):
   scorer = scores.Scorer(dataset, test.images, kid_subsets=5)
   fid_before, fid_after = scorer(before, full=False)["fid"], scorer(after, full=False)["fid"]
   assert fid_after < 0.7 * fid_before, (fid_before, fid_after)
-  assert f"local_idx/{dataset}" in run.read(tmp_path)[1]["data_source"]
+  assert f"local_idx/{dataset}" in rundir.read(tmp_path)[1]["data_source"]
 
 
 def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
@@ -129,12 +131,12 @@ def test_many_unrolled_steps_per_call_on_cpu_get_a_note():
   from genjax import parallel
 
   mesh = parallel.make_mesh()
-  note = loop.unroll_note(cyclegan_horse2zebra.get_config(), mesh)
+  note = calls.unroll_note(cyclegan_horse2zebra.get_config(), mesh)
   if jax.devices()[0].platform == "cpu":
     assert "config.steps_per_call=100" in note and "--config.steps_per_call=1" in note
   else:  # a rolled scan compiles one step however many it runs
     assert note is None
-  assert loop.unroll_note(gan_mnist.get_config(), mesh) is None
+  assert calls.unroll_note(gan_mnist.get_config(), mesh) is None
 
 
 def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
@@ -148,15 +150,15 @@ def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
 
   mesh = parallel.make_mesh()
   cpu = jax.devices()[0].platform == "cpu"
-  vae = families.get("vae")
+  vae = models.get("vae")
   burda = vae_mnist.get_config("burda_vae")
-  assert burda.steps_per_call == 50 and loop.unroll_note(burda, mesh) is None
+  assert burda.steps_per_call == 50 and calls.unroll_note(burda, mesh) is None
   assert not parallel.unroll_steps(mesh, vae.convolutional(burda))
   conv = vae_mnist.get_config()
   conv.model.arch = "conv"
   assert parallel.unroll_steps(mesh, vae.convolutional(conv)) == cpu
   conv.steps_per_call = 20
-  assert (loop.unroll_note(conv, mesh) is not None) == cpu
+  assert (calls.unroll_note(conv, mesh) is not None) == cpu
 
   config = vae_mnist.get_config("tiny")
   rng = np.random.default_rng(0)
@@ -167,7 +169,7 @@ def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
   start = vae.create_state(config, init_key, (28, 28, 1), 10)
 
   def scan_unroll(cfg, state):  # the `unroll` of the 4-step call's scan of steps
-    jaxpr = jax.make_jaxpr(loop.make_train_call(vae, cfg, mesh, 4))(
+    jaxpr = jax.make_jaxpr(calls.make_train_call(vae, cfg, mesh, 4))(
         state, dataset, train_key, data_key)
     scans = [e.params["unroll"] for e in _equations(jaxpr.jaxpr) if e.primitive.name == "scan"
              and e.params["length"] == 4]
@@ -180,10 +182,10 @@ def test_dense_steps_run_rolled_on_cpu_and_train_as_single_steps():
   conv_start = jax.eval_shape(lambda k: vae.create_state(conv, k, (28, 28, 1), 10), init_key)
   assert scan_unroll(conv, conv_start) == (4 if cpu else 1)  # unrolled on CPU only
   copy = lambda s: jax.tree.map(jnp.copy, s)  # the calls donate their state
-  rolled, metrics = loop.make_train_call(vae, config, mesh, 4)(copy(start), dataset, train_key,
+  rolled, metrics = calls.make_train_call(vae, config, mesh, 4)(copy(start), dataset, train_key,
                                                                data_key)
   single = copy(start)
-  one = loop.make_train_call(vae, config, mesh, 1)
+  one = calls.make_train_call(vae, config, mesh, 1)
   losses = []
   for _ in range(4):
     single, m = one(single, dataset, train_key, data_key)

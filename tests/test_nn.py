@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax.nn import cyclegan, dcgan, layers
+from genjax.models.cyclegan import networks as cyclegan
+from genjax.models.gan import networks as dcgan
+from genjax.nn import layers
 
 
 def test_depth_to_space_matches_tensorflow_layout():

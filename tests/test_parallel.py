@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from genjax import loop
+    from genjax.train import loop
     from tests.conftest import make_tiny_gan_config
     config = make_tiny_gan_config(sys.argv[1], sys.argv[2])
     config.num_steps = 6
@@ -67,7 +67,7 @@ JOBS_SCRIPT = textwrap.dedent("""
     from genjax import parallel
     parallel.initialize_distributed()
     import jax, numpy as np
-    from genjax import loop
+    from genjax.train import loop
     from tests.conftest import make_tiny_gan_config
     idx_dir, tfds_dir, *jobs = sys.argv[1:]
     for job in jobs:

@@ -14,7 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import families, loop, population, run
+from genjax import models
+from genjax.train import loop
+from genjax.train import population
+from genjax.train import workdir as rundir
 from tests.conftest import params_equal
 from tests.test_parallel import assert_equal_up_to_reduction_order
 
@@ -72,13 +75,13 @@ def test_bad_sweeps_are_refused_naming_the_key(tiny_gan_config, tmp_path, sweep,
 
 
 def test_a_key_the_step_needs_in_python_is_refused(tiny_gan_config, tmp_path, monkeypatch):
-  gan = families.get("gan")
+  gan = models.get("gan")
 
   def concrete(config):
     float(config.opt.d_lr)  # a step that needs the value in Python
     return gan.make_train_step(config)
 
-  monkeypatch.setitem(families.FAMILIES, "gan", dataclasses.replace(gan, make_train_step=concrete))
+  monkeypatch.setitem(models.FAMILIES, "gan", dataclasses.replace(gan, make_train_step=concrete))
   config = _short(tiny_gan_config)
   config.population.sweep = "opt.d_lr=1e-4,2e-4"
   with pytest.raises(ValueError, match=r"opt.d_lr cannot differ between members"):
@@ -122,7 +125,7 @@ def test_resumed_population_equals_uninterrupted_and_clis_take_a_member(tiny_gan
   assert int(resumed.step) == 20
   assert params_equal(full.members, resumed.members)
 
-  _, _, restored = run.restore(tmp_path / "full", member=2)
+  _, _, restored = rundir.restore(tmp_path / "full", member=2)
   assert params_equal(_params(restored), _params(population.member(full, 2)))
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   out = tmp_path / "s.npz"
@@ -153,7 +156,7 @@ def test_resumed_population_equals_uninterrupted_and_clis_take_a_member(tiny_gan
 def _poisoned(monkeypatch):
   """The GAN family, with d_loss NaN after step 13 for members whose d_lr
   is above 3e-4."""
-  gan = families.get("gan")
+  gan = models.get("gan")
 
   def poisoned(config):
     real_step = gan.make_train_step(config)
@@ -165,7 +168,7 @@ def _poisoned(monkeypatch):
       return state, metrics
     return train_step
 
-  monkeypatch.setitem(families.FAMILIES, "gan", dataclasses.replace(gan, make_train_step=poisoned))
+  monkeypatch.setitem(models.FAMILIES, "gan", dataclasses.replace(gan, make_train_step=poisoned))
 
 
 def test_a_diverging_member_is_frozen_and_the_others_go_on(tiny_gan_config, tmp_path,
@@ -193,7 +196,8 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tiny_gan_config, tmp_
 SHARDED = textwrap.dedent("""
     import json, sys
     import jax, numpy as np
-    from genjax import loop, population
+    from genjax.train import loop
+    from genjax.train import population
     from tests.conftest import make_tiny_gan_config
     idx_dir, tfds_dir, out = sys.argv[1:]
     runs = {}

@@ -15,11 +15,13 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
 from experiments import progan_fashion_mnist
-from genjax import configs, families, loop, parallel, run
+from genjax import configs, models, parallel
+from genjax.train import calls, loop
+from genjax.train import workdir as rundir
 from genjax import images as images_lib
 from genjax import sample as sample_lib
-from genjax.nn import progan as nets
-from genjax.steps import progan
+from genjax.models.progan import networks as nets
+from genjax.models.progan import step as progan
 from tests.conftest import params_equal, with_local_data
 
 
@@ -193,7 +195,7 @@ def test_phase_lengths_in_images_become_generator_steps():
 def _pooled_family():
   """The progan family on its usual data pooled to 16x16 (a data hook, as a
   family with its own data would give)."""
-  base = families.get("progan")
+  base = models.get("progan")
 
   def load_split(config, split):
     full = base.load_split(config, split)
@@ -231,7 +233,7 @@ def steps_16(fashion_mnist_slice, tfds_dir):
   copy = lambda state: jax.tree.map(jnp.copy, state)  # the loop's call donates its input
   with pytest.MonkeyPatch.context() as m:
     m.setattr(progan, "level_step", counting_level_step)
-    one = loop.make_train_call(family, config, mesh, 1)
+    one = calls.make_train_call(family, config, mesh, 1)
     states = [jax.jit(lambda k: family.create_state(config, k, (16, 16, 1), 10),
                       out_shardings=parallel.replicated(mesh))(jax.random.key(0))]
     for _ in range(11):
@@ -239,7 +241,7 @@ def steps_16(fashion_mnist_slice, tfds_dir):
     traces_one = list(traces)
     replicated = parallel.replicated(mesh)
     eight = jax.jit(functools.partial(
-        loop.multi_step, train_step=family.make_train_step(config),
+        calls.multi_step, train_step=family.make_train_step(config),
         draw_batch=family.make_draw_batch(config), num_steps=8, batch_size=config.batch_size,
         num_batches=1, sharding=parallel.batch_sharding(mesh, batch_axis=1), unroll=False),
         out_shardings=(replicated, replicated))
@@ -277,7 +279,7 @@ def test_unused_blocks_stay_put_and_adam_restarts_with_each_fade_in(steps_16):
 
 def test_resume_in_the_middle_of_a_fade_in_is_bitwise_exact(fashion_mnist_slice, tfds_dir,
                                                            tmp_path, monkeypatch):
-  monkeypatch.setitem(families.FAMILIES, "progan", _pooled_family())
+  monkeypatch.setitem(models.FAMILIES, "progan", _pooled_family())
   config = _pooled_config(fashion_mnist_slice, tfds_dir)
   config.num_steps = 18  # inside the 16x16 fade-in
   full, metrics = loop.train_and_evaluate(config, tmp_path / "full")
@@ -293,7 +295,7 @@ def test_resume_in_the_middle_of_a_fade_in_is_bitwise_exact(fashion_mnist_slice,
   # genjax.sample and the evaluator work at this phase, and say which.
   images, labels = sample_lib.generate(tmp_path / "resumed", 6)
   assert images.shape == (6, 16, 16, 1) and images.dtype == np.uint8 and labels is None
-  config, family, state = run.restore(tmp_path / "resumed")
+  config, family, state = rundir.restore(tmp_path / "resumed")
   grids, scalars = family.make_evaluator(config, jax.random.key(0), None)(state)
   assert scalars == {"resolution": 16.0, "alpha": pytest.approx(0.6)}
   assert grids["samples"].shape == (4 * 18 + 2, 4 * 18 + 2, 1)
@@ -326,11 +328,11 @@ def test_samples_are_the_current_resolution_upsampled_to_the_data_size():
 def test_bad_progan_configs_are_named(key, value, message):
   config = _tiny_config(**{key: value})
   with pytest.raises(ValueError, match=message):
-    families.get("progan").validate_config(config)
+    models.get("progan").validate_config(config)
 
 
 def test_registered_family_and_default_config_validate():
-  family = families.get("progan")
+  family = models.get("progan")
   assert family.sample is progan.sample and family.batches_per_step(None) == 1
   config = progan_fashion_mnist.get_config()
   configs.check_common(config)

@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from genjax import checkpoint, families, loop, run, workdir_lock
+from genjax import checkpoint, models, workdir_lock
+from genjax.train import loop
+from genjax.train import workdir as rundir
 from tests.conftest import params_equal
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +64,7 @@ def test_second_run_in_a_workdir_is_refused_and_the_first_is_intact(mnist_idx_di
       second.stderr[-2000:]
   assert first.wait(timeout=600) == 0, log.read_text()[-3000:]
   assert not (workdir / "lock").exists()  # released at the end
-  _, _, state = run.restore(workdir)
+  _, _, state = rundir.restore(workdir)
   assert int(state.step) == 60
   assert state.generator.params["Conv_0"]["kernel"].shape[2] == 8  # the first run's width
   assert json.loads((workdir / "config.json").read_text())["model"]["g_width"] == 8
@@ -144,7 +146,7 @@ def test_sample_falls_back_from_a_damaged_checkpoint_and_says_so(tiny_gan_config
 
 def test_the_nan_advice_resumes_with_a_lower_learning_rate(tiny_gan_config, tmp_path,
                                                            monkeypatch):
-  gan_family = families.get("gan")
+  gan_family = models.get("gan")
 
   def poisoned(config):
     real_step = gan_family.make_train_step(config)
@@ -156,7 +158,7 @@ def test_the_nan_advice_resumes_with_a_lower_learning_rate(tiny_gan_config, tmp_
     return train_step
 
   with monkeypatch.context() as m:
-    m.setitem(families.FAMILIES, "gan",
+    m.setitem(models.FAMILIES, "gan",
               dataclasses.replace(gan_family, make_train_step=poisoned))
     with pytest.raises(loop.TrainingDiverged) as raised:
       loop.train_and_evaluate(tiny_gan_config, tmp_path)

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from genjax import checkpoint, data, evaluate, loop, run
+from genjax import checkpoint, data, evaluate
+from genjax.train import loop
+from genjax.train import workdir as rundir
 from genjax.metrics import features, inception, scores
 from tests.conftest import full_mnist_dir
 
@@ -132,7 +134,7 @@ def test_loop_logs_fid_and_keeps_best_checkpoint(tiny_gan_config, tmp_path):
   assert best.best()[0] == best_step
   np.testing.assert_allclose(best.best()[1], fids[best_step], rtol=1e-5)
   best.close()
-  _, _, state = run.restore(tmp_path, "best")
+  _, _, state = rundir.restore(tmp_path, "best")
   assert int(state.step) == best_step
 
 

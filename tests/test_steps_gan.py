@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import gan_mnist
-from genjax.steps import gan
+from genjax.models.gan import step as gan
 from tests.conftest import params_equal
 
 

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from experiments import vae_fashion_mnist, vae_mnist
-from genjax import configs, data, loop, losses, optim
-from genjax.evaluators import vae as vae_eval
-from genjax.steps import vae
+from genjax import configs, data, losses, optim
+from genjax.train import loop
+from genjax.models.vae import evaluate as vae_eval
+from genjax.models.vae import step as vae
 from tests.conftest import with_local_data
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ from genjax import images as images_lib
 from genjax import viz
 from genjax.data import unpaired
 from genjax.metrics import features
-from genjax.steps import cyclegan
+from genjax.models.cyclegan import step as cyclegan
 
 
 def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDataset,

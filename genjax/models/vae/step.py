@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 
 from genjax import losses, optim
-from genjax.nn import vae as vae_nn
+from genjax.models.vae import networks as vae_nn
 from genjax.state import TrainState
 
 

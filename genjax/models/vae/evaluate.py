@@ -11,7 +11,7 @@ import numpy as np
 
 from genjax import images as images_lib
 from genjax import viz
-from genjax.steps import vae
+from genjax.models.vae import step as vae
 
 
 @functools.partial(jax.jit, static_argnames=("num_samples", "chunk"))

@@ -4,15 +4,15 @@ size so that the grids of every phase line up, and the progress scalars
 `resolution` and `alpha` of the last step trained.
 
 Sample metrics (FID, KID, ...) are computed by the loop from
-`genjax.steps.progan.sample`, which draws the same way.
+`genjax.models.progan.step.sample`, which draws the same way.
 """
 
 import jax
 import ml_collections
 
 from genjax import images, viz
-from genjax.nn import progan as nets
-from genjax.steps import progan
+from genjax.models.progan import networks as nets
+from genjax.models.progan import step as progan
 
 
 def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):

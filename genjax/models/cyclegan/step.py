@@ -28,7 +28,7 @@ import ml_collections
 import optax
 
 from genjax import losses, optim
-from genjax.nn import cyclegan as cyclegan_nn
+from genjax.models.cyclegan import networks as cyclegan_nn
 from genjax.state import TrainState
 
 

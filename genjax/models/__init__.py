@@ -1,12 +1,15 @@
-"""The model-family contract and its registry.
+"""Model families: the contract, the registry, and one folder per family.
 
 A `Family` is everything the training loop, `genjax.sample` and
 `genjax.evaluate` need to know about a kind of model: they look it up by
 `config.family` and call its functions, and never test for a family's name
-or attributes. Each family is assembled here from its step module
-(`genjax.steps.<family>`: state, train step, sampler, config checks), its
-evaluator (`genjax.evaluators.<family>`) and, where its data are not one
-labelled image set, its data hooks (`genjax.data.unpaired` for CycleGAN).
+or attributes. Each family is a folder, `genjax/models/<name>/`:
+
+  networks.py   its Flax modules
+  step.py       state, create_state, train step, sampler, config checks
+  evaluate.py   what it reports at an evaluation and in `genjax.evaluate`
+  __init__.py   the `register(Family(...))` that puts them together
+
 docs/adding_a_family.md is the checklist for a new one.
 """
 
@@ -15,14 +18,10 @@ from typing import Any, Callable, Optional, Protocol
 
 import jax
 import ml_collections
+import numpy as np
 
-from genjax import data
-from genjax.data import device, unpaired
-from genjax.evaluators import cyclegan as cyclegan_eval
-from genjax.evaluators import gan as gan_eval
-from genjax.evaluators import progan as progan_eval
-from genjax.evaluators import vae as vae_eval
-from genjax.steps import cyclegan, gan, progan, vae
+from genjax import data, parallel
+from genjax.data import device
 
 Config = ml_collections.ConfigDict
 State = Any  # a family's state pytree (GANState, VAEState, ...)
@@ -42,6 +41,31 @@ class Evaluator(Protocol):
 
   def __call__(self, state: State) -> tuple[dict[str, Any], dict[str, float]]:
     ...
+
+
+class Diverged(FloatingPointError):
+  """Raised by a metric reader when training diverged: `what` says where; the
+  loop adds the checkpoint it keeps and, unless `advice` is given, how to
+  resume with lower learning rates."""
+
+  def __init__(self, what: str, advice: str = ""):
+    super().__init__(what)
+    self.what, self.advice = what, advice
+
+
+def finite_metrics(config: Config, state: State) -> Callable:
+  """The metric reader of one model: (stacked {name: [k]}, first step, last
+  step, log) -> {name: mean over the k steps}; Diverged on a NaN/Inf."""
+  del config, state
+
+  def read(stacked: dict, first: int, last: int, log) -> dict[str, float]:
+    del log
+    bad = [name for name, v in stacked.items() if not np.all(np.isfinite(v))]
+    if bad:
+      raise Diverged(f"{', '.join(bad)} became NaN/Inf between steps {first} and {last}")
+    return {name: float(np.mean(v)) for name, v in stacked.items()}
+
+  return read
 
 
 def _load_image_split(config: Config, split: str) -> data.ArrayDataset:
@@ -85,6 +109,18 @@ class Family:
     convolutional: config -> whether the train step has convolutions; on
       CPU, the steps of one call are unrolled for such steps and run in a
       rolled loop otherwise (`parallel.unroll_steps`).
+
+  Placement and bookkeeping, which a population (genjax.train.population)
+  replaces and a single model leaves at their defaults:
+    make_mesh: devices (None: all) -> the mesh.
+    state_sharding: (mesh, abstract state) -> the state's shardings.
+    batch_sharding: mesh -> the sharding of one step's batch [n, B, ...].
+    make_metric_reader: (config, initial state) -> read(stacked metrics
+      {name: [k, ...]}, first step, last step, log) -> {name: float}; names
+      with a '/' are breakdowns ('d_loss/member_3') for TensorBoard.
+      Raises Diverged.
+    num_models: models trained at once (images/s counts each).
+    describe: mesh -> a line the loop prints at start, or None.
   """
 
   name: str
@@ -101,6 +137,12 @@ class Family:
   make_draw_batch: Callable[[Config], Callable] = lambda config: device.draw_batch
   streams: bool = True
   convolutional: Callable[[Config], bool] = lambda config: True
+  make_mesh: Callable[[Any], Any] = parallel.make_mesh
+  state_sharding: Callable[[Any, State], Any] = lambda mesh, state: parallel.replicated(mesh)
+  batch_sharding: Callable[[Any], Any] = lambda mesh: parallel.batch_sharding(mesh, batch_axis=1)
+  make_metric_reader: Callable[[Config, State], Callable] = finite_metrics
+  num_models: int = 1
+  describe: Callable[[Any], Optional[str]] = lambda mesh: None
 
 
 FAMILIES: dict[str, Family] = {}
@@ -123,47 +165,7 @@ def get(name: str) -> Family:
                      f"{sorted(FAMILIES)}.") from None
 
 
-register(Family(
-    name="gan",
-    create_state=gan.create_state,
-    make_train_step=gan.make_train_step,
-    validate_config=gan.validate_config,
-    make_evaluator=gan_eval.make_evaluator,
-    sample=gan.sample,
-    batches_per_step=gan.batches_per_step,
-))
 
-register(Family(
-    name="vae",
-    create_state=vae.create_state,
-    make_train_step=vae.make_train_step,
-    validate_config=vae.validate_config,
-    make_evaluator=vae_eval.make_evaluator,
-    sample=vae.sample,
-    evaluate_metrics=vae_eval.evaluate_metrics,
-    metric_options=("iwae_k", "chunk"),
-    convolutional=lambda config: config.model.arch != "mlp",
-))
 
-register(Family(
-    name="cyclegan",
-    create_state=cyclegan.create_state,
-    make_train_step=cyclegan.make_train_step,
-    validate_config=cyclegan.validate_config,
-    make_evaluator=cyclegan_eval.make_evaluator,
-    evaluate_metrics=cyclegan_eval.evaluate_metrics,
-    load_split=lambda config, split: unpaired.load(config.data, split),
-    to_device=unpaired.to_device,
-    make_draw_batch=lambda config: unpaired.make_draw_batch(
-        config.data.load_size, config.data.crop_size, config.data.flip),
-    streams=False,
-))
-
-register(Family(
-    name="progan",
-    create_state=progan.create_state,
-    make_train_step=progan.make_train_step,
-    validate_config=progan.validate_config,
-    make_evaluator=progan_eval.make_evaluator,
-    sample=progan.sample,
-))
+# Importing each family's folder registers it (its __init__ calls `register`).
+from genjax.models import cyclegan, gan, progan, vae  # noqa: E402,F401  pylint: disable=wrong-import-position

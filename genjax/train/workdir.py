@@ -1,4 +1,5 @@
-"""What a run directory holds, and how to bring its state back.
+"""What a run directory holds, how a resumed run is checked against it, and
+how to bring its state back.
 
 `config.json` is written by the loop at start, `run.json` (image shape and
 class count of the data) beside it; together with `checkpoints/` they are
@@ -12,7 +13,75 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from genjax import checkpoint, families, parallel, population
+from genjax import checkpoint, models, parallel
+from genjax.train import population
+
+# Config keys that may change when a run resumes; any other change is an error.
+RESUMABLE_KEYS = frozenset({
+    "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
+    "num_eval_samples", "metrics_num_samples", "grid_scale", "data.data_dir", "data.idx_dir",
+    "data.download", "data.pipeline", "data.threads", "population.layout",
+    "population.stop_on_nan",
+})
+
+
+def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def has_checkpoint(workdir: Path) -> bool:
+  folder = workdir / "checkpoints"
+  return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
+def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
+                        allow_changes=()) -> None:
+  """Fails, naming the keys, when `workdir` holds checkpoints of a run with
+  another config. Keys in RESUMABLE_KEYS, and those the user names in
+  `allow_changes` (e.g. ('opt.g_lr',) to resume with a lower learning rate),
+  may change."""
+  path = workdir / "config.json"
+  if not path.exists() or not has_checkpoint(workdir):
+    return  # nothing trained yet: nothing a new config could spoil
+  try:
+    old = _flatten(ml_collections.ConfigDict(json.loads(path.read_text())))
+  except (ValueError, TypeError) as e:
+    raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
+                     "in a new --workdir.") from None
+  new = _flatten(config)
+  unknown = sorted(set(allow_changes) - set(new))
+  if unknown:
+    raise ValueError(f"--allow_changes names {unknown}, which are not config keys.")
+  # A key the old run's config lacks (added to genjax since) with an "off"
+  # value (False, 0, '') does what the old run did.
+  added_off = {k for k in set(new) - set(old) if not new[k]}
+  changed = sorted(
+      k for k in set(old) | set(new)
+      if k not in RESUMABLE_KEYS and k not in allow_changes and k not in added_off
+      and json.dumps(old.get(k)) != json.dumps(new.get(k)))
+  if changed:
+    details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+    raise ValueError(
+        f"{workdir} holds a run with a different config ({details}). Resume with "
+        "the same values, start the new config in a new --workdir, or, to continue this "
+        f"run with the new values, add --allow_changes={','.join(changed)}.")
+
+
+def remove_new(workdir: Path) -> None:
+  """Removes what a run that failed to start wrote into the workdir it created."""
+  (workdir / "config.json").unlink(missing_ok=True)
+  (workdir / "run.json").unlink(missing_ok=True)
+  for folder in (workdir / "checkpoints", workdir):
+    try:
+      folder.rmdir()
+    except OSError:
+      pass  # not empty, or not there: leave it
 
 
 def write_info(workdir: Path, image_shape, num_classes: int, data_source: str) -> None:
@@ -75,15 +144,12 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   """
   config, info = read(workdir)
   check_member(config, member)
-  family = families.get(config.family)
+  family = models.get(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
   shape, classes = tuple(info["image_shape"]), info["num_classes"]
-  if population.active(config):
-    members = population.members(config)
-    abstract = jax.eval_shape(lambda: population.create_state(family, members, shape, classes))
-  else:
-    abstract = jax.eval_shape(lambda k: family.create_state(config, k, shape, classes),
-                              jax.random.key(0))
+  trained = population.resolve(config)  # the family, or its population
+  abstract = jax.eval_shape(lambda k: trained.create_state(config, k, shape, classes),
+                            jax.random.key(0))
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
   best = checkpoint_name == "best"

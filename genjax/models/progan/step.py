@@ -8,7 +8,7 @@ trained on its own for `phase.stable_images`; the last one until
 `num_steps`.
 
 One state shape for the whole run. Every resolution's blocks, with their
-optimiser states, exist from step 0 (genjax.nn.progan); a step at level l
+optimiser states, exist from step 0 (genjax.models.progan.networks); a step at level l
 leaves the blocks above l with zero gradients. The level and alpha are pure
 functions of `state.step` and the config (`progress`), so the loop, Orbax
 checkpoints and bitwise resume need nothing of their own. The step chooses
@@ -39,7 +39,7 @@ import ml_collections
 import optax
 
 from genjax import losses, optim
-from genjax.nn import progan as nets
+from genjax.models.progan import networks as nets
 from genjax.state import TrainState
 
 

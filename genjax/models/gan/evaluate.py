@@ -8,7 +8,7 @@ import jax
 import ml_collections
 
 from genjax import images, viz
-from genjax.steps import gan
+from genjax.models.gan import step as gan
 
 
 def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data):

@@ -17,7 +17,7 @@ D's loss; `model.spectral_norm` in D; `ema_decay` (sampling and evaluation
 use the averaged generator); `conditional` (labels into G and D); `opt.name`
 (`adam` or `rmsprop`); `diffaug` (Zhao et al. 2020: every image D sees, real
 or generated, in its loss, its penalties and G's loss, passes through the
-differentiable augmentations `genjax.steps.augment`, so D is the
+differentiable augmentations `genjax.augment`, so D is the
 augmentation followed by the network, and G learns through both).
 """
 
@@ -31,8 +31,8 @@ import ml_collections
 import optax
 
 from genjax import losses, optim
-from genjax.nn import dcgan
-from genjax.steps import augment as augment_lib
+from genjax.models.gan import networks as dcgan
+from genjax import augment as augment_lib
 from genjax.state import TrainState
 
 

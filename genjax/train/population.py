@@ -24,14 +24,16 @@ once, updates them all.
     `population.stop_on_nan=True` the run stops instead, as a single run
     does.
 
-The state's `step` is shared by all members. docs/population.md has the
-details and measurements.
+The state's `step` is shared by all members. `wrap` offers all this as a
+`Family` of its own, so the loop that trains one model trains a population
+unchanged; `resolve` is the family a config trains. docs/population.md has
+the details and measurements.
 """
 
 import copy
 import dataclasses
 import itertools
-from typing import Any
+from typing import Any, Callable
 
 import flax
 import jax
@@ -40,7 +42,9 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from genjax import configs, parallel
+from genjax import configs, models, parallel, viz
+from genjax.models.sampling import Sampler
+from genjax.train import evaluation
 
 MEMBER_AXIS = "member"
 Config = ml_collections.ConfigDict
@@ -71,12 +75,15 @@ def parse_sweep(text: str, config: Config) -> dict[str, list[float]]:
           f"config.population.sweep: {key}={leaves[key]!r} is not a float; only numbers "
           "the step computes with (learning rates, loss weights, decays) can differ "
           "between members of one program. Sweep it with separate runs.")
+    if key in out:
+      raise ValueError(f"config.population.sweep: {key!r} is given twice; list all its "
+                       f"values once ({key}=V1,V2,...).")
     try:
       out[key] = [float(v) for v in values.split(",")]
     except ValueError:
       raise ValueError(f"config.population.sweep: {part!r} has a value that is not a "
                        "number.") from None
-    if key in out and len(set(out[key])) != len(out[key]):
+    if len(set(out[key])) != len(out[key]):
       raise ValueError(f"config.population.sweep: {part!r} repeats a value.")
   return out
 
@@ -299,12 +306,131 @@ def make_draw_batch(family, members_: Members, config: Config):
   return draw_members
 
 
-def eval_keys(members_: Members) -> jax.Array:
-  return _keys(members_)[:, 3]
-
-
 def summarize(values: list[float]) -> dict:
   """mean, std (over members, ddof 0 is not used: sample std), min and max."""
   v = np.asarray(values, np.float64)
   return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
           "min": float(v.min()), "max": float(v.max())}
+
+
+# The population as a Family of its own: the loop trains it unchanged.
+
+
+def make_metric_reader(members_: Members, config: Config, state: PopulationState) -> Callable:
+  """read(stacked {name: [k, M]} with `healthy`, first, last, log) -> {name:
+  mean over healthy members, 'name/member_m': member m's mean}. A member
+  that turned NaN/Inf in the call is reported and frozen; the run stops
+  (Diverged) when config.population.stop_on_nan is set or no member is left."""
+  was_healthy = np.asarray(jax.device_get(state.healthy))
+
+  def read(stacked: dict, first: int, last: int, log) -> dict[str, float]:
+    nonlocal was_healthy
+    stacked = dict(stacked)
+    healthy_steps = stacked.pop("healthy")  # [k, M]: healthy after each step
+    healthy = healthy_steps[-1]
+    for m in np.flatnonzero(was_healthy & ~healthy):
+      at = first + 1 + int(np.argmin(healthy_steps[:, m]))
+      what = members_.describe(int(m))
+      if config.population.stop_on_nan:
+        raise models.Diverged(
+            f"{what} became NaN/Inf at step {at}",
+            advice="Rerun without --config.population.stop_on_nan to go on with the other "
+            "members.")
+      log(f"{what} became NaN/Inf at step {at}: it keeps its last finite state and no longer "
+          f"trains; the other {int(healthy.sum())} go on.")
+    if not healthy.any():
+      raise models.Diverged(
+          f"Every member of the population became NaN/Inf by step {last}",
+          advice="Lower the learning rates (see --allow_changes) or start over in a new "
+          "--workdir.")
+    was_healthy = healthy
+    out = {}
+    for name, values in stacked.items():  # [k, M]; steps after a member's NaN left out
+      per_member = {int(m): float(np.mean(values[healthy_steps[:, m], m]))
+                    for m in np.flatnonzero(healthy)}
+      out[name] = float(np.mean(list(per_member.values())))
+      out.update({f"{name}/member_{m}": v for m, v in per_member.items()})
+    return out
+
+  return read
+
+
+GRID_COLUMNS = 10  # samples per member in the `members` grid
+
+
+def make_evaluator(family, members_: Members, key: jax.Array, test):
+  """state -> (grids, scalars): every healthy member evaluated as a single run
+  would be, with the same keys (the same latent draws). Scalars are the means
+  over the members, with each member's value as 'name/member_m'; the grid
+  `members` has one row of samples per member (families without a sampler:
+  each grid, members stacked)."""
+  base = members_.configs[0]
+  evaluate_one = evaluation.make_evaluator(family, base, key, test)
+  rows = None if family.sample is None else Sampler(family.sample, base, GRID_COLUMNS)
+
+  def evaluate(state: PopulationState):
+    healthy = np.asarray(jax.device_get(state.healthy))
+    per_member, grids, row_images = {}, {}, []
+    for m in np.flatnonzero(healthy):
+      one = member(state, int(m))
+      images, scalars = evaluate_one(one)
+      for name, value in scalars.items():
+        per_member.setdefault(name, {})[int(m)] = value
+      for name, image in images.items():
+        grids.setdefault(name, []).append(image)
+      if rows is not None:
+        row_images.append(rows(one, GRID_COLUMNS, jax.random.fold_in(key, 2)))
+    if row_images:
+      grids = {"members": viz.grid(np.concatenate(row_images), ncol=GRID_COLUMNS)}
+    else:
+      grids = {name: viz.grid(np.stack(images), ncol=1, pad=4) for name, images in grids.items()}
+    scalars = {}
+    for name, values in per_member.items():
+      scalars[name] = float(np.mean(list(values.values())))
+      scalars.update({f"{name}/member_{m}": v for m, v in values.items()})
+    return grids, scalars
+
+  return evaluate
+
+
+def _validate(family, members_: Members, config: Config) -> None:
+  family.validate_config(config)
+  for member_config in members_.configs:
+    configs.check_common(member_config)
+    family.validate_config(member_config)
+
+
+def wrap(family, config: Config, devices=None):
+  """`family` trained as the population `config.population` describes: a
+  Family whose state is a PopulationState and whose step updates every member."""
+  members_ = members(config)
+  mesh = make_mesh(devices, len(members_))
+  return dataclasses.replace(
+      family,
+      name=f"{family.name} population",
+      create_state=lambda c, key, shape, classes: create_state(family, members_, shape, classes),
+      make_train_step=lambda c: make_train_step(family, members_, mesh),
+      validate_config=lambda c: _validate(family, members_, c),
+      make_evaluator=lambda c, key, test: make_evaluator(family, members_, key, test),
+      sample=None,
+      evaluate_metrics=None,
+      metric_options=(),
+      make_draw_batch=lambda c: make_draw_batch(family, members_, c),
+      streams=False,
+      make_mesh=lambda devices_: mesh,
+      state_sharding=state_sharding,
+      batch_sharding=batch_sharding,
+      make_metric_reader=lambda c, state: make_metric_reader(members_, c, state),
+      num_models=len(members_),
+      describe=lambda mesh_: (
+          f"Population: {len(members_)} members "
+          f"({', '.join(members_.describe(m) for m in range(len(members_)))}); mesh "
+          f"{dict(mesh_.shape)}."),
+  )
+
+
+def resolve(config: Config, devices=None):
+  """The family `config` trains: the registered `config.family`, wrapped as a
+  population when `config.population` asks for several members."""
+  family = models.get(config.family)
+  return wrap(family, config, devices) if active(config) else family
