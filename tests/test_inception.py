@@ -1,4 +1,4 @@
-"""The Flax Inception-v3 of the standard FID, and the torch-free weights reader."""
+"""The Flax Inception-v3 of the standard FID, and the hash check on its weights file."""
 
 import zlib
 from pathlib import Path
@@ -70,45 +70,25 @@ def test_conversion_names_the_missing_or_misshapen_tensor():
     inception.from_torch(state)
 
 
-@pytest.mark.parametrize("fmt", ["zip", "legacy"])
-def test_reads_both_torch_save_formats(fmt):
-  """Files written by torch.save (tests/data/make_torch_fixtures.py), read without torch."""
-  state = torch_file.load_state_dict(DATA / f"tiny_state_dict_{fmt}.pth")
-  assert list(state) == ["a.weight", "b.strided", "b.shared", "c.num_batches_tracked",
-                         "d.transposed", "e.half", "f.scalar"]
-  np.testing.assert_array_equal(state["a.weight"], np.arange(24, dtype=np.float32).reshape(2, 3, 4))
-  np.testing.assert_array_equal(state["b.strided"], [2.0, 4.0, 6.0])  # offset and stride
-  np.testing.assert_array_equal(state["b.shared"], np.arange(10))
-  assert state["c.num_batches_tracked"].dtype == np.int64 and state["c.num_batches_tracked"] == 7
-  np.testing.assert_array_equal(state["d.transposed"], np.arange(6.0).reshape(2, 3).T)
-  assert state["d.transposed"].dtype == np.float64
-  np.testing.assert_array_equal(state["e.half"], np.array([0.5, -2.0], np.float16))
-  assert state["f.scalar"].shape == () and state["f.scalar"] == 3.25
-
-
-def test_reader_refuses_code_in_the_pickle(tmp_path):
-  """A pickle that would call a function on load is refused, not run."""
-  import os
-  import pickle
-
-  class Exploit:
-    def __reduce__(self):
-      return (os.system, ("echo pwned",))
-
-  path = tmp_path / "evil.pth"
-  with open(path, "wb") as f:  # the legacy layout: magic, protocol, sys info, object
-    for obj in (torch_file._LEGACY_MAGIC, 1001, {}, {"w": Exploit()}):
-      pickle.dump(obj, f)
-  with pytest.raises(torch_file.TorchFileError, match=r"asks for posix\.system"):
-    torch_file.load_state_dict(path)
-
-
-def test_missing_or_wrong_weights_are_reported_not_faked(tmp_path, monkeypatch):
+def test_missing_weights_are_reported_not_faked(tmp_path, monkeypatch):
   monkeypatch.setenv(inception.ENV_VAR, str(tmp_path / "absent.pth"))
   monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
   with pytest.raises(inception.InceptionUnavailable, match=r"absent\.pth.*torch/hub/checkpoints/pt_inception"):
     inception.find_weights()
+
+
+def test_weights_with_another_hash_are_refused_before_parsing(tmp_path, monkeypatch):
+  """A file the reader could parse (a torch.save'd state dict) under the
+  weights' name is refused by its full SHA-256, and never reaches the reader."""
+  assert len(inception.SHA256) == 64 and inception.SHA256.startswith("6726825d")
   wrong = tmp_path / inception.FILE_NAME
-  wrong.write_bytes(b"not the weights")
-  with pytest.raises(inception.InceptionUnavailable, match="not 6726825d"):
+  wrong.write_bytes((DATA / "tiny_state_dict_zip.pth").read_bytes())
+  assert torch_file.load_state_dict(wrong)  # parseable
+  monkeypatch.setattr(torch_file, "load_state_dict", lambda path: pytest.fail(f"parsed {path}"))
+  with pytest.raises(inception.InceptionUnavailable, match=f"has sha256 [0-9a-f]{{64}}, not {inception.SHA256}"):
+    inception.check_weights_file(wrong)
+  with pytest.raises(inception.InceptionUnavailable, match=f"not {inception.SHA256}"):
     inception.InceptionFeatures(wrong)
+  # Without the hash check the same file does reach the reader (the stand-in above).
+  with pytest.raises(pytest.fail.Exception, match=r"parsed .*pt_inception"):
+    inception.InceptionFeatures(wrong, check_hash=False)

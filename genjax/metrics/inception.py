@@ -5,7 +5,8 @@ TensorFlow Inception-v3 graph. pytorch-fid ports those weights to a PyTorch
 file, `pt_inception-2015-12-05-6726825d.pth` (the network differs slightly from
 torchvision's Inception-v3: average pools that do not count padding, a max
 pool in the last block). This module is that network in Flax, loading that
-file without PyTorch (`genjax.metrics.torch_file`).
+file without PyTorch (`genjax.metrics.torch_file`, once the file's SHA-256
+is checked).
 
 genjax never downloads the file. `find_weights()` looks, in order, at
 `$GENJAX_INCEPTION_WEIGHTS` and at torch.hub's cache (`$TORCH_HOME/hub/checkpoints/`,
@@ -40,7 +41,6 @@ FILE_NAME = "pt_inception-2015-12-05-6726825d.pth"
 # its download URL (e.g. snap-research/discoscene, models/inception_model.py);
 # its first 8 digits are the 6726825d in the file's name.
 SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
-SHA256_PREFIX = SHA256[:8]
 ENV_VAR = "GENJAX_INCEPTION_WEIGHTS"
 
 
