@@ -545,7 +545,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   started = False
   try:
     with contextlib.ExitStack() as stack:
-      stack.enter_context(workdir_lock.acquire(
+      lock = stack.enter_context(workdir_lock.acquire(
           workdir, run_id=parallel.shared_run_id(), is_main=is_main))
       s = _start(config, workdir, devices, tuple(allow_changes), members)
       started = True
@@ -598,8 +598,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
             writer.add_scalars(f"train/{name}", {f"member_{m}": v for m, v in values.items()},
                                step)
         if step % config.eval_every == 0 or step == config.num_steps:
+          lock.check()  # workdir lock: a run that lost it writes nothing more
           evaluate(state, step, bar.write)
         if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:
+          lock.check()  # workdir lock: a run that lost it writes nothing more
           ckpt.save(step, state)
         if stop.signal:
           ckpt.wait()
