@@ -44,7 +44,8 @@ def main(get_config, default_workdir: str) -> None:
     try:  # the loop checks the config before it loads or compiles anything
       loop.train_and_evaluate(config, workdir, allow_changes=flags.FLAGS.allow_changes)
     except (ValueError, FileNotFoundError, data.DatasetUnavailableError, loop.TrainingDiverged,
-            checkpoint.CheckpointError, workdir_lock.WorkdirLocked) as e:
+            checkpoint.CheckpointError, workdir_lock.WorkdirLocked,
+            workdir_lock.WorkdirLockLost) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
 

@@ -91,6 +91,63 @@ def test_lock_of_a_killed_run_is_taken_over_and_the_run_resumes(mnist_idx_dir, t
       proc.stderr[-3000:]
 
 
+def _lose_the_lock_after_step_10(monkeypatch, lose) -> None:
+  """Calls lose(workdir) right after the run's checkpoint of step 10 is saved."""
+  save = checkpoint.Checkpointer.save
+
+  def save_then_lose(self, step, state, metrics=None):
+    save(self, step, state, metrics)
+    if step == 10 and self.directory.name == "checkpoints":
+      lose(self.directory.parent)
+  monkeypatch.setattr(checkpoint.Checkpointer, "save", save_then_lose)
+
+
+def test_a_run_whose_lock_is_taken_stops_without_writing(tiny_gan_config, tmp_path,
+                                                         monkeypatch):
+  """After step 10's checkpoint the lock is deleted and another run locks the
+  workdir: at step 20 the run stops before evaluating or saving."""
+  other = []
+
+  def take(workdir):
+    (workdir / "lock").unlink()
+    other.append(workdir_lock.acquire(workdir, run_id="another-run"))
+  _lose_the_lock_after_step_10(monkeypatch, take)
+  with pytest.raises(workdir_lock.WorkdirLockLost, match="no longer ours.*run id another-run"):
+    loop.train_and_evaluate(tiny_gan_config, tmp_path)
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+  samples = sorted(p.name for p in (tmp_path / "samples").iterdir())
+  assert samples and all(name.startswith("step_000010_") for name in samples), samples
+  assert workdir_lock.read(tmp_path)["run_id"] == "another-run"  # left to its holder
+  other[0].release()
+
+
+# The CLI of experiments.gan_mnist, with the workdir lock deleted after step 10's save.
+LOSE_LOCK_CLI = """
+import runpy, sys
+from genjax import checkpoint
+save = checkpoint.Checkpointer.save
+def save_then_delete_the_lock(self, step, state, metrics=None):
+  save(self, step, state, metrics)
+  if step == 10 and self.directory.name == "checkpoints":
+    (self.directory.parent / "lock").unlink()
+checkpoint.Checkpointer.save = save_then_delete_the_lock
+runpy.run_module("experiments.gan_mnist", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_cli_run_whose_lock_is_deleted_exits_1_naming_it(mnist_idx_dir, tfds_dir, tmp_path):
+  workdir = tmp_path / "run"
+  command = _cli(workdir, mnist_idx_dir, tfds_dir)
+  proc = subprocess.run([sys.executable, "-c", LOSE_LOCK_CLI, *command[3:]],
+                        capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
+  assert proc.returncode == 1, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: this run's workdir lock") and "was deleted" in last, \
+      proc.stderr[-3000:]
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
+  assert not (workdir / "lock").exists()
+
+
 def test_damaged_latest_checkpoint_is_moved_aside_and_rewritten(tiny_gan_config, tmp_path,
                                                                 capsys):
   full, _ = loop.train_and_evaluate(tiny_gan_config, tmp_path)

@@ -232,7 +232,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   started = False
   try:
     with contextlib.ExitStack() as stack:
-      stack.enter_context(workdir_lock.acquire(
+      lock = stack.enter_context(workdir_lock.acquire(
           workdir, run_id=parallel.shared_run_id(), is_main=is_main))
       s = _start(family, config, workdir, devices, tuple(allow_changes))
       started = True
@@ -281,8 +281,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
           for name, value in metrics.items():
             writer.add_scalar(f"train/{name}", value, step)
         if step % config.eval_every == 0 or step == config.num_steps:
+          lock.check()  # a run that lost its workdir lock writes nothing more
           evaluate(state, step, bar.write)
         if step % config.checkpoint_every == 0 or step == config.num_steps or stop.signal:
+          lock.check()
           ckpt.save(step, state)
         if stop.signal:
           ckpt.wait()
