@@ -1,13 +1,27 @@
-"""Experiment configs: presets and dotted overrides.
+"""The config schema: what every config holds and how it may change.
 
-An experiment module defines `get_config(preset=None)` and a `PRESETS` dict
-{name: (overrides, description)}, where overrides maps dotted keys
-('opt.g_lr') to values. `--config=experiments/X.py:NAME` selects a preset,
-and `NAME,tiny` applies several in order (here: the preset on the tiny
-networks that tests and notebooks use). This module imports nothing else of
-genjax, so reading a config is cheap.
+An experiment module defines `get_config(preset=None)`, whose commented
+defaults are its keys, and a `PRESETS` dict {name: (overrides,
+description)}, where overrides maps dotted keys ('opt.g_lr') to values.
+`--config=experiments/X.py:NAME` selects a preset, and `NAME,tiny` applies
+several in order (here: the preset on the tiny networks that tests and
+notebooks use). The rules every config shares live here:
+
+  POSITIVE_INTS, check_common   the keys every experiment has, and their checks
+  add_shared_keys               the `population` keys every experiment gets
+  RESUMABLE_KEYS                what a resumed run may change without --allow_changes
+  ADDED_KEYS, upgrade           keys added after runs were written, with the value
+                                that reproduces those runs: a config.json is
+                                upgraded once, when read, so code reads every key
+                                directly
+
+(The module is `configs`, not `config`: every function in genjax takes an
+argument named `config`.) It imports nothing else of genjax, so reading a
+config is cheap.
 """
 
+import copy
+import difflib
 import math
 
 import ml_collections
@@ -17,17 +31,65 @@ POSITIVE_INTS = ("batch_size", "num_steps", "eval_every", "checkpoint_every",
                  "steps_per_call", "keep_checkpoints", "num_eval_samples")
 
 
+# Config keys that may change when a run resumes; any other change is an error
+# unless named in --allow_changes.
+RESUMABLE_KEYS = frozenset({
+    "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
+    "num_eval_samples", "metrics_num_samples", "grid_scale", "data.data_dir", "data.idx_dir",
+    "data.download", "data.pipeline", "data.threads", "population.layout",
+    "population.stop_on_nan",
+})
+
+# Keys added after runs were written without them, per family ("*": every
+# family), with the value that does what those runs did. A new key joins this
+# table when it is added, so that older workdirs resume and sample unchanged.
+ADDED_KEYS = {
+    "*": {"grid_scale": 1, "population.seeds": 0, "population.sweep": "",
+          "population.stop_on_nan": False, "population.layout": "auto"},
+    "gan": {"metrics_num_samples": 0, "conditional": False, "clip_value": 0.0,
+            "gp_weight": 0.0, "r1_gamma": 0.0, "ema_decay": 0.0, "diffaug": "",
+            "opt.name": "adam", "model.icnr": False, "model.spectral_norm": False,
+            "data.pipeline": "device", "data.threads": 4, "data.limit": 0},
+    "vae": {"metrics_num_samples": 0, "iwae_k_train": 0, "final_iwae_k": 0,
+            "model.weight_init": "", "opt.schedule": "", "opt.variant": "",
+            "opt.examples_per_pass": 0, "data.pipeline": "device", "data.threads": 4},
+}
+
+
+def upgrade(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A copy of a config read from an older run's config.json with the keys
+  it lacks (ADDED_KEYS) set to the values that reproduce that run."""
+  config = copy.deepcopy(config)
+  family = config.get("family", "")
+  with config.unlocked():
+    for key, value in {**ADDED_KEYS["*"], **ADDED_KEYS.get(family, {})}.items():
+      *parents, leaf = key.split(".")
+      node = config
+      for p in parents:
+        if p not in node:
+          node[p] = ml_collections.ConfigDict()
+        node = node[p]
+      if leaf not in node:
+        node[leaf] = value
+  return config
+
+
+def unknown_key_message(key: str, config: ml_collections.ConfigDict, where: str) -> str:
+  """'config has no key X; the closest are A, B (keys: <where>)'."""
+  keys = [k for k, _ in leaves(config)]
+  close = difflib.get_close_matches(key, keys, n=3, cutoff=0.5)
+  hint = f"; the closest are {', '.join(close)}" if close else ""
+  return f"the config has no key {key!r}{hint} (the keys are in {where})."
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict):
   """Sets dotted keys ('opt.g_lr') of `config` in place and returns it; an
-  unknown key is a KeyError naming it."""
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = config
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
+  unknown key is a KeyError naming it, a value of another type a TypeError."""
+  keys = {k for k, _ in leaves(config)}
+  for key in overrides:
+    if key not in keys:
       raise KeyError(f"config has no key {key!r}")
-    node[leaf] = value
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -35,15 +97,15 @@ def parse_assignments(items, config: ml_collections.ConfigDict) -> dict:
   """['model.g_width=32', 'batch_size=64'] -> {key: value}, each value read as
   the type of the config's present value (bool, int, float or str); errors
   name the bad item."""
-  leaves = dict(_leaves(config))
+  known = dict(leaves(config))
   out = {}
   for item in items:
     key, sep, text = item.partition("=")
     if not sep or not key or not text:
       raise ValueError(f"{item!r} must read KEY=VALUE (e.g. model.g_width=32).")
-    if key not in leaves:
+    if key not in known:
       raise ValueError(f"{item!r}: the config has no key {key!r}.")
-    current = leaves[key]
+    current = known[key]
     try:
       if isinstance(current, bool):
         if text.lower() not in ("true", "false"):
@@ -99,10 +161,10 @@ def preset_workdir(default_workdir: str, names: str | None) -> str:
   return f"{default_workdir}_{names}" if names else default_workdir
 
 
-def _leaves(config, prefix=""):
+def leaves(config, prefix=""):
   for key, value in config.items():
     if isinstance(value, ml_collections.ConfigDict):
-      yield from _leaves(value, f"{prefix}{key}.")
+      yield from leaves(value, f"{prefix}{key}.")
     else:
       yield f"{prefix}{key}", value
 
@@ -119,7 +181,7 @@ def check_common(config: ml_collections.ConfigDict) -> None:
   seed = config.get("seed")
   if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
     raise ValueError(f"config.seed={seed!r} must be an integer in [0, 2**63).")
-  for key, value in _leaves(config):
+  for key, value in leaves(config):
     if isinstance(value, float) and not math.isfinite(value):
       raise ValueError(f"config.{key}={value!r} must be a finite number.")
     leaf = key.rsplit(".", 1)[-1]

@@ -23,8 +23,7 @@ HEADLINE = ("fid", "elbo")
 
 def make_scorer(family: models.Family, config: ml_collections.ConfigDict, test):
   """The FID/KID scorer of evaluations during training, or None (saying why)."""
-  num = config.get("metrics_num_samples", 0)
-  if not num or family.sample is None:
+  if family.sample is None or not config.metrics_num_samples:  # translators have none
     return None
   try:
     return scores.Scorer(config.data.name, test.images, kid_subsets=10)
@@ -78,7 +77,7 @@ class Evaluation:
       self._keep_if_best(state, step, scalars["fid"])
     if self.writer is None:  # not the main process
       return
-    scale = self.config.get("grid_scale", 1)
+    scale = self.config.grid_scale
     for name, image in images.items():
       viz.save_png(self.workdir / "samples" / f"step_{step:06d}_{name}.png",
                    viz.upscale(image, scale))

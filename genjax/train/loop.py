@@ -173,8 +173,8 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
     batches = stream_lib.StepBatches(train, config.batch_size, num_batches, data_key,
                                      jax.process_index(), jax.process_count())
     host_stream = stream_lib.Stream(batches, start, config.num_steps,
-                                    threads=config.data.get("threads", 4))
-    print(f"Streaming the training data: {config.data.get('threads', 4)} reader threads "
+                                    threads=config.data.threads)
+    print(f"Streaming the training data: {config.data.threads} reader threads "
           f"per process.", file=sys.stderr)
   return _Start(mesh, dataset, host_stream, load_split(family, config, "test"), state, start,
                 train_key, data_key, eval_key, state_sharding)
@@ -185,7 +185,7 @@ def _diverged(error: models.Diverged, ckpt: checkpoint.Checkpointer,
   """The loop's message for a divergence: what, the checkpoint kept, what to do."""
   advice = error.advice
   if not advice:
-    rates = [k for k, _ in configs._leaves(config)  # pylint: disable=protected-access
+    rates = [k for k, _ in configs.leaves(config)
              if k.startswith("opt.") and k.endswith("lr")]
     lower = " ".join(f"--config.{k}={config.opt[k[4:]] / 2:g}" for k in rates)
     advice = (f"To resume it with a lower learning rate, rerun the same command with {lower} "

@@ -51,14 +51,13 @@ Config = ml_collections.ConfigDict
 
 
 def active(config: Config) -> bool:
-  pop = config.get("population")
-  return pop is not None and (pop.get("seeds", 0) > 1 or bool(pop.get("sweep", "")))
+  return config.population.seeds > 1 or bool(config.population.sweep)
 
 
 def parse_sweep(text: str, config: Config) -> dict[str, list[float]]:
   """'opt.g_lr=1e-4,2e-4 ema_decay=0,0.999' -> {key: [values]}; errors name
   the bad part."""
-  leaves = dict(configs._leaves(config))  # pylint: disable=protected-access
+  leaves = dict(configs.leaves(config))
   out = {}
   for part in text.replace(";", " ").split():
     key, sep, values = part.partition("=")
@@ -109,14 +108,14 @@ class Members:
 
 def members(config: Config) -> Members:
   """The population's members; a single one when the population is off."""
-  pop = config.get("population", ml_collections.ConfigDict())
-  num_seeds = pop.get("seeds", 0)
-  if pop.get("layout", "auto") not in LAYOUTS:
+  pop = config.population
+  num_seeds = pop.seeds
+  if pop.layout not in LAYOUTS:
     raise ValueError(f"config.population.layout={pop.layout!r}; choose one of {list(LAYOUTS)}.")
   if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 0:
     raise ValueError(f"config.population.seeds={num_seeds!r} must be an integer >= 0 "
                      "(0 or 1: one model).")
-  sweep = parse_sweep(pop.get("sweep", ""), config)
+  sweep = parse_sweep(pop.sweep, config)
   seeds = [config.seed + i for i in range(max(num_seeds, 1))]
   combos = list(itertools.product(*sweep.values())) or [()]
   out, out_seeds, swept = [], [], {k: [] for k in sweep}
@@ -125,14 +124,13 @@ def members(config: Config) -> Members:
       member = copy.deepcopy(config)
       member.seed = seed
       configs.apply_overrides(member, dict(zip(sweep, combo)))
-      if "population" in member:
-        member.population.seeds, member.population.sweep = 0, ""
-        member.population.layout = "auto"
+      member.population.seeds, member.population.sweep = 0, ""
+      member.population.layout = "auto"
       out.append(member)
       out_seeds.append(seed)
       for k, v in zip(sweep, combo):
         swept[k].append(v)
-  return Members(out, out_seeds, swept, pop.get("layout", "auto"))
+  return Members(out, out_seeds, swept, pop.layout)
 
 
 def traced_config(config: Config, numbers: dict) -> Config:

@@ -13,27 +13,8 @@ from pathlib import Path
 import jax
 import ml_collections
 
-from genjax import checkpoint, models, parallel
+from genjax import checkpoint, configs, models, parallel
 from genjax.train import population
-
-# Config keys that may change when a run resumes; any other change is an error.
-RESUMABLE_KEYS = frozenset({
-    "num_steps", "eval_every", "checkpoint_every", "keep_checkpoints", "steps_per_call",
-    "num_eval_samples", "metrics_num_samples", "grid_scale", "data.data_dir", "data.idx_dir",
-    "data.download", "data.pipeline", "data.threads", "population.layout",
-    "population.stop_on_nan",
-})
-
-
-def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict:
-  out = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      out.update(_flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
 
 def has_checkpoint(workdir: Path) -> bool:
   folder = workdir / "checkpoints"
@@ -43,27 +24,26 @@ def has_checkpoint(workdir: Path) -> bool:
 def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
                         allow_changes=()) -> None:
   """Fails, naming the keys, when `workdir` holds checkpoints of a run with
-  another config. Keys in RESUMABLE_KEYS, and those the user names in
+  another config. The old config is upgraded first (`configs.upgrade`); keys
+  in `configs.RESUMABLE_KEYS`, and those the user names in
   `allow_changes` (e.g. ('opt.g_lr',) to resume with a lower learning rate),
   may change."""
   path = workdir / "config.json"
   if not path.exists() or not has_checkpoint(workdir):
     return  # nothing trained yet: nothing a new config could spoil
   try:
-    old = _flatten(ml_collections.ConfigDict(json.loads(path.read_text())))
-  except (ValueError, TypeError) as e:
+    old = dict(configs.leaves(configs.upgrade(
+        ml_collections.ConfigDict(json.loads(path.read_text())))))
+  except (ValueError, TypeError, AttributeError) as e:
     raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
                      "in a new --workdir.") from None
-  new = _flatten(config)
+  new = dict(configs.leaves(configs.upgrade(config)))
   unknown = sorted(set(allow_changes) - set(new))
   if unknown:
     raise ValueError(f"--allow_changes names {unknown}, which are not config keys.")
-  # A key the old run's config lacks (added to genjax since) with an "off"
-  # value (False, 0, '') does what the old run did.
-  added_off = {k for k in set(new) - set(old) if not new[k]}
   changed = sorted(
       k for k in set(old) | set(new)
-      if k not in RESUMABLE_KEYS and k not in allow_changes and k not in added_off
+      if k not in configs.RESUMABLE_KEYS and k not in allow_changes
       and json.dumps(old.get(k)) != json.dumps(new.get(k)))
   if changed:
     details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
@@ -105,11 +85,16 @@ def read(workdir) -> tuple[ml_collections.ConfigDict, dict]:
                        "loop at the start of a run: restore it, or rerun the experiment "
                        "in this --workdir to write it again.") from None
   config, info = loaded
+  if not isinstance(config, dict) or not isinstance(info, dict):
+    bad = "config.json" if not isinstance(config, dict) else "run.json"
+    raise ValueError(f"{workdir / bad} does not hold a JSON object; it is written by the loop "
+                     "at the start of a run: restore it, or rerun the experiment in this "
+                     "--workdir to write it again.")
   for key in ("image_shape", "num_classes"):
     if key not in info:
       raise ValueError(f"{workdir / 'run.json'} has no {key!r}; rerun the experiment in this "
                        "--workdir to write it again.")
-  return ml_collections.ConfigDict(config), info
+  return configs.upgrade(ml_collections.ConfigDict(config)), info
 
 
 def parse_checkpoint(value) -> str | int:

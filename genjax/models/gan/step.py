@@ -48,22 +48,22 @@ def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: in
   """The generator and discriminator modules for images [H, W, C]."""
   m = config.model
   size, _, channels = image_shape
-  classes = num_classes if config.get("conditional", False) else 0
+  classes = num_classes if config.conditional else 0
   generator = dcgan.Generator(
       image_size=size, channels=channels, width=m.g_width,
       upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
-      icnr=m.get("icnr", False),
+      icnr=m.icnr,
   )
   discriminator = dcgan.Discriminator(
       width=m.d_width, num_layers=dcgan.num_upsamplings(size), kernel_size=m.d_kernel_size,
-      num_classes=classes, spectral_norm=m.get("spectral_norm", False),
+      num_classes=classes, spectral_norm=m.spectral_norm,
   )
   return generator, discriminator
 
 
 def _train_state(apply_fn, variables, lr, opt: ml_collections.ConfigDict) -> TrainState:
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
-  if opt.get("name", "adam") == "rmsprop":  # WGAN (Arjovsky et al. 2017): RMSProp, lr 5e-5
+  if opt.name == "rmsprop":  # WGAN (Arjovsky et al. 2017): RMSProp, lr 5e-5
     return optim.train_state(apply_fn, params, batch_stats, name="rmsprop", learning_rate=lr)
   return optim.train_state(apply_fn, params, batch_stats, learning_rate=lr, b1=opt.b1, b2=opt.b2)
 
@@ -223,13 +223,13 @@ def _on(weight) -> bool:
 def make_train_step(config: ml_collections.ConfigDict):
   opts = Options(
       loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
-      latent_dim=config.model.latent_dim, conditional=config.get("conditional", False),
-      clip_value=_number(config.get("clip_value", 0.0)),
-      gp_weight=_number(config.get("gp_weight", 0.0)),
-      r1_gamma=_number(config.get("r1_gamma", 0.0)),
-      ema_decay=_number(config.get("ema_decay", 0.0)),
+      latent_dim=config.model.latent_dim, conditional=config.conditional,
+      clip_value=_number(config.clip_value),
+      gp_weight=_number(config.gp_weight),
+      r1_gamma=_number(config.r1_gamma),
+      ema_decay=_number(config.ema_decay),
       probabilities=config.loss in ("minimax", "non_saturating"),
-      diffaug=augment_lib.parse_augment_policy(config.get("diffaug", "")),
+      diffaug=augment_lib.parse_augment_policy(config.diffaug),
   )
   return functools.partial(train_step, opts=opts)
 
@@ -260,7 +260,7 @@ def default_labels(num: int, num_classes: int) -> jax.Array:
 def sample(state: GANState, key: jax.Array, num: int, config: ml_collections.ConfigDict,
            labels: jax.Array | None = None):
   """num samples; conditional runs take `labels` [num] (default: classes in turn)."""
-  if labels is None and config.get("conditional", False):
+  if labels is None and config.conditional:
     labels = default_labels(num, dcgan.num_label_classes(state.generator.params))
   return generate(state, jax.random.normal(key, (num, config.model.latent_dim)), labels)
 
@@ -283,22 +283,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for key in ("g_lr", "d_lr"):
     if not config.opt[key] > 0:
       raise ValueError(f"config.opt.{key}={config.opt[key]!r} must be positive.")
-  if config.opt.get("name", "adam") not in ("adam", "rmsprop"):
+  if config.opt.name not in ("adam", "rmsprop"):
     raise ValueError(f"config.opt.name={config.opt.name!r}; choose 'adam' or 'rmsprop'.")
   for key in ("clip_value", "gp_weight", "r1_gamma"):
     value = config.get(key, 0.0)
     if not isinstance(value, (int, float)) or value < 0:
       raise ValueError(f"config.{key}={value!r} must be a number >= 0 (0 turns it off).")
-  if not 0 <= config.get("ema_decay", 0.0) < 1:
+  if not 0 <= config.ema_decay < 1:
     raise ValueError(f"config.ema_decay={config.ema_decay!r} must be in [0, 1) (0.999 is usual; "
                      "0 turns the average off).")
-  if config.loss == "wasserstein" and not config.get("clip_value", 0.0):
+  if config.loss == "wasserstein" and not config.clip_value:
     raise ValueError("config.loss='wasserstein' needs config.clip_value > 0 (0.01 in WGAN) to "
                      "keep the critic Lipschitz; for the gradient penalty use loss='wgan_gp'.")
-  diffaug = config.get("diffaug", "")
+  diffaug = config.diffaug
   if not isinstance(diffaug, str):
     raise ValueError(f"config.diffaug={diffaug!r} must be a string such as "
                      f"'{','.join(augment_lib.DIFF_AUGMENTS)}' ('' for none).")
   augment_lib.parse_augment_policy(diffaug)
-  if config.loss == "wgan_gp" and not config.get("gp_weight", 0.0):
+  if config.loss == "wgan_gp" and not config.gp_weight:
     raise ValueError("config.loss='wgan_gp' needs config.gp_weight > 0 (10 in WGAN-GP).")

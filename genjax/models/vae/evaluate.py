@@ -91,7 +91,7 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
   # split(key, 4)'s first three are split(key, 3)'s (partitionable threefry):
   # the fourth, for the final IWAE, is apart from them and their fold_ins.
   target_key, elbo_key, sample_key, iwae_key = jax.random.split(key, 4)
-  final_k = config.get("final_iwae_k", 0)
+  final_k = config.final_iwae_k
   x = test_targets(test_data, config.model.likelihood, target_key)  # [N, H, W, C]
   n_show = min(32, x.shape[0] // 2)
   shown = x[:n_show]

@@ -47,7 +47,7 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
   head = dict(likelihood=m.likelihood, learn_variance=m.learn_variance,
               fixed_logvar=m.fixed_logvar)
   if m.arch == "mlp":
-    init = m.get("weight_init", "")  # runs from before the key have none
+    init = m.weight_init
     return (vae_nn.MLPEncoder(m.latent_dim, tuple(m.hidden), m.activation, weight_init=init),
             vae_nn.MLPDecoder(tuple(image_shape), tuple(m.hidden), m.activation, **head,
                               weight_init=init))
@@ -78,7 +78,7 @@ def lr_multiplier(config: ml_collections.ConfigDict) -> optim.Multiplier | None:
   'burda': 10^(-i/7) in stage i, which ends after (3^(i+1) - 1) / 2 passes;
   the last stage's 10^-1 also holds after the schedule's 3,280 passes.
   """
-  if not config.opt.get("schedule", ""):  # runs from before the key have none
+  if not config.opt.schedule:
     return None
   ends = np.array([(3**(i + 1) - 1) // 2 for i in range(BURDA_STAGES - 1)]) * steps_per_pass(config)
 
@@ -95,7 +95,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   encoder, decoder = build_models(config, image_shape)
   e_key, d_key = jax.random.split(key)
   o = config.opt
-  name = ADAM_VARIANTS[o.get("variant", "")]  # runs from before the key have none
+  name = ADAM_VARIANTS[o.variant]
   numbers = dict(learning_rate=o.lr, b1=o.b1, b2=o.b2, eps=o.eps)
   if name == "adam_burda":  # their gradient is the batch's sum, the loss here its mean
     numbers["grad_scale"] = config.batch_size
@@ -291,7 +291,7 @@ def train_step(state: VAEState, batch, key: jax.Array, *, opts: Options):
 def make_train_step(config: ml_collections.ConfigDict):
   return functools.partial(train_step, opts=Options(
       likelihood=config.model.likelihood, beta=config.beta,
-      kl_warmup_steps=config.kl_warmup_steps, iwae_k=config.get("iwae_k_train", 0)))
+      kl_warmup_steps=config.kl_warmup_steps, iwae_k=config.iwae_k_train))
 
 
 def eval_step(state: VAEState, batch, key: jax.Array, *, likelihood: str) -> dict:
@@ -339,7 +339,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.likelihood not in vae_nn.LIKELIHOODS:
     raise ValueError(f"config.model.likelihood={m.likelihood!r}; choose one of "
                      f"{list(vae_nn.LIKELIHOODS)}.")
-  init = m.get("weight_init", "")
+  init = m.weight_init
   if init not in vae_nn.WEIGHT_INITS:
     raise ValueError(f"config.model.weight_init={init!r}; choose '' (Flax's LeCun normal) "
                      "or 'glorot'.")
@@ -357,10 +357,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.kl_warmup_steps={config.kl_warmup_steps!r} must be an integer >= 0.")
   if not config.opt.lr > 0:
     raise ValueError(f"config.opt.lr={config.opt.lr!r} must be positive.")
-  if config.opt.get("variant", "") not in ADAM_VARIANTS:
+  if config.opt.variant not in ADAM_VARIANTS:
     raise ValueError(f"config.opt.variant={config.opt.variant!r}; choose '' (Adam) or 'burda' "
                      "(Burda et al.'s code's Adam).")
-  k = config.get("iwae_k_train", 0)
+  k = config.iwae_k_train
   if not isinstance(k, int) or isinstance(k, bool) or k < 0:
     raise ValueError(f"config.iwae_k_train={k!r} must be an integer >= 0 (0: the ELBO with "
                      "the analytic KL; k >= 1: the IWAE-k bound).")
@@ -368,11 +368,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.iwae_k_train={k} trains the IWAE bound, which has no KL weight: "
                      f"set config.beta=1 and config.kl_warmup_steps=0 (they are "
                      f"{config.beta!r} and {config.kl_warmup_steps!r}), or iwae_k_train=0.")
-  schedule = config.opt.get("schedule", "")
+  schedule = config.opt.schedule
   if schedule not in SCHEDULES:
     raise ValueError(f"config.opt.schedule={schedule!r}; choose '' (constant) or 'burda'.")
   if schedule:
-    n = config.opt.get("examples_per_pass", 0)
+    n = config.opt.examples_per_pass
     if not isinstance(n, int) or isinstance(n, bool) or n < config.batch_size:
       raise ValueError(f"config.opt.examples_per_pass={n!r}: the 'burda' schedule counts passes "
                        f"of this many examples; set it to the training split's size (60000 "
