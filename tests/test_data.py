@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from genjax import data, parallel
-from genjax.data import device, embedded, idx
+from genjax.data import device, idx
+from genjax.data.sources import embedded
 
 
 def test_idx_round_trip(tmp_path):

