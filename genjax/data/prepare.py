@@ -66,11 +66,11 @@ def prepare(path: str, image_size: int, name: str, channels: int = 3, labels: st
   """Writes the folder's train and test splits as TFDS `name`; returns its folder."""
   import ml_collections  # pylint: disable=g-import-not-at-top
 
-  from genjax import data  # pylint: disable=g-import-not-at-top
+  from genjax.data.sources import folder, tfds as tfds_source  # pylint: disable=g-import-not-at-top
 
   if not name.isidentifier() or name != name.lower():
     raise ValueError(f"--name={name!r}: use a lower-case Python identifier, e.g. my_photos.")
-  data_dir = data_dir or data.DEFAULT_DATA_DIR
+  data_dir = data_dir or tfds_source.DEFAULT_DATA_DIR
   target = Path(data_dir) / name / "1.0.0"
   if target.exists():
     raise ValueError(f"{target} exists: a dataset of that name is already prepared. Choose "
@@ -78,9 +78,9 @@ def prepare(path: str, image_size: int, name: str, channels: int = 3, labels: st
   config = ml_collections.ConfigDict(dict(
       path=path, image_size=image_size, channels=channels, labels=labels,
       test_percent=test_percent, threads=threads, pipeline="stream"))
-  splits = {split: data.folder_split(config, split) for split in ("train", "test")}
+  splits = {split: folder.folder_split(config, split) for split in ("train", "test")}
   train = splits["train"].examples
-  data._tfds()  # pylint: disable=protected-access  (TensorFlow kept quiet and off GPUs)
+  tfds_source.import_tfds()  # TensorFlow kept quiet and off GPUs
   builder = _builder_class(name)(
       splits={s: d.examples for s, d in splits.items()}, image_shape=train.image_shape,
       class_names=train.class_names, source=train.source, data_dir=data_dir)
