@@ -12,6 +12,7 @@ module; `--config=experiments/gan_mnist.py:wgan_gp` calls its
 `get_config("wgan_gp")`, and the default workdir becomes runs/gan_mnist_wgan_gp.
 """
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -20,9 +21,41 @@ from ml_collections import config_flags
 from genjax import checkpoint, configs, data, runtime, workdir_lock
 from genjax.train import loop
 
+
+
+def unknown_overrides(argv: list[str], get_config, module_file: str) -> str | None:
+  """The one-line error for the first `--config.KEY` of `argv` that the
+  experiment's config lacks (closest keys named), or None. Checked before
+  absl parses the flags, whose own error is a long traceback. A --config
+  naming another file is left to absl."""
+  preset = None
+  for arg in argv[1:]:
+    if arg.startswith("--config="):
+      path, _, preset = arg[len("--config="):].partition(":")
+      if os.path.realpath(path) != os.path.realpath(module_file):
+        return None
+  try:
+    config = get_config(preset or None)
+  except (ValueError, KeyError):
+    return None  # an unknown preset: absl reports it, naming the choices
+  keys = {k for k, _ in configs.leaves(config)}
+  for arg in argv[1:]:
+    if not arg.startswith("--config."):
+      continue
+    key = arg[len("--config."):].partition("=")[0]
+    if key not in keys:
+      where = os.path.relpath(module_file)
+      return f"--config.{key}: " + configs.unknown_key_message(key, config, where)
+  return None
+
+
 def main(get_config, default_workdir: str) -> None:
   runtime.configure()
   module_file = sys.modules[get_config.__module__].__file__
+  error = unknown_overrides(sys.argv, get_config, module_file)
+  if error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
   config_flags.DEFINE_config_file(
       "config", module_file, "Experiment config file[:preset]; override single values as "
       "--config.KEY=VALUE.", lock_config=True,

@@ -28,6 +28,22 @@ def _run(args, timeout=300):
                         timeout=timeout, env=dict(os.environ, PYTHONPATH=str(ROOT)))
 
 
+@pytest.mark.parametrize("module,flag,closest", [
+    ("gan_mnist", "--config.bogus=1", ""),
+    ("gan_mnist", "--config.opt.g_lrr=1e-4", "; the closest are opt.g_lr"),
+    ("vae_mnist", "--config.precison=bfloat16", ""),  # a key this family does not have
+])
+def test_a_mistyped_key_is_one_line_naming_the_closest_keys(module, flag, closest, tmp_path):
+  proc = _run(["-m", f"experiments.{module}", f"--workdir={tmp_path / 'run'}", flag])
+  key = flag[len("--config."):].partition("=")[0]
+  assert proc.returncode == 1
+  assert proc.stderr.strip().startswith(
+      f"error: --config.{key}: the config has no key {key!r}{closest}"), proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+  assert proc.stderr.strip().endswith(f"(the keys are in experiments/{module}.py).")
+  assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("flag,message", [
     ("--config.lerning_rate=1", "lerning_rate"),
     ("--config.loss=wasserstien", r"config\.loss='wasserstien'"),

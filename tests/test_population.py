@@ -66,6 +66,8 @@ def test_members_cross_sweep_values_with_seeds_and_describe_themselves(tiny_gan_
     ("opt.nope=1.0", r"'opt.nope' is not a config key"),
     ("opt.g_lr=1e-4,x", r"not a number"),
     ("seed=1.0,2.0", r"'seed' cannot be swept"),
+    ("opt.g_lr=1e-4,2e-4 opt.g_lr=3e-4", r"'opt.g_lr' is given twice"),  # no value dropped
+    ("opt.g_lr=1e-4,0.0001", r"repeats a value"),
 ])
 def test_bad_sweeps_are_refused_naming_the_key(tiny_gan_config, tmp_path, sweep, message):
   tiny_gan_config.population.sweep = sweep
