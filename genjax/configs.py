@@ -127,7 +127,7 @@ def parse_assignments(items, config: ml_collections.ConfigDict) -> dict:
 
 def add_shared_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Adds the keys every experiment has beyond its own: `population`
-  (genjax.population), off."""
+  (genjax.train.population), off."""
   if "population" not in config:
     config.population = ml_collections.ConfigDict()
     config.population.seeds = 0  # members with seeds seed, seed+1, ...; 0 = one model

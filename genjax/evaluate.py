@@ -71,7 +71,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
              inception_weights=None, member: int | None = None) -> dict:
   """The measures of one run's checkpoint (module docstring). For a
-  population run (genjax.population), `member` picks one member; without
+  population run (genjax.train.population), `member` picks one member; without
   it every healthy member is measured with the same keys, and `summary`
   gives each number's mean, std, min and max over the members."""
   check_num(num)
@@ -143,7 +143,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   if member is not None or not population.active(config):
     result.update(measure(config, state))
   else:
-    members = population.members(config)
+    members = population.members_of(config)
     healthy = np.asarray(jax.device_get(state.healthy))
     result["members"] = []
     for m in range(len(members)):
@@ -153,7 +153,7 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
         entry["diverged"] = True  # frozen at its last finite state: not measured
       else:
         _log(f"Measuring {members.describe(m)}...")
-        entry.update(measure(members.configs[m], population.member(state, m)))
+        entry.update(measure(members.configs[m], population.member_state(state, m)))
       result["members"].append(entry)
     result["summary"] = _summary([e for e in result["members"] if not e.get("diverged")])
   result["seconds"] = round(time.perf_counter() - start, 1)

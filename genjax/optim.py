@@ -4,7 +4,7 @@ Every family builds its optimisers here. The learning rate and the
 optimiser's other numbers (Adam's b1, b2, eps; RMSProp's decay) are arrays
 in the optimiser state (`optax.inject_hyperparams`), so that one compiled
 step serves members of a population that differ in them
-(genjax.population): the members' states carry their own values, and the
+(genjax.train.population): the members' states carry their own values, and the
 step's program is the same. A schedule is a multiplier of the learning rate,
 a function of the update count that starts at 1.
 

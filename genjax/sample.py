@@ -46,7 +46,7 @@ def generate(workdir, num: int, seed: int = 0, batch: int = 500,
   config, info = rundir.read(workdir)
   rundir.check_member(config, member)
   if member is None and population.active(config):
-    raise ValueError(f"{workdir} holds a population of {len(population.members(config))} "
+    raise ValueError(f"{workdir} holds a population of {len(population.members_of(config))} "
                      "members (config.population); pick one with --member.")
   labels = sample_labels(config, info, num, labels)
   config, family, state = rundir.restore(workdir, checkpoint, member)

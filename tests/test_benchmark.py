@@ -140,7 +140,7 @@ def _xla_flags_after(code: str, **env):
 
 
 def test_importing_genjax_changes_no_process_wide_setting():
-  imports = "import genjax, genjax.loop, genjax.cli, genjax.evaluate, genjax.sample"
+  imports = "import genjax, genjax.train.loop, genjax.cli, genjax.evaluate, genjax.sample"
   assert _xla_flags_after(imports) == "None"
 
 

@@ -1,4 +1,4 @@
-"""Populations (genjax.population): members equal single runs, resume, a
+"""Populations (genjax.train.population): members equal single runs, resume, a
 member's NaN, sharding over a `member` axis, and the CLIs' --member."""
 
 import dataclasses
@@ -49,7 +49,7 @@ def test_members_cross_sweep_values_with_seeds_and_describe_themselves(tiny_gan_
   config.seed = 5
   config.population.seeds = 2
   config.population.sweep = "opt.g_lr=1e-4,2e-4 ema_decay=0.0,0.9"
-  members = population.members(config)
+  members = population.members_of(config)
   assert len(members) == 8
   assert members.seeds == [5, 6] * 4
   assert members.swept == {"opt.g_lr": [1e-4] * 4 + [2e-4] * 4,
@@ -108,7 +108,7 @@ def test_each_member_equals_the_single_run_with_its_seed_and_values(tiny_gan_con
     single.seed = (0, 1)[m % 2]
     single.opt.g_lr = (2e-4, 4e-4)[m // 2]
     alone, _ = loop.train_and_evaluate(single, tmp_path / f"single{m}")
-    member = population.member(state, m)
+    member = population.member_state(state, m)
     assert int(member.step) == 10
     _assert_close(member, alone)
     lr = member.generator.opt_state.hyperparams["learning_rate"]
@@ -128,7 +128,7 @@ def test_resumed_population_equals_uninterrupted_and_clis_take_a_member(tiny_gan
   assert params_equal(full.members, resumed.members)
 
   _, _, restored = rundir.restore(tmp_path / "full", member=2)
-  assert params_equal(_params(restored), _params(population.member(full, 2)))
+  assert params_equal(_params(restored), _params(population.member_state(full, 2)))
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   out = tmp_path / "s.npz"
   for member, expect in (("--member=2", 0), ("--member=3", 1), (None, 1)):
@@ -184,8 +184,8 @@ def test_a_diverging_member_is_frozen_and_the_others_go_on(tiny_gan_config, tmp_
   assert "member 1 (seed 0, opt.d_lr=0.0004) became NaN/Inf at step 14" in logged.out + logged.err
   assert np.asarray(state.healthy).tolist() == [True, False]
   assert int(state.step) == 20 and np.isfinite(metrics["d_loss"])
-  _assert_close(population.member(state, 0), healthy_alone)
-  frozen = population.member(state, 1)
+  _assert_close(population.member_state(state, 0), healthy_alone)
+  frozen = population.member_state(state, 1)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(_params(frozen)))
   assert int(frozen.generator.opt_state.count) == 13  # its last finite step
 

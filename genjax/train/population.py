@@ -3,7 +3,7 @@
 `--config.population.seeds=8` trains 8 members with seeds seed, seed+1, ...;
 `--config.population.sweep='opt.g_lr=1e-4,2e-4,4e-4'` trains one member per
 value (several keys, separated by spaces, are crossed), each with every
-seed. Member m is the single run whose config is `members(config).configs[m]`
+seed. Member m is the single run whose config is `members_of(config).configs[m]`
 (its seed and swept values, population off): its state is a slice of one
 pytree with a leading member axis, and one `jax.vmap`-ed step, compiled
 once, updates them all.
@@ -106,7 +106,7 @@ class Members:
     return f"member {m} (seed {self.seeds[m]}{values})"
 
 
-def members(config: Config) -> Members:
+def members_of(config: Config) -> Members:
   """The population's members; a single one when the population is off."""
   pop = config.population
   num_seeds = pop.seeds
@@ -160,7 +160,7 @@ def _map(fn, axes, *trees):
   return jax.tree.map(fn, axes, *trees, is_leaf=lambda x: x is None)
 
 
-def member(state: PopulationState, m: int):
+def member_state(state: PopulationState, m: int):
   """The family state of member `m`."""
   return _map(lambda a, x: x if a is None else x[m], member_axes(state.members), state.members)
 
@@ -266,7 +266,7 @@ def make_train_step(family, members_: Members, mesh: Mesh):
     axes = member_axes(pop.members)
     try:
       if layout == "loop":  # the members one after another, each as a single run
-        outs = [one(member(pop, m), jax.tree.map(lambda x: x[m], batch), keys[m],
+        outs = [one(member_state(pop, m), jax.tree.map(lambda x: x[m], batch), keys[m],
                     {k: v[m] for k, v in numbers.items()}) for m in range(len(members_))]
         new = _map(lambda a, *xs: xs[0] if a is None else jnp.stack(xs), axes,
                    *[o[0] for o in outs])
@@ -370,7 +370,7 @@ def make_evaluator(family, members_: Members, key: jax.Array, test):
     healthy = np.asarray(jax.device_get(state.healthy))
     per_member, grids, row_images = {}, {}, []
     for m in np.flatnonzero(healthy):
-      one = member(state, int(m))
+      one = member_state(state, int(m))
       images, scalars = evaluate_one(one)
       for name, value in scalars.items():
         per_member.setdefault(name, {})[int(m)] = value
@@ -401,7 +401,7 @@ def _validate(family, members_: Members, config: Config) -> None:
 def wrap(family, config: Config, devices=None):
   """`family` trained as the population `config.population` describes: a
   Family whose state is a PopulationState and whose step updates every member."""
-  members_ = members(config)
+  members_ = members_of(config)
   mesh = make_mesh(devices, len(members_))
   return dataclasses.replace(
       family,

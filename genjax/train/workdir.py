@@ -114,7 +114,7 @@ def check_member(config: ml_collections.ConfigDict, member: int | None) -> None:
   if not population.active(config):
     raise ValueError(f"--member={member}: this run is a single model, not a population "
                      "(config.population); leave --member out.")
-  size = len(population.members(config))
+  size = len(population.members_of(config))
   if not 0 <= member < size:
     raise ValueError(f"--member={member}: the population has members 0..{size - 1}.")
 
@@ -124,7 +124,7 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
 
   checkpoint_name: 'latest', 'best' (lowest FID seen by the loop, in
   `best_checkpoint/`), or a step number in `checkpoints/`.
-  member: of a population run (genjax.population), member `member`'s config
+  member: of a population run (genjax.train.population), member `member`'s config
   and state; None gives the run's config and the whole PopulationState.
   """
   config, info = read(workdir)
@@ -165,5 +165,5 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   finally:
     ckpt.close()
   if member is not None:
-    return population.members(config).configs[member], family, population.member(state, member)
+    return population.members_of(config).configs[member], family, population.member_state(state, member)
   return config, family, state
