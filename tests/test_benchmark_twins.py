@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the twins are PyTorch: pip install -e '.[dev]'")
 
-from experiments import benchmark, benchmark_pytorch
+from benchmarks import benchmark, common, twins
 from genjax import families
 
 # experiment -> {twin network: the genjax state's TrainState field}
@@ -53,15 +53,15 @@ def _twin_output_shape(net, x_shape):
 
 @pytest.mark.parametrize("experiment", benchmark.DEFAULT_EXPERIMENTS)
 def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
-  config = benchmark.load_config(experiment)
-  shape = benchmark.EXPERIMENTS[experiment.partition(":")[0]]
+  config = common.load_config(experiment)
+  shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
-  twins = benchmark_pytorch.modules(config, shape)
-  assert set(twins) == set(NETWORKS[config.family])
+  nets = twins.modules(config, shape)
+  assert set(nets) == set(NETWORKS[config.family])
   for name, field in NETWORKS[config.family].items():
     ts = getattr(state, field)
     ours = _count(ts.params)
-    theirs = sum(p.numel() for p in twins[name].parameters())
+    theirs = sum(p.numel() for p in nets[name].parameters())
     assert theirs == ours, f"{experiment} {name}: PyTorch {theirs} parameters, genjax {ours}"
 
   b = 2
@@ -69,19 +69,19 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
     z = (b, config.model.latent_dim)
     labels = jnp.zeros((b,), jnp.int32)
     g_shape = _genjax_output_shape(state.generator, z, labels, train=False)
-    assert _twin_output_shape(twins["generator"], z) == g_shape == (b, *shape)
+    assert _twin_output_shape(nets["generator"], z) == g_shape == (b, *shape)
     d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
-    assert _twin_output_shape(twins["discriminator"], (b, *shape)) == (b, 1)
+    assert _twin_output_shape(nets["discriminator"], (b, *shape)) == (b, 1)
     assert d_shape == (b,)
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
-    assert _twin_output_shape(twins["encoder"], (b, math.prod(shape))) == enc
+    assert _twin_output_shape(nets["encoder"], (b, math.prod(shape))) == enc
     dec = _genjax_output_shape(state.decoder, (b, config.model.latent_dim))
-    assert _twin_output_shape(twins["decoder"], (b, config.model.latent_dim)) == dec
+    assert _twin_output_shape(nets["decoder"], (b, config.model.latent_dim)) == dec
   else:
     for name in ("g_ab", "d_a"):
       ours = _genjax_output_shape(getattr(state, name), (1, *shape))
-      theirs = _twin_output_shape(twins[name], (1, *shape))
+      theirs = _twin_output_shape(nets[name], (1, *shape))
       # genjax's patch logits are [B, h, w]; the twin's [B, h, w, 1]
       assert theirs == (ours + (1,) if name == "d_a" else ours), name
 
@@ -90,8 +90,8 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
 def test_twin_step_updates_every_network(form):
   """One twin step changes the weights of all four CycleGAN networks (each
   network's optimiser sees its gradients)."""
-  config = benchmark.load_config("cyclegan_edges2fashion:tiny")
-  step, nets, images_per_step, device = benchmark_pytorch.make_step(
+  config = common.load_config("cyclegan_edges2fashion:tiny")
+  step, nets, images_per_step, device = twins.make_step(
       config, (28, 28, 1), form, num_images=32)
   before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
   step()
@@ -106,8 +106,8 @@ def test_twin_step_updates_every_network(form):
 def test_each_twin_step_updates_every_network(experiment):
   """One step of the DCGAN (non-saturating and WGAN-GP's double backward)
   and VAE (ELBO and IWAE-5) twins changes every weight tensor."""
-  config = benchmark.load_config(experiment)
-  step, nets, images_per_step, _ = benchmark_pytorch.make_step(config, (28, 28, 1), "nchw",
+  config = common.load_config(experiment)
+  step, nets, images_per_step, _ = twins.make_step(config, (28, 28, 1), "nchw",
                                                                num_images=64)
   before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
   step()
@@ -124,17 +124,17 @@ def test_each_twin_step_updates_every_network(experiment):
 def test_twins_refuse_options_they_do_not_train():
   for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
                                  ("vae_mnist", "beta", 4.0)]:
-    config = benchmark.load_config(experiment)
+    config = common.load_config(experiment)
     config[key] = value
     with pytest.raises(ValueError, match="twin"):
-      benchmark_pytorch.make_step(config, (28, 28, 1), "nchw", num_images=8)
+      twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
 
 
 def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
   with pytest.raises(ValueError, match="'channels_last' does not apply to the vae twin"):
-    benchmark_pytorch.make_step(benchmark.load_config("vae_mnist"), (28, 28, 1),
+    twins.make_step(common.load_config("vae_mnist"), (28, 28, 1),
                                 "channels_last", num_images=8)
   from experiments import progan_fashion_mnist
 
   with pytest.raises(ValueError, match="No PyTorch twin of family 'progan'"):
-    benchmark_pytorch.modules(progan_fashion_mnist.get_config(), (32, 32, 1))
+    twins.modules(progan_fashion_mnist.get_config(), (32, 32, 1))

@@ -1,6 +1,6 @@
 """Speed of the progressive GAN's 32x32-phase step: genjax against PyTorch.
 
-  python -m experiments.benchmark_progan --output=benchmarks/results/benchmark_progan_cpu.json
+  python -m benchmarks.progan --output=benchmarks/results/benchmark_progan_cpu.json
 
 Prints one JSON object: images/s (median, min and max over --windows timed
 windows of at least --window_seconds, after a warm-up call) of
@@ -32,7 +32,7 @@ import sys
 
 from absl import app, flags
 
-from experiments import benchmark
+from benchmarks import common
 from genjax import runtime
 
 flags.DEFINE_integer("windows", 5, "Timed windows per measurement; the median is reported.")
@@ -60,14 +60,13 @@ def measure_genjax(windows: int, window_seconds: float) -> dict:
   import jax
   import jax.numpy as jnp
 
-  from experiments.benchmark import synthetic_split, timed_windows
   from genjax import families, loop, parallel
   from genjax.steps import progan
 
   config = _config()
   family = families.get(config.family)
   mesh = parallel.make_mesh()
-  dataset = family.to_device(synthetic_split(config.family, IMAGE_SHAPE), mesh)
+  dataset = family.to_device(common.synthetic_split(config.family, IMAGE_SHAPE), mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   state = jax.jit(lambda k: family.create_state(config, k, IMAGE_SHAPE, 10),
                   out_shardings=parallel.replicated(mesh))(init_key)
@@ -84,7 +83,7 @@ def measure_genjax(windows: int, window_seconds: float) -> dict:
     holder[0], metrics = compiled(holder[0], dataset, train_key, data_key)
     jax.block_until_ready(metrics)
 
-  rate = timed_windows(run_once, config.batch_size, windows, window_seconds)
+  rate = common.timed_windows(run_once, config.batch_size, windows, window_seconds)
   resolution = float(jax.device_get(call(holder[0], dataset, train_key, data_key)[1])
                      ["resolution"][0])
   return {"jax_version": jax.__version__, "device_kind": jax.devices()[0].device_kind,
@@ -201,8 +200,6 @@ def build_torch(config, channels: int = 1, final: int = 32):
 def measure_pytorch(windows: int, window_seconds: float, threads: int) -> dict:
   import copy
 
-  from experiments.benchmark import timed_windows
-
   config = _config()
   generator, discriminator, torch, levels = build_torch(config)
   torch.set_num_threads(threads)
@@ -240,14 +237,14 @@ def measure_pytorch(windows: int, window_seconds: float, threads: int) -> dict:
       for e, p in zip(ema.parameters(), generator.parameters()):
         e.lerp_(p, 1.0 - config.ema_decay)
 
-  rate = timed_windows(step, b, windows, window_seconds)
+  rate = common.timed_windows(step, b, windows, window_seconds)
   return {"torch_version": torch.__version__, "threads": torch.get_num_threads(),
           "batch_size": b, "resolution": 4 * 2**level,
           "images_per_sec": {k: round(v, 1) for k, v in rate.items()}}
 
 
 def _run_child(args: list[str]) -> dict:
-  return benchmark.run_child(args, "experiments.benchmark_progan")
+  return common.run_child(args, "benchmarks.progan")
 
 
 def main(argv):
@@ -282,7 +279,7 @@ def main(argv):
       if rates and "images_per_sec" in report["genjax"]:
         report["genjax_over_pytorch_best"] = round(
             report["genjax"]["images_per_sec"]["median"] / max(rates), 3)
-  benchmark.print_report(report, f.output)
+  common.print_report(report, f.output)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The input pipeline's speed: `python -m experiments.benchmark --pipeline`.
+"""The input pipeline's speed: `python -m benchmarks.benchmark --pipeline`.
 
 Measures, on a folder of 64x64 RGB JPEGs written for the purpose (smooth
 random images, so that JPEG has real work to do), and on the same images
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import timed_windows
+
 
 def _write_jpegs(folder: Path, n: int, size: int = 80) -> None:
   rng = np.random.default_rng(0)
@@ -32,7 +34,6 @@ def _write_jpegs(folder: Path, n: int, size: int = 80) -> None:
 def _pipeline_rate(source, windows, window_seconds, threads, batch=64):
   import jax
 
-  from experiments.benchmark import timed_windows
   from genjax.data import stream
 
   batches = stream.StepBatches(source, batch, 1, jax.random.key(0))
@@ -44,7 +45,6 @@ def _gan_rates(train, windows, window_seconds, threads):
   import jax
 
   from experiments import gan_folder
-  from experiments.benchmark import timed_windows
   from genjax import data, families, loop, parallel
   from genjax.data import stream
 

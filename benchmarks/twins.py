@@ -1,4 +1,4 @@
-"""PyTorch twins of genjax's train steps: the yardstick of `python -m experiments.benchmark`.
+"""PyTorch twins of genjax's train steps: the yardstick of `python -m benchmarks.benchmark`.
 
 A twin is built from the same genjax config as the step it is compared with:
 the same networks (layer by layer, the same parameter counts; tests/
@@ -39,6 +39,8 @@ step), else on the CPU with PyTorch's default threads. Needs torch (in the
 import math
 import os
 import random
+
+from benchmarks.common import timed_windows
 
 FORMS = ("nchw", "channels_last", "compile")
 
@@ -359,8 +361,6 @@ def measure(config, image_shape, form: str, windows: int, window_seconds: float,
             num_images: int = 60000) -> dict:
   """images/s of the twin's train step in `form` (median of timed windows)."""
   import torch
-
-  from experiments.benchmark import timed_windows
 
   step, nets, images_per_step, device = make_step(config, image_shape, form, num_images)
 
