@@ -134,7 +134,56 @@ def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
   with pytest.raises(ValueError, match="'channels_last' does not apply to the vae twin"):
     twins.make_step(common.load_config("vae_mnist"), (28, 28, 1),
                                 "channels_last", num_images=8)
+  config = common.load_config("gan_mnist")
+  config.family = "diffusion"
+  with pytest.raises(ValueError, match="No PyTorch twin of family 'diffusion'"):
+    twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
+
+
+def test_every_genjax_family_has_a_twin():
+  assert set(twins.TWINS) == set(families.FAMILIES)
+
+
+def test_progan_twin_has_genjax_parameter_counts_and_output_shapes():
+  """Every level's weights, and the final level's images and scores (32x32:
+  28x28 images padded)."""
   from experiments import progan_fashion_mnist
 
-  with pytest.raises(ValueError, match="No PyTorch twin of family 'progan'"):
-    twins.modules(progan_fashion_mnist.get_config(), (32, 32, 1))
+  config = progan_fashion_mnist.get_config()
+  shape = (28, 28, 1)
+  state = _genjax_state(config, shape)
+  nets = twins.modules(config, shape)
+  assert set(nets) == {"generator", "discriminator"}
+  for name in nets:
+    ours = _count(getattr(state, name).params)
+    theirs = sum(p.numel() for p in nets[name].parameters())
+    assert theirs == ours, f"progan {name}: PyTorch {theirs} parameters, genjax {ours}"
+  level, b = nets["generator"].levels - 1, config.model.mbstd_group
+  z = (b, config.model.latent_dim)
+  g_shape = _genjax_output_shape(state.generator, z, level, 1.0)
+  with torch.no_grad():
+    images = nets["generator"](torch.zeros(z), level, 1.0)
+    scores = nets["discriminator"](images, level, 1.0)
+  assert tuple(images.permute(0, 2, 3, 1).shape) == g_shape == (b, 32, 32, 1)
+  assert tuple(scores.shape) == _genjax_output_shape(state.discriminator, g_shape, level,
+                                                     1.0) == (b,)
+
+
+def test_progan_twin_step_updates_the_final_phase_networks():
+  """One step at the final level, faded in: every weight the phase uses
+  moves; the lower levels' to_rgb and from_rgb do not (alpha = 1)."""
+  from experiments import progan_fashion_mnist
+
+  config = progan_fashion_mnist.get_config("tiny")
+  step, nets, images_per_step, _ = twins.make_step(config, (28, 28, 1), "nchw", num_images=64)
+  last = nets["generator"].levels - 1
+  before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
+            for k, net in nets.items()}
+  step()
+  for name, net in nets.items():
+    for n, p in net.named_parameters():
+      in_phase = not n.startswith(("to_rgb.", "from_rgb.")) or n.split(".")[1] == str(last)
+      assert (not torch.equal(before[name][n], p)) == in_phase, f"{name} {n}"
+  assert images_per_step == config.batch_size
+  with pytest.raises(ValueError, match="'compile' does not apply to the progan twin"):
+    twins.make_step(config, (28, 28, 1), "compile", num_images=8)
