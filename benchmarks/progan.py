@@ -1,6 +1,6 @@
 """Speed of the progressive GAN's 32x32-phase step: genjax against PyTorch.
 
-  python -m benchmarks.progan --output=benchmarks/results/benchmark_progan_cpu.json
+  python -m benchmarks.progan --output=benchmarks/results/progan_cpu.json
 
 Prints one JSON object: images/s (median, min and max over --windows timed
 windows of at least --window_seconds, after a warm-up call) of
