@@ -66,7 +66,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.data.flip = False  # random left-right flips (edges2fashion: off)
 
   # One step per call: on CPU, 5 unrolled steps compile in 57 s against 10 s and
-  # train no faster (47 images/s either way; `python -m experiments.benchmark`).
+  # train no faster (47 images/s either way; `python -m benchmarks.benchmark`).
   config.steps_per_call = 1
   config.eval_every = 500
   config.checkpoint_every = 500

@@ -1,4 +1,4 @@
-"""experiments.benchmark: its arithmetic, its JSON, and genjax's XLA:CPU option."""
+"""benchmarks.benchmark: its arithmetic, its JSON, and genjax's XLA:CPU option."""
 
 import json
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import benchmark
+from benchmarks import benchmark, common
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,7 +18,7 @@ def test_timed_windows_measures_a_known_rate(monkeypatch):
   exactly): calls of 1/32 s, then 1/16 s, each of 5 items, in windows of
   1/4 s give 160 and 80 items/s."""
   clock = [0.0]
-  monkeypatch.setattr(benchmark.time, "perf_counter", lambda: clock[0])
+  monkeypatch.setattr(common.time, "perf_counter", lambda: clock[0])
   durations = iter([1 / 32] * 9 + [1 / 16] * 8 + [1 / 32] * 100)
   calls = []
 
@@ -26,7 +26,7 @@ def test_timed_windows_measures_a_known_rate(monkeypatch):
     calls.append(1)
     clock[0] += next(durations)
 
-  rate = benchmark.timed_windows(run_once, 5, windows=3, window_seconds=0.25)
+  rate = common.timed_windows(run_once, 5, windows=3, window_seconds=0.25)
   # the warm-up call, window 1: eight calls of 1/32 s; windows 2 and 3: four of 1/16 s each
   assert rate == {"median": 80.0, "min": 80.0, "max": 160.0}
   assert len(calls) == 1 + 8 + 4 + 4
@@ -36,7 +36,7 @@ def test_benchmark_json_is_consistent(tmp_path):
   out = tmp_path / "bench.json"
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--experiments=vae_mnist",
+      [sys.executable, "-m", "benchmarks.benchmark", "--experiments=vae_mnist",
        "--windows=2", "--window_seconds=0.2", "--nopytorch", f"--output={out}",
        "--set=batch_size=50", "--profile"],
       capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
@@ -92,7 +92,7 @@ def test_profile_traces_the_program_of_the_fastest_k(monkeypatch, fastest_k):
     calls.append(k)
     return {"median": 2.0 if k == fastest_k else 1.0, "min": 1.0, "max": 2.0}
 
-  monkeypatch.setattr(benchmark, "timed_windows", fake_windows)
+  monkeypatch.setattr(common, "timed_windows", fake_windows)
   result = benchmark.measure_experiment("vae_mnist", windows=1, window_seconds=0.0,
                                         assignments=["batch_size=50"], profile=True)
   assert calls == [1, 10]
@@ -162,7 +162,7 @@ def test_xla_cpu_option_is_added_by_configure_but_never_overrides_the_user():
 
 def test_unknown_preset_is_named_with_the_choices():
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--experiments=gan_mnist:wgan_pg"],
+      [sys.executable, "-m", "benchmarks.benchmark", "--experiments=gan_mnist:wgan_pg"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=300)
   assert proc.returncode != 0
@@ -175,7 +175,7 @@ def test_pipeline_benchmark_measures_reading_and_streamed_training(tmp_path):
   both paths, as JSON with the ratio the docs quote."""
   out = tmp_path / "pipeline.json"
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--pipeline", "--windows=1",
+      [sys.executable, "-m", "benchmarks.benchmark", "--pipeline", "--windows=1",
        "--window_seconds=0.1", f"--output={out}"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=900)
@@ -193,7 +193,7 @@ def test_pipeline_benchmark_measures_reading_and_streamed_training(tmp_path):
 def test_set_reaches_the_pytorch_twin():
   pytest.importorskip("torch")
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
+      [sys.executable, "-m", "benchmarks.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
        "--windows=1", "--window_seconds=0.05", "--set=batch_size=20", "--set=model.latent_dim=8"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=300)
@@ -201,7 +201,7 @@ def test_set_reaches_the_pytorch_twin():
   twin = json.loads(proc.stdout.strip().splitlines()[-1])
   assert twin["batch_size"] == 20
   default = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
+      [sys.executable, "-m", "benchmarks.benchmark", "--one=vae_mnist", "--pytorch_form=nchw",
        "--windows=1", "--window_seconds=0.05", "--set=batch_size=20"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=300)
@@ -225,7 +225,7 @@ def test_bad_set_is_named(item, words):
   env = dict(os.environ, PYTHONPATH=str(ROOT),
              XLA_FLAGS="--xla_force_host_platform_device_count=4")
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--experiments=gan_mnist", f"--set={item}"],
+      [sys.executable, "-m", "benchmarks.benchmark", "--experiments=gan_mnist", f"--set={item}"],
       capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
   assert proc.returncode != 0
   assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
@@ -234,7 +234,7 @@ def test_bad_set_is_named(item, words):
 def test_set_with_pipeline_is_refused():
   """The pipeline measurement builds its own config: --set would be ignored."""
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.benchmark", "--pipeline", "--set=batch_size=10"],
+      [sys.executable, "-m", "benchmarks.benchmark", "--pipeline", "--set=batch_size=10"],
       capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
       timeout=300)
   assert proc.returncode != 0

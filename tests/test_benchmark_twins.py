@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="the twins are PyTorch: pip install -e '.[dev]'")
 
-from experiments import benchmark, benchmark_pytorch
+from benchmarks import benchmark, common, twins
 from genjax import models
 
 # experiment -> {twin network: the genjax state's TrainState field}
@@ -53,15 +53,15 @@ def _twin_output_shape(net, x_shape):
 
 @pytest.mark.parametrize("experiment", benchmark.DEFAULT_EXPERIMENTS)
 def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
-  config = benchmark.load_config(experiment)
-  shape = benchmark.EXPERIMENTS[experiment.partition(":")[0]]
+  config = common.load_config(experiment)
+  shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
-  twins = benchmark_pytorch.modules(config, shape)
-  assert set(twins) == set(NETWORKS[config.family])
+  nets = twins.modules(config, shape)
+  assert set(nets) == set(NETWORKS[config.family])
   for name, field in NETWORKS[config.family].items():
     ts = getattr(state, field)
     ours = _count(ts.params)
-    theirs = sum(p.numel() for p in twins[name].parameters())
+    theirs = sum(p.numel() for p in nets[name].parameters())
     assert theirs == ours, f"{experiment} {name}: PyTorch {theirs} parameters, genjax {ours}"
 
   b = 2
@@ -69,19 +69,19 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
     z = (b, config.model.latent_dim)
     labels = jnp.zeros((b,), jnp.int32)
     g_shape = _genjax_output_shape(state.generator, z, labels, train=False)
-    assert _twin_output_shape(twins["generator"], z) == g_shape == (b, *shape)
+    assert _twin_output_shape(nets["generator"], z) == g_shape == (b, *shape)
     d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
-    assert _twin_output_shape(twins["discriminator"], (b, *shape)) == (b, 1)
+    assert _twin_output_shape(nets["discriminator"], (b, *shape)) == (b, 1)
     assert d_shape == (b,)
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
-    assert _twin_output_shape(twins["encoder"], (b, math.prod(shape))) == enc
+    assert _twin_output_shape(nets["encoder"], (b, math.prod(shape))) == enc
     dec = _genjax_output_shape(state.decoder, (b, config.model.latent_dim))
-    assert _twin_output_shape(twins["decoder"], (b, config.model.latent_dim)) == dec
+    assert _twin_output_shape(nets["decoder"], (b, config.model.latent_dim)) == dec
   else:
     for name in ("g_ab", "d_a"):
       ours = _genjax_output_shape(getattr(state, name), (1, *shape))
-      theirs = _twin_output_shape(twins[name], (1, *shape))
+      theirs = _twin_output_shape(nets[name], (1, *shape))
       # genjax's patch logits are [B, h, w]; the twin's [B, h, w, 1]
       assert theirs == (ours + (1,) if name == "d_a" else ours), name
 
@@ -90,8 +90,8 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
 def test_twin_step_updates_every_network(form):
   """One twin step changes the weights of all four CycleGAN networks (each
   network's optimiser sees its gradients)."""
-  config = benchmark.load_config("cyclegan_edges2fashion:tiny")
-  step, nets, images_per_step, device = benchmark_pytorch.make_step(
+  config = common.load_config("cyclegan_edges2fashion:tiny")
+  step, nets, images_per_step, device = twins.make_step(
       config, (28, 28, 1), form, num_images=32)
   before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
   step()
@@ -106,8 +106,8 @@ def test_twin_step_updates_every_network(form):
 def test_each_twin_step_updates_every_network(experiment):
   """One step of the DCGAN (non-saturating and WGAN-GP's double backward)
   and VAE (ELBO and IWAE-5) twins changes every weight tensor."""
-  config = benchmark.load_config(experiment)
-  step, nets, images_per_step, _ = benchmark_pytorch.make_step(config, (28, 28, 1), "nchw",
+  config = common.load_config(experiment)
+  step, nets, images_per_step, _ = twins.make_step(config, (28, 28, 1), "nchw",
                                                                num_images=64)
   before = {k: [p.detach().clone() for p in net.parameters()] for k, net in nets.items()}
   step()
@@ -124,17 +124,66 @@ def test_each_twin_step_updates_every_network(experiment):
 def test_twins_refuse_options_they_do_not_train():
   for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
                                  ("vae_mnist", "beta", 4.0)]:
-    config = benchmark.load_config(experiment)
+    config = common.load_config(experiment)
     config[key] = value
     with pytest.raises(ValueError, match="twin"):
-      benchmark_pytorch.make_step(config, (28, 28, 1), "nchw", num_images=8)
+      twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
 
 
 def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
   with pytest.raises(ValueError, match="'channels_last' does not apply to the vae twin"):
-    benchmark_pytorch.make_step(benchmark.load_config("vae_mnist"), (28, 28, 1),
+    twins.make_step(common.load_config("vae_mnist"), (28, 28, 1),
                                 "channels_last", num_images=8)
+  config = common.load_config("gan_mnist")
+  config.family = "diffusion"
+  with pytest.raises(ValueError, match="No PyTorch twin of family 'diffusion'"):
+    twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
+
+
+def test_every_genjax_family_has_a_twin():
+  assert set(twins.TWINS) == set(models.FAMILIES)
+
+
+def test_progan_twin_has_genjax_parameter_counts_and_output_shapes():
+  """Every level's weights, and the final level's images and scores (32x32:
+  28x28 images padded)."""
   from experiments import progan_fashion_mnist
 
-  with pytest.raises(ValueError, match="No PyTorch twin of family 'progan'"):
-    benchmark_pytorch.modules(progan_fashion_mnist.get_config(), (32, 32, 1))
+  config = progan_fashion_mnist.get_config()
+  shape = (28, 28, 1)
+  state = _genjax_state(config, shape)
+  nets = twins.modules(config, shape)
+  assert set(nets) == {"generator", "discriminator"}
+  for name in nets:
+    ours = _count(getattr(state, name).params)
+    theirs = sum(p.numel() for p in nets[name].parameters())
+    assert theirs == ours, f"progan {name}: PyTorch {theirs} parameters, genjax {ours}"
+  level, b = nets["generator"].levels - 1, config.model.mbstd_group
+  z = (b, config.model.latent_dim)
+  g_shape = _genjax_output_shape(state.generator, z, level, 1.0)
+  with torch.no_grad():
+    images = nets["generator"](torch.zeros(z), level, 1.0)
+    scores = nets["discriminator"](images, level, 1.0)
+  assert tuple(images.permute(0, 2, 3, 1).shape) == g_shape == (b, 32, 32, 1)
+  assert tuple(scores.shape) == _genjax_output_shape(state.discriminator, g_shape, level,
+                                                     1.0) == (b,)
+
+
+def test_progan_twin_step_updates_the_final_phase_networks():
+  """One step at the final level, faded in: every weight the phase uses
+  moves; the lower levels' to_rgb and from_rgb do not (alpha = 1)."""
+  from experiments import progan_fashion_mnist
+
+  config = progan_fashion_mnist.get_config("tiny")
+  step, nets, images_per_step, _ = twins.make_step(config, (28, 28, 1), "nchw", num_images=64)
+  last = nets["generator"].levels - 1
+  before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
+            for k, net in nets.items()}
+  step()
+  for name, net in nets.items():
+    for n, p in net.named_parameters():
+      in_phase = not n.startswith(("to_rgb.", "from_rgb.")) or n.split(".")[1] == str(last)
+      assert (not torch.equal(before[name][n], p)) == in_phase, f"{name} {n}"
+  assert images_per_step == config.batch_size
+  with pytest.raises(ValueError, match="'compile' does not apply to the progan twin"):
+    twins.make_step(config, (28, 28, 1), "compile", num_images=8)

@@ -1,4 +1,4 @@
-"""experiments.report: one command from configs to the README's results table."""
+"""benchmarks.report: one command from configs to the README's results table."""
 
 import json
 import os
@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments import report
+from benchmarks import report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,7 +15,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   readme = tmp_path / "README.md"
   readme.write_text(f"# title\n\nbefore\n{report.BEGIN}\nold table\n{report.END}\nafter\n")
   out = tmp_path / "results.md"
-  command = [sys.executable, "-m", "experiments.report", "--rows=gan_mnist",
+  command = [sys.executable, "-m", "benchmarks.report", "--rows=gan_mnist",
              "--steps_scale=0.00075", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
              f"--out={out}", f"--readme={readme}", "--note=Shared the CPU with a test."]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -65,7 +65,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
 
 def test_unknown_row_is_named(tmp_path):
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.report", "--rows=gan_mnsit", f"--workdir={tmp_path}"],
+      [sys.executable, "-m", "benchmarks.report", "--rows=gan_mnsit", f"--workdir={tmp_path}"],
       capture_output=True, text=True, cwd=ROOT, timeout=120,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode != 0 and "unknown ['gan_mnsit']" in proc.stderr, proc.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""PyTorch twins of genjax's train steps: the yardstick of `python -m experiments.benchmark`.
+"""PyTorch twins of genjax's train steps: the yardstick of `python -m benchmarks.benchmark`.
 
 A twin is built from the same genjax config as the step it is compared with:
 the same networks (layer by layer, the same parameter counts; tests/
@@ -23,9 +23,16 @@ writes it, with real batches gathered from uint8 images held in memory.
             config's upsampling), PatchGAN discriminators; least squares,
             cycle and identity L1 losses, both generators updated together,
             the authors' image pool, then both discriminators.
+  progan    the progressive GAN at its last phase (the final resolution,
+            faded in): equalised learning rate, pixel norm, minibatch
+            stddev, the fade-in blend; real images padded with -1 to the
+            final size, WGAN-GP with the drift term, Adam, the generator's
+            loss through the updated discriminator, the EMA of its weights.
 
-Each twin runs in one of three forms (FORMS); the benchmark times every form
-in its own process and compares genjax with the fastest:
+TWINS is the one registry, by family name: each twin's networks
+(benchmarks/twin_networks.py), train step and forms. A twin runs in one of
+three forms (FORMS); the benchmark times every form that applies in its own
+process and compares genjax with the fastest:
 
   nchw           eager, PyTorch's default memory layout
   channels_last  eager, NHWC memory format (convolutional twins only)
@@ -36,142 +43,16 @@ step), else on the CPU with PyTorch's default threads. Needs torch (in the
 `dev` and `bench` extras); genjax itself never imports it.
 """
 
+import copy
 import math
 import os
 import random
+from typing import Callable, NamedTuple
+
+from benchmarks import twin_networks
+from benchmarks.common import timed_windows
 
 FORMS = ("nchw", "channels_last", "compile")
-
-
-def forms_for(family: str) -> tuple[str, ...]:
-  """The forms that apply to a family's twin: no memory format for an MLP."""
-  return ("nchw", "compile") if family == "vae" else FORMS
-
-
-# --- networks -------------------------------------------------------------
-
-
-def dcgan_modules(config, image_shape):
-  """{'generator', 'discriminator'} of gan_mnist's DCGAN (unconditional, no SN)."""
-  from torch import nn
-
-  from genjax.models.gan import networks as dcgan
-
-  m = config.model
-  size, channels = image_shape[0], image_shape[-1]
-  n_up, start = dcgan.num_upsamplings(size), dcgan.START_SIZE[size]
-  if m.upsample != "subpixel" or config.get("conditional") or m.spectral_norm:
-    raise ValueError("The PyTorch DCGAN twin is unconditional with sub-pixel upsampling "
-                     "and no spectral norm.")
-  if m.g_kernel_size % 2 == 0:
-    raise ValueError(f"The PyTorch DCGAN twin needs an odd model.g_kernel_size, got "
-                     f"{m.g_kernel_size}.")
-  kg, kd = m.g_kernel_size, m.d_kernel_size
-  top = m.g_width * 2**n_up
-  g_layers = [nn.Linear(m.latent_dim, start * start * top), nn.Unflatten(1, (top, start, start)),
-              nn.BatchNorm2d(top), nn.ReLU()]
-  width = top
-  for i in range(n_up):
-    out = m.g_width * 2 ** (n_up - 1 - i)
-    g_layers += [nn.Conv2d(width, 4 * out, kg, padding=kg // 2), nn.PixelShuffle(2),
-                 nn.BatchNorm2d(out), nn.ReLU()]
-    width = out
-  g_layers += [nn.Conv2d(width, channels, kg, padding=kg // 2), nn.Tanh()]
-  d_layers, width, side = [], channels, size
-  for i in range(n_up):
-    out = m.d_width * 2**i
-    d_layers += [nn.Conv2d(width, out, kd, stride=2, padding=(kd - 1) // 2), nn.LeakyReLU(0.2)]
-    width, side = out, side // 2
-  d_layers += [nn.Flatten(), nn.Linear(width * side * side, 1)]
-  return {"generator": nn.Sequential(*g_layers), "discriminator": nn.Sequential(*d_layers)}
-
-
-def vae_modules(config, image_shape):
-  """{'encoder', 'decoder'} of vae_mnist's MLP VAE (Bernoulli likelihood)."""
-  from torch import nn
-
-  m = config.model
-  if (m.arch, m.get("activation", "tanh"), m.get("likelihood", "bernoulli")) != (
-      "mlp", "tanh", "bernoulli"):
-    raise ValueError("The PyTorch VAE twin is the tanh MLP VAE with a Bernoulli likelihood, "
-                     f"not model.arch={m.arch!r}, activation={m.get('activation')!r}, "
-                     f"likelihood={m.get('likelihood')!r}.")
-  pixels = math.prod(image_shape)
-
-  def mlp(width_in, width_out):
-    layers = []
-    for width in m.hidden:
-      layers += [nn.Linear(width_in, width), nn.Tanh()]
-      width_in = width
-    return nn.Sequential(*layers, nn.Linear(width_in, width_out))
-
-  return {"encoder": mlp(pixels, 2 * m.latent_dim), "decoder": mlp(m.latent_dim, pixels)}
-
-
-def cyclegan_modules(config, image_shape):
-  """{'g_ab', 'g_ba', 'd_a', 'd_b'} of a CycleGAN config, as the authors' code builds them."""
-  from torch import nn
-
-  m, channels = config.model, image_shape[-1]
-
-  def norm(c):
-    return nn.InstanceNorm2d(c, affine=False, track_running_stats=False, eps=1e-5)
-
-  class Residual(nn.Module):
-
-    def __init__(self, c):
-      super().__init__()
-      self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c), nn.ReLU(),
-                                nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c))
-
-    def forward(self, x):
-      return x + self.body(x)
-
-  def upsample(c_in, c_out):
-    if m.upsample == "subpixel":
-      return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
-    if m.upsample == "transpose":
-      return [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
-    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
-
-  def generator():
-    w = m.g_width
-    layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), norm(w), nn.ReLU()]
-    for i in range(m.g_down):
-      layers += [nn.Conv2d(w * 2**i, w * 2 ** (i + 1), 3, stride=2, padding=1),
-                 norm(w * 2 ** (i + 1)), nn.ReLU()]
-    layers += [Residual(w * 2**m.g_down) for _ in range(m.g_blocks)]
-    for i in reversed(range(m.g_down)):
-      layers += [*upsample(w * 2 ** (i + 1), w * 2**i), norm(w * 2**i), nn.ReLU()]
-    layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7), nn.Tanh()]
-    return nn.Sequential(*layers)
-
-  def discriminator():
-    w = m.d_width
-    layers = [nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
-    width = w
-    for n in range(1, m.d_layers):
-      out = w * min(2**n, 8)
-      layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), norm(out), nn.LeakyReLU(0.2)]
-      width = out
-    out = w * min(2**m.d_layers, 8)
-    layers += [nn.Conv2d(width, out, 4, padding=1), norm(out), nn.LeakyReLU(0.2),
-               nn.Conv2d(out, 1, 4, padding=1)]
-    return nn.Sequential(*layers)
-
-  return {"g_ab": generator(), "g_ba": generator(), "d_a": discriminator(),
-          "d_b": discriminator()}
-
-
-MODULES = {"gan": dcgan_modules, "vae": vae_modules, "cyclegan": cyclegan_modules}
-
-
-def modules(config, image_shape):
-  """The twin's networks for genjax config `config` at images `image_shape` (H, W, C)."""
-  if config.family not in MODULES:
-    raise ValueError(f"No PyTorch twin of family {config.family!r}; "
-                     f"twins exist for {sorted(MODULES)}.")
-  return MODULES[config.family](config, image_shape)
 
 
 # --- train steps ----------------------------------------------------------
@@ -325,12 +206,82 @@ def _cyclegan_step(nets, config, images, device, torch, to_form):
   return step, b
 
 
-STEPS = {"gan": _gan_step, "vae": _vae_step, "cyclegan": _cyclegan_step}
+def _progan_step(nets, config, images, device, torch, to_form):
+  g, d = nets["generator"], nets["discriminator"]
+  level, alpha, b = g.levels - 1, 1.0, config.batch_size  # the last phase, faded in
+  o = config.opt
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.g_lr, betas=(o.b1, o.b2), eps=o.eps)
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.d_lr, betas=(o.b1, o.b2), eps=o.eps)
+  ema = copy.deepcopy(g).requires_grad_(False)
+  pad = 4 * 2**level - images.shape[-1]  # to the final size, as genjax's pad_to
+  padding = (pad // 2, pad - pad // 2) * 2
+
+  def step():
+    idx = torch.randint(0, images.shape[0], (b,), device=device)
+    real = torch.nn.functional.pad(to_form(images[idx].float() / 127.5 - 1.0), padding,
+                                   value=-1.0)
+    fake = g(torch.randn(b, config.model.latent_dim, device=device), level, alpha)
+    scores = d(torch.cat([real, fake.detach()]), level, alpha)
+    real_scores, fake_scores = scores[:b], scores[b:]
+    eps = torch.rand(b, 1, 1, 1, device=device)
+    x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(d(x_hat, level, alpha).sum(), x_hat, create_graph=True)
+    gp = ((grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
+    d_loss = (fake_scores.mean() - real_scores.mean() + config.gp_weight * gp
+              + config.drift * real_scores.pow(2).mean())
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    g_loss = -d(fake, level, alpha).mean()
+    opt_g.zero_grad(set_to_none=True)
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
+    g_loss.backward()
+    d.requires_grad_(True)
+    opt_g.step()
+    with torch.no_grad():
+      for e, p in zip(ema.parameters(), g.parameters()):
+        e.lerp_(p, 1.0 - config.ema_decay)
+
+  return step, b
 
 
-def make_step(config, image_shape, form: str, num_images: int = 60000):
+class Twin(NamedTuple):
+  """A family's PyTorch twin."""
+
+  modules: Callable  # (config, image_shape) -> {name: torch module}
+  step: Callable  # (nets, config, images, device, torch, to_form) -> (step(), images per step)
+  forms: tuple[str, ...]  # the FORMS that apply: no memory format for an MLP
+
+
+TWINS = {
+    "gan": Twin(twin_networks.dcgan_modules, _gan_step, FORMS),
+    "vae": Twin(twin_networks.vae_modules, _vae_step, ("nchw", "compile")),
+    "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, FORMS),
+    "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw",)),
+}
+
+
+def get(family: str) -> Twin:
+  """The twin of genjax family `family`; a ValueError names the families that have one."""
+  if family not in TWINS:
+    raise ValueError(f"No PyTorch twin of family {family!r}; twins exist for {sorted(TWINS)}.")
+  return TWINS[family]
+
+
+def forms_for(family: str) -> tuple[str, ...]:
+  """The forms that apply to a family's twin."""
+  return get(family).forms
+
+
+def modules(config, image_shape):
+  """The twin's networks for genjax config `config` at images `image_shape` (H, W, C)."""
+  return get(config.family).modules(config, image_shape)
+
+
+def make_step(config, image_shape, form: str, num_images: int = 60000, device: str = ""):
   """(step, networks, images per step, device): the twin's train step in `form`,
-  on `num_images` random uint8 images held on the device."""
+  on `num_images` random uint8 images held on the device: `device`, else a
+  CUDA GPU where there is one, else the CPU."""
   import torch
 
   if form not in forms_for(config.family):
@@ -338,7 +289,7 @@ def make_step(config, image_shape, form: str, num_images: int = 60000):
                      f"choose from {forms_for(config.family)}.")
   torch.manual_seed(0)
   random.seed(0)
-  device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+  device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
   nets = {k: v.to(device) for k, v in modules(config, image_shape).items()}
   layout = torch.channels_last if form == "channels_last" else torch.contiguous_format
   if form == "channels_last":
@@ -351,7 +302,7 @@ def make_step(config, image_shape, form: str, num_images: int = 60000):
   def to_form(x):
     return x.contiguous(memory_format=layout)
 
-  step, images_per_step = STEPS[config.family](run, config, images, device, torch, to_form)
+  step, images_per_step = get(config.family).step(run, config, images, device, torch, to_form)
   return step, nets, images_per_step, device
 
 
@@ -359,8 +310,6 @@ def measure(config, image_shape, form: str, windows: int, window_seconds: float,
             num_images: int = 60000) -> dict:
   """images/s of the twin's train step in `form` (median of timed windows)."""
   import torch
-
-  from experiments.benchmark import timed_windows
 
   step, nets, images_per_step, device = make_step(config, image_shape, form, num_images)
 

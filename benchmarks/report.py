@@ -1,8 +1,8 @@
 """Trains the standard configurations and writes the results table.
 
-  python -m experiments.report                       # every row, default budgets
-  python -m experiments.report --rows=gan_mnist      # one row
-  python -m experiments.report --steps_scale=0.1     # a quick, smaller budget
+  python -m benchmarks.report                        # every row, default budgets
+  python -m benchmarks.report --rows=gan_mnist       # one row
+  python -m benchmarks.report --steps_scale=0.1      # a quick, smaller budget
 
 Each row is an experiment module with its default config (the budget is its
 `num_steps`, times --steps_scale), trained as a population of --seeds
@@ -29,7 +29,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from genjax import configs, evaluate, loop, runtime
+from genjax import configs, evaluate, runtime
+from genjax.train import loop
 from genjax.metrics import features
 
 # name -> (experiment module, preset, config overrides, what the row shows).
@@ -267,7 +268,7 @@ def main(argv):
              for name in FLAGS.rows]
   text = table(results, note=FLAGS.note)
   Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m experiments.report`.\n\n{text}")
+  Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m benchmarks.report`.\n\n{text}")
   if FLAGS.readme:
     write_readme(Path(FLAGS.readme), table(results, compact=True))
   print(text)

@@ -1,4 +1,4 @@
-"""The input pipeline's speed: `python -m experiments.benchmark --pipeline`.
+"""The input pipeline's speed: `python -m benchmarks.benchmark --pipeline`.
 
 Measures, on a folder of 64x64 RGB JPEGs written for the purpose (smooth
 random images, so that JPEG has real work to do), and on the same images
@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks.common import timed_windows
+
 
 def _write_jpegs(folder: Path, n: int, size: int = 80) -> None:
   rng = np.random.default_rng(0)
@@ -32,7 +34,6 @@ def _write_jpegs(folder: Path, n: int, size: int = 80) -> None:
 def _pipeline_rate(source, windows, window_seconds, threads, batch=64):
   import jax
 
-  from experiments.benchmark import timed_windows
   from genjax.data import stream
 
   batches = stream.StepBatches(source, batch, 1, jax.random.key(0))
@@ -44,13 +45,13 @@ def _gan_rates(train, windows, window_seconds, threads):
   import jax
 
   from experiments import gan_folder
-  from experiments.benchmark import timed_windows
-  from genjax import data, families, loop, parallel
+  from genjax import data, models, parallel
+  from genjax.train import calls
   from genjax.data import stream
 
   config = gan_folder.get_config()
   config.data.image_size = 64
-  family = families.get("gan")
+  family = models.get("gan")
   mesh = parallel.make_mesh()
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   make_state = jax.jit(lambda k: family.create_state(config, k, train.image_shape, 1),
@@ -61,7 +62,7 @@ def _gan_rates(train, windows, window_seconds, threads):
 
   in_memory = data.materialize(train, threads)
   dataset = family.to_device(in_memory, mesh)
-  call = loop.make_train_call(family, config, mesh, k)
+  call = calls.make_train_call(family, config, mesh, k)
   holder = [make_state(init_key)]
 
   def device_once():
@@ -72,7 +73,7 @@ def _gan_rates(train, windows, window_seconds, threads):
 
   batches = stream.StepBatches(train, config.batch_size, 1, data_key)
   pipe = stream.Stream(batches, 0, 10**9, threads=threads)
-  streamed = loop.make_train_call(family, config, mesh, k, streamed=True)
+  streamed = calls.make_train_call(family, config, mesh, k, streamed=True)
   sharding = parallel.batch_sharding(mesh, batch_axis=2)
   holder[0] = make_state(init_key)
 

@@ -1,4 +1,4 @@
-"""Train-step speed of each family's default config: `python -m experiments.benchmark`.
+"""Train-step speed of each family's default config: `python -m benchmarks.benchmark`.
 
 Prints one JSON object (and writes it to --output when given):
 
@@ -28,7 +28,7 @@ Prints one JSON object (and writes it to --output when given):
                        runs in its own process)
     peak_device_mb     peak accelerator memory, where the backend reports it
     pytorch            {form: the PyTorch twin's figures} for each form of
-                       experiments/benchmark_pytorch.py (nchw, channels_last,
+                       benchmarks/twins.py (nchw, channels_last,
                        torch.compile), each in its own process: the same
                        networks, batch, loss and optimiser; or why not
     pytorch_best_form, genjax_over_pytorch_best
@@ -42,14 +42,14 @@ device like the loop's data: the step's cost does not depend on pixel values.
 Measurement windows are interleaved with nothing else; run it on an idle
 machine and compare ratios taken within one run.
 
-  python -m experiments.benchmark                       # all, ~20 min on 2 cores
-  python -m experiments.benchmark --experiments=gan_mnist --windows=3
-  python -m experiments.benchmark --experiments=gan_mnist:wgan_gp   # a preset
-  python -m experiments.benchmark --experiments=gan_mnist \
+  python -m benchmarks.benchmark                        # all, ~20 min on 2 cores
+  python -m benchmarks.benchmark --experiments=gan_mnist --windows=3
+  python -m benchmarks.benchmark --experiments=gan_mnist:wgan_gp   # a preset
+  python -m benchmarks.benchmark --experiments=gan_mnist \
       --set=model.g_width=32 --set=model.d_width=64 --set=batch_size=64
                                                         # any config, twins too
-  python -m experiments.benchmark --nopytorch           # genjax alone
-  python -m experiments.benchmark --experiments=vae_mnist:burda_vae --nopytorch --profile
+  python -m benchmarks.benchmark --nopytorch            # genjax alone
+  python -m benchmarks.benchmark --experiments=vae_mnist:burda_vae --nopytorch --profile
                                                         # and where the step's time goes
 """
 
@@ -60,22 +60,15 @@ import json
 import os
 import re
 import resource
-import statistics
-import subprocess
 import sys
 import time
 
 from absl import app, flags
 
+from benchmarks import common, pipeline, twins
+from benchmarks.common import EXPERIMENTS, load_config
 from genjax import runtime
 
-EXPERIMENTS = {
-    # experiment module: image shape of its default dataset
-    "gan_mnist": (28, 28, 1),
-    "vae_mnist": (28, 28, 1),
-    "cyclegan_edges2fashion": (28, 28, 1),
-    "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
-}
 # On CPU, at most this many steps per call for an experiment (else
 # --max_steps_per_call): a 256 px CycleGAN step takes seconds there, and a
 # call's steps are unrolled, so more would add compile time and nothing else.
@@ -106,37 +99,9 @@ def _define_flags():
                        "operation's share of the step (matrix products, fusions, copies).")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
   flags.DEFINE_boolean("pipeline", False, "Measure the input pipeline instead "
-                       "(experiments/benchmark_pipeline.py): folder and prepared-dataset "
+                       "(benchmarks/pipeline.py): folder and prepared-dataset "
                        "reading, and a 64x64 GAN streamed against the device path.")
   flags.DEFINE_string("one", "", "Internal: measure this one experiment in this process.")
-
-
-def print_report(report: dict, output: str = "") -> None:
-  """Prints `report` as indented JSON, and writes the same text to `output` when given."""
-  text = json.dumps(report, indent=2)
-  print(text)
-  if output:
-    with open(output, "w") as out:
-      out.write(text + "\n")
-
-
-def timed_windows(run_once, items_per_call: int, windows: int, window_seconds: float) -> dict:
-  """Median and spread of items/s over `windows` windows of repeated calls.
-
-  `run_once()` must block until its work is done. One warm-up call first.
-  """
-  run_once()
-  rates = []
-  for _ in range(windows):
-    calls, start = 0, time.perf_counter()
-    while True:
-      run_once()
-      calls += 1
-      elapsed = time.perf_counter() - start
-      if elapsed >= window_seconds:
-        break
-    rates.append(calls * items_per_call / elapsed)
-  return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
 def matmul_peak_gflops(windows: int, n: int = 4096) -> float:
@@ -150,7 +115,7 @@ def matmul_peak_gflops(windows: int, n: int = 4096) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   product = jax.jit(lambda a, b: a @ b)
-  rate = timed_windows(lambda: product(a, b).block_until_ready(), 1, windows, 1.0)
+  rate = common.timed_windows(lambda: product(a, b).block_until_ready(), 1, windows, 1.0)
   return rate["max"] * 2 * n**3 / 1e9
 
 
@@ -226,67 +191,28 @@ def op_profile(compiled, run_once, steps_per_call: int, calls: int = 5, top: int
                       for name, us in ranked]}
 
 
-def synthetic_count(image_shape) -> int:
-  """Images per synthetic split: MNIST's 60,000 where they take at most 256 MB
-  (the per-step cost of drawing a batch must not hide behind a small N),
-  fewer for large images (1,365 at 256 x 256 x 3)."""
-  import math
-
-  return min(60000, 2**28 // math.prod(image_shape))
-
-
-def load_config(name: str, assignments=()):
-  """The config of 'experiment' or 'experiment:preset', with the KEY=VALUE
-  `assignments` (--set) applied."""
-  from genjax import configs
-
-  name, _, preset = name.partition(":")
-  get_config = importlib.import_module(f"experiments.{name}").get_config
-  config = get_config(preset) if preset else get_config()
-  return configs.apply_overrides(config, configs.parse_assignments(assignments, config))
-
-
-def synthetic_split(family_name: str, image_shape, n: int | None = None):
-  """Random uint8 images with labels, shaped like the loop's loaded split,
-  `synthetic_count` of them unless n is given."""
-  import numpy as np
-
-  from genjax import data
-  from genjax.data import unpaired
-
-  rng = np.random.default_rng(0)
-  n = synthetic_count(image_shape) if n is None else n
-
-  def images():
-    return data.ArrayDataset(rng.integers(0, 256, (n, *image_shape), np.uint8),
-                             rng.integers(0, 10, (n,)), 10, "random pixels")
-
-  if family_name == "cyclegan":
-    return unpaired.UnpairedDataset(images(), images(), paired=False, source="random pixels")
-  return images()
-
-
 def measure_experiment(name: str, windows: int, window_seconds: float,
                        max_steps_per_call: int = 10, assignments=(), unroll: str = "auto",
                        profile: bool = False) -> dict:
   """Compiles and times the loop's own train call for experiment `name`."""
   import jax
 
-  from genjax import families, loop, parallel
+  from genjax import models, parallel
+  from genjax.train import calls
 
   config = load_config(name, assignments)
   name = name.partition(":")[0]
-  family = families.get(config.family)
+  family = models.get(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
-  split = synthetic_split(config.family, EXPERIMENTS[name])
+  split = common.synthetic_split(config.family, EXPERIMENTS[name])
   dataset = family.to_device(split, mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   state = jax.jit(lambda k: family.create_state(config, k, EXPERIMENTS[name], 10),
                   out_shardings=parallel.replicated(mesh))(init_key)
   images_per_step = config.batch_size * family.batches_per_step(config)
 
-  unrolled = loop.steps_unrolled(family, config, mesh) if unroll == "auto" else unroll == "on"
+  unrolled = calls.steps_unrolled(family, config, mesh) if unroll == "auto" else unroll == "on"
   result = {"batch_size": config.batch_size, "images_per_step": images_per_step,
             "unrolled": unrolled, "images_per_sec": {}, "compile_seconds": {}}
   best_rate = 0.0
@@ -301,7 +227,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
     return run_once
 
   for k in sorted({1, min(config.steps_per_call, max_steps_per_call)}):
-    call = loop.make_train_call(family, config, mesh, k, unroll=unrolled)
+    call = calls.make_train_call(family, config, mesh, k, unroll=unrolled)
     start = time.perf_counter()
     compiled = call.lower(holder[0], dataset, train_key, data_key).compile()
     result["compile_seconds"][str(k)] = round(time.perf_counter() - start, 2)
@@ -309,7 +235,7 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
       flops = compiled.cost_analysis().get("flops", 0.0)
       result["gflop_per_step"] = round(flops / 1e9, 3)
     run_once = runner(compiled)  # bound to this k's program, for the profile after the loop
-    rate = timed_windows(run_once, k * images_per_step, windows, window_seconds)
+    rate = common.timed_windows(run_once, k * images_per_step, windows, window_seconds)
     result["images_per_sec"][str(k)] = {key: _round(v) for key, v in rate.items()}
     if rate["median"] > best_rate:
       best_rate, best_call = rate["median"], (compiled, run_once, k)
@@ -329,43 +255,29 @@ def _round(rate: float) -> float:
   return float(f"{rate:.4g}")
 
 
-def run_child(args: list[str], module: str = "experiments.benchmark") -> dict:
-  """Runs `module` with `args` in a fresh process; returns the JSON of its
-  last line, or {'error': ...}."""
-  proc = subprocess.run([sys.executable, "-m", module, *args],
-                        capture_output=True, text=True)
-  if proc.returncode != 0:
-    return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
-            f"exit status {proc.returncode}"}
-  try:
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-  except (IndexError, json.JSONDecodeError):
-    return {"error": f"no JSON on the last line of its output: {proc.stdout[-200:]!r}"}
+def _run_child(args: list[str]) -> dict:
+  """This module with `args` in a fresh process (common.run_child)."""
+  return common.run_child(args, "benchmarks.benchmark")
 
 
 def measure_twin(name: str, form: str, windows: int, window_seconds: float,
                  assignments=()) -> dict:
-  """The PyTorch twin of experiment `name` in `form` (experiments/benchmark_pytorch.py)."""
-  from experiments import benchmark_pytorch
-
+  """The PyTorch twin of experiment `name` in `form` (benchmarks/twins.py)."""
   shape = EXPERIMENTS[name.partition(":")[0]]
   config = load_config(name, assignments)
-  return benchmark_pytorch.measure(config, shape, form, windows, window_seconds,
-                                   num_images=synthetic_count(shape))
+  return twins.measure(config, shape, form, windows, window_seconds,
+                       num_images=common.synthetic_count(shape))
 
 
 def compare_twins(name: str, ours: dict, forms: list[str], timing: list[str]) -> dict:
   """Runs each form of `name`'s twin in its own process; returns the report's
   pytorch, pytorch_best_form and genjax_over_pytorch_best entries."""
-  from experiments import benchmark_pytorch
-
   family = load_config(name).family
-  forms = [f for f in (forms or benchmark_pytorch.forms_for(family))
-           if f in benchmark_pytorch.forms_for(family)]
+  forms = [f for f in (forms or twins.forms_for(family)) if f in twins.forms_for(family)]
   results = {}
   for form in forms:
     print(f"Measuring {name}'s PyTorch twin, {form}...", file=sys.stderr)
-    results[form] = run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
+    results[form] = _run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
   out = {"pytorch": results}
   rates = {f: r["images_per_sec"]["median"] for f, r in results.items() if "images_per_sec" in r}
   if rates and ours.get("images_per_sec"):
@@ -388,9 +300,7 @@ def main(argv):
     if f.set:
       raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
                            "fixed config; drop --set, or measure --experiments instead.")
-    from experiments import benchmark_pipeline
-
-    print_report(benchmark_pipeline.measure(f.windows, f.window_seconds), f.output)
+    common.print_report(pipeline.measure(f.windows, f.window_seconds), f.output)
     return
   if f.one and f.pytorch_form:
     print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds, f.set)))
@@ -400,12 +310,10 @@ def main(argv):
                                         f.max_steps_per_call, f.set, f.unroll, f.profile)))
     return
 
-  from experiments import benchmark_pytorch
-
-  bad_forms = [x for x in f.pytorch_forms if x not in benchmark_pytorch.FORMS]
+  bad_forms = [x for x in f.pytorch_forms if x not in twins.FORMS]
   if bad_forms:
     raise app.UsageError(f"--pytorch_forms: unknown {bad_forms}; choose from "
-                         f"{list(benchmark_pytorch.FORMS)}.")
+                         f"{list(twins.FORMS)}.")
   unknown = [e for e in f.experiments if e.partition(":")[0] not in EXPERIMENTS]
   if unknown:
     raise app.UsageError(f"--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}.")
@@ -420,11 +328,11 @@ def main(argv):
     except ValueError as err:
       raise app.UsageError(f"--set: {err}") from None
     if f.set:  # the values a run would refuse, refused here rather than in a child
-      from genjax import configs, families, parallel
+      from genjax import configs, models, parallel
 
       try:
         configs.check_common(config)
-        families.get(config.family).validate_config(config)
+        models.get(config.family).validate_config(config)
         parallel.check_batch_size(config.batch_size, parallel.make_mesh())
       except ValueError as err:
         raise app.UsageError(f"{e}'s config with --set {list(f.set)} is invalid: {err}") from None
@@ -439,7 +347,7 @@ def main(argv):
   first_peak = matmul_peak_gflops(f.windows)
   for name in f.experiments:
     print(f"Measuring {name}...", file=sys.stderr)
-    report[name] = run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
+    report[name] = _run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
                                f"--unroll={f.unroll}", f"--profile={f.profile}", *timing])
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]
@@ -454,7 +362,7 @@ def main(argv):
   elif f.pytorch:
     for name in f.experiments:
       report[name].update(compare_twins(name, report[name], f.pytorch_forms, timing))
-  print_report(report, f.output)
+  common.print_report(report, f.output)
 
 
 if __name__ == "__main__":

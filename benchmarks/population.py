@@ -1,4 +1,4 @@
-"""Speed and memory of a population against one model: `python -m experiments.benchmark_population`.
+"""Speed and memory of a population against one model: `python -m benchmarks.population`.
 
 Prints one JSON object (and writes it to --output when given): for each
 population size M in --members (1 = one model, the population off), the
@@ -12,19 +12,17 @@ loop's own train call of --experiment's config with
                        above 1, M members cost less than M single runs
   compile_seconds, peak_rss_mb (each size in its own process)
 
-  python -m experiments.benchmark_population         # gan_mnist, M = 1, 3, 8, both layouts
-  python -m experiments.benchmark_population --members=1,4 --layouts=vmap --experiment=vae_mnist
+  python -m benchmarks.population         # gan_mnist, M = 1, 3, 8, both layouts
+  python -m benchmarks.population --members=1,4 --layouts=vmap --experiment=vae_mnist
 """
 
 import json
 import resource
-import subprocess
-import sys
 import time
 
 from absl import app, flags
 
-from experiments import benchmark
+from benchmarks import common
 from genjax import runtime
 
 
@@ -44,29 +42,23 @@ def measure(name: str, num_members: int, windows: int, window_seconds: float,
   """Compiles and times the loop's train call for `num_members` members."""
   import jax
 
-  from genjax import families, loop, parallel, population
+  from genjax.train import calls, population
 
-  config = benchmark.load_config(name)
+  config = common.load_config(name)
   name = name.partition(":")[0]
   config.population.seeds = num_members
   config.population.layout = layout
-  family = families.get(config.family)
-  shape = benchmark.EXPERIMENTS[name]
-  split = benchmark.synthetic_split(config.family, shape)
-  members = population.members(config) if num_members > 1 else None
-  if members is None:
-    mesh = parallel.make_mesh()
-    sharding = parallel.replicated(mesh)
-    create = lambda: family.create_state(config, jax.random.key(0), shape, 10)
-  else:
-    mesh = population.make_mesh(None, num_members)
-    create = lambda: population.create_state(family, members, shape, 10)
-    sharding = population.state_sharding(mesh, jax.eval_shape(create))
+  family = population.resolve(config)  # the family itself for one member
+  shape = common.EXPERIMENTS[name]
+  split = common.synthetic_split(config.family, shape)
+  mesh = family.make_mesh(None)
+  create = lambda: family.create_state(config, jax.random.key(0), shape, 10)
+  sharding = family.state_sharding(mesh, jax.eval_shape(create))
   state = jax.jit(create, out_shardings=sharding)()
   dataset = family.to_device(split, mesh)
   train_key, data_key = jax.random.split(jax.random.key(1))
   k = config.steps_per_call
-  call = loop.make_train_call(family, config, mesh, k, members=members, state_sharding=sharding)
+  call = calls.make_train_call(family, config, mesh, k, state_sharding=sharding)
   start = time.perf_counter()
   compiled = call.lower(state, dataset, train_key, data_key).compile()
   compile_seconds = time.perf_counter() - start
@@ -76,10 +68,10 @@ def measure(name: str, num_members: int, windows: int, window_seconds: float,
     holder[0], metrics = compiled(holder[0], dataset, train_key, data_key)
     jax.block_until_ready(metrics)
 
-  images = k * config.batch_size * family.batches_per_step(config) * num_members
-  rate = benchmark.timed_windows(run_once, images, windows, window_seconds)
+  images = k * config.batch_size * family.batches_per_step(config) * family.num_models
+  rate = common.timed_windows(run_once, images, windows, window_seconds)
   return {"members": num_members, "layout": population.choose_layout(layout, mesh)
-          if members else "single", "images_per_sec": {n: round(v, 1) for n, v in rate.items()},
+          if num_members > 1 else "single", "images_per_sec": {n: round(v, 1) for n, v in rate.items()},
           "per_member_images_per_sec": round(rate["median"] / num_members, 1),
           "compile_seconds": round(compile_seconds, 2),
           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -97,14 +89,10 @@ def main(argv):
   sizes = [int(x) for x in f.members]
   jobs = [(m, layout) for m in sizes for layout in (["auto"] if m == 1 else f.layouts)]
   for m, layout in jobs:
-    proc = subprocess.run([sys.executable, "-m", "experiments.benchmark_population",
-                           f"--experiment={f.experiment}", f"--one={m}", f"--layout={layout}",
-                           *timing], capture_output=True, text=True)
-    if proc.returncode:
-      result["sizes"].append({"members": m, "layout": layout,
-                              "error": proc.stderr.strip().splitlines()[-1]})
-      continue
-    result["sizes"].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    size = common.run_child([f"--experiment={f.experiment}", f"--one={m}", f"--layout={layout}",
+                             *timing], "benchmarks.population")
+    result["sizes"].append({"members": m, "layout": layout, "error": size["error"]}
+                           if "error" in size else size)
   ok = [s for s in result["sizes"] if "error" not in s]
   base = next((s for s in ok if s["members"] == 1), None)
   if base is not None:
@@ -115,7 +103,7 @@ def main(argv):
 
   result.update(backend=jax.default_backend(), device_kind=jax.devices()[0].device_kind,
                 device_count=jax.device_count())
-  benchmark.print_report(result, f.output)
+  common.print_report(result, f.output)
 
 
 if __name__ == "__main__":

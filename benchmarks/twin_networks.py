@@ -1,0 +1,225 @@
+"""The networks of the PyTorch twins (benchmarks/twins.py), one builder per
+family: config and image shape (H, W, C) in, {name: torch module} out, with
+genjax's layers, widths and parameter counts (tests/test_benchmark_twins.py
+holds them to genjax's modules)."""
+
+import math
+
+def dcgan_modules(config, image_shape):
+  """{'generator', 'discriminator'} of gan_mnist's DCGAN (unconditional, no SN)."""
+  from torch import nn
+
+  from genjax.models.gan import networks as dcgan
+
+  m = config.model
+  size, channels = image_shape[0], image_shape[-1]
+  n_up, start = dcgan.num_upsamplings(size), dcgan.START_SIZE[size]
+  if m.upsample != "subpixel" or config.get("conditional") or m.spectral_norm:
+    raise ValueError("The PyTorch DCGAN twin is unconditional with sub-pixel upsampling "
+                     "and no spectral norm.")
+  if m.g_kernel_size % 2 == 0:
+    raise ValueError(f"The PyTorch DCGAN twin needs an odd model.g_kernel_size, got "
+                     f"{m.g_kernel_size}.")
+  kg, kd = m.g_kernel_size, m.d_kernel_size
+  top = m.g_width * 2**n_up
+  g_layers = [nn.Linear(m.latent_dim, start * start * top), nn.Unflatten(1, (top, start, start)),
+              nn.BatchNorm2d(top), nn.ReLU()]
+  width = top
+  for i in range(n_up):
+    out = m.g_width * 2 ** (n_up - 1 - i)
+    g_layers += [nn.Conv2d(width, 4 * out, kg, padding=kg // 2), nn.PixelShuffle(2),
+                 nn.BatchNorm2d(out), nn.ReLU()]
+    width = out
+  g_layers += [nn.Conv2d(width, channels, kg, padding=kg // 2), nn.Tanh()]
+  d_layers, width, side = [], channels, size
+  for i in range(n_up):
+    out = m.d_width * 2**i
+    d_layers += [nn.Conv2d(width, out, kd, stride=2, padding=(kd - 1) // 2), nn.LeakyReLU(0.2)]
+    width, side = out, side // 2
+  d_layers += [nn.Flatten(), nn.Linear(width * side * side, 1)]
+  return {"generator": nn.Sequential(*g_layers), "discriminator": nn.Sequential(*d_layers)}
+
+
+def vae_modules(config, image_shape):
+  """{'encoder', 'decoder'} of vae_mnist's MLP VAE (Bernoulli likelihood)."""
+  from torch import nn
+
+  m = config.model
+  if (m.arch, m.get("activation", "tanh"), m.get("likelihood", "bernoulli")) != (
+      "mlp", "tanh", "bernoulli"):
+    raise ValueError("The PyTorch VAE twin is the tanh MLP VAE with a Bernoulli likelihood, "
+                     f"not model.arch={m.arch!r}, activation={m.get('activation')!r}, "
+                     f"likelihood={m.get('likelihood')!r}.")
+  pixels = math.prod(image_shape)
+
+  def mlp(width_in, width_out):
+    layers = []
+    for width in m.hidden:
+      layers += [nn.Linear(width_in, width), nn.Tanh()]
+      width_in = width
+    return nn.Sequential(*layers, nn.Linear(width_in, width_out))
+
+  return {"encoder": mlp(pixels, 2 * m.latent_dim), "decoder": mlp(m.latent_dim, pixels)}
+
+
+def cyclegan_modules(config, image_shape):
+  """{'g_ab', 'g_ba', 'd_a', 'd_b'} of a CycleGAN config, as the authors' code builds them."""
+  from torch import nn
+
+  m, channels = config.model, image_shape[-1]
+
+  def norm(c):
+    return nn.InstanceNorm2d(c, affine=False, track_running_stats=False, eps=1e-5)
+
+  class Residual(nn.Module):
+
+    def __init__(self, c):
+      super().__init__()
+      self.body = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c), nn.ReLU(),
+                                nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c))
+
+    def forward(self, x):
+      return x + self.body(x)
+
+  def upsample(c_in, c_out):
+    if m.upsample == "subpixel":
+      return [nn.Conv2d(c_in, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
+    if m.upsample == "transpose":
+      return [nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1)]
+
+  def generator():
+    w = m.g_width
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, w, 7), norm(w), nn.ReLU()]
+    for i in range(m.g_down):
+      layers += [nn.Conv2d(w * 2**i, w * 2 ** (i + 1), 3, stride=2, padding=1),
+                 norm(w * 2 ** (i + 1)), nn.ReLU()]
+    layers += [Residual(w * 2**m.g_down) for _ in range(m.g_blocks)]
+    for i in reversed(range(m.g_down)):
+      layers += [*upsample(w * 2 ** (i + 1), w * 2**i), norm(w * 2**i), nn.ReLU()]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(w, channels, 7), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+  def discriminator():
+    w = m.d_width
+    layers = [nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+    width = w
+    for n in range(1, m.d_layers):
+      out = w * min(2**n, 8)
+      layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), norm(out), nn.LeakyReLU(0.2)]
+      width = out
+    out = w * min(2**m.d_layers, 8)
+    layers += [nn.Conv2d(width, out, 4, padding=1), norm(out), nn.LeakyReLU(0.2),
+               nn.Conv2d(out, 1, 4, padding=1)]
+    return nn.Sequential(*layers)
+
+  return {"g_ab": generator(), "g_ba": generator(), "d_a": discriminator(),
+          "d_b": discriminator()}
+
+
+def progan_modules(config, image_shape):
+  """{'generator', 'discriminator'} of genjax.nn.progan in PyTorch, at every
+  level up to the final resolution (the power of two the data are padded
+  to); called as G(z, level, alpha) and D(x, level, alpha), each with its
+  `levels`."""
+  import torch
+  from torch import nn
+  import torch.nn.functional as F
+
+  from genjax.models.progan import networks as nets
+  from genjax.models.progan import step as progan
+
+  m, channels = config.model, image_shape[-1]
+  levels = nets.num_levels(progan.final_resolution(image_shape[0]))
+  g_widths = nets.widths(m.g_width, m.max_width, levels)
+  d_widths = nets.widths(m.d_width, m.max_width, levels)
+  class EqualConv(nn.Module):
+    def __init__(self, c, f, k=3, gain=math.sqrt(2.0)):
+      super().__init__()
+      self.weight = nn.Parameter(torch.randn(f, c, k, k))
+      self.bias = nn.Parameter(torch.zeros(f))
+      self.scale, self.pad = gain / math.sqrt(c * k * k), k // 2
+
+    def forward(self, x):
+      return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.pad)
+
+  class EqualDense(nn.Module):
+    def __init__(self, c, f, gain=math.sqrt(2.0)):
+      super().__init__()
+      self.weight = nn.Parameter(torch.randn(f, c))
+      self.bias = nn.Parameter(torch.zeros(f))
+      self.scale = gain / math.sqrt(c)
+
+    def forward(self, x):
+      return F.linear(x, self.weight * self.scale, self.bias)
+
+  def act(x):
+    return F.leaky_relu(x, 0.2)
+
+  def pixel_norm(x, dim=1):
+    return x * torch.rsqrt(torch.mean(x * x, dim=dim, keepdim=True) + 1e-8)
+
+  def up(x):
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+  def down(x):
+    return F.avg_pool2d(x, 2)
+
+  def mbstd(x, group):
+    b, c, h, w = x.shape
+    y = x.reshape(b // group, group, c, h, w)
+    y = y - y.mean(1, keepdim=True)
+    s = torch.sqrt(torch.mean(y * y, 1) + 1e-8).mean((1, 2, 3))  # [B/g]
+    s = s[:, None, None, None, None].expand(b // group, group, 1, h, w).reshape(b, 1, h, w)
+    return torch.cat([x, s], 1)
+
+  class Generator(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.head = EqualDense(m.latent_dim, 16 * g_widths[0], gain=math.sqrt(2.0) / 4)
+      self.head_conv = EqualConv(g_widths[0], g_widths[0])
+      self.blocks = nn.ModuleList(
+          nn.ModuleList([EqualConv(g_widths[l - 1], g_widths[l]),
+                         EqualConv(g_widths[l], g_widths[l])]) for l in range(1, levels))
+      self.to_rgb = nn.ModuleList(EqualConv(w, channels, 1, 1.0) for w in g_widths)
+
+    def forward(self, z, level, alpha):
+      h = pixel_norm(act(self.head(pixel_norm(z))).reshape(-1, g_widths[0], 4, 4))
+      hs = [pixel_norm(act(self.head_conv(h)))]
+      for a, b in self.blocks[:level]:
+        h = pixel_norm(act(a(up(hs[-1]))))
+        hs.append(pixel_norm(act(b(h))))
+      new = self.to_rgb[level](hs[level])
+      if level == 0:
+        return new
+      return (1 - alpha) * up(self.to_rgb[level - 1](hs[level - 1])) + alpha * new
+
+  class Discriminator(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.from_rgb = nn.ModuleList(EqualConv(channels, w, 1) for w in d_widths)
+      self.blocks = nn.ModuleList(
+          nn.ModuleList([EqualConv(d_widths[l], d_widths[l]),
+                         EqualConv(d_widths[l], d_widths[l - 1])]) for l in range(1, levels))
+      self.head_conv = EqualConv(d_widths[0] + 1, d_widths[0])
+      self.head_dense = EqualDense(16 * d_widths[0], d_widths[0])
+      self.out = EqualDense(d_widths[0], 1, gain=1.0)
+
+    def block(self, l, h):
+      a, b = self.blocks[l - 1]
+      return down(act(b(act(a(h)))))
+
+    def forward(self, x, level, alpha):
+      h = act(self.from_rgb[level](x))
+      if level > 0:
+        h = (1 - alpha) * act(self.from_rgb[level - 1](down(x))) + alpha * self.block(level, h)
+        for l in range(level - 1, 0, -1):
+          h = self.block(l, h)
+      h = act(self.head_conv(mbstd(h, m.mbstd_group)))
+      # The same flattening order as genjax's NHWC reshape.
+      h = act(self.head_dense(h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)))
+      return self.out(h)[:, 0]
+
+  generator, discriminator = Generator(), Discriminator()
+  generator.levels = discriminator.levels = levels
+  return {"generator": generator, "discriminator": discriminator}
