@@ -30,6 +30,18 @@ def describe_error(error: BaseException, limit: int = 200) -> str:
   return f"{type(error).__name__}: {text[:limit]}"
 
 
+def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{('generator', 'params', 'Dense_0', 'kernel'): shape} of a state pytree or
+  of a checkpoint's metadata tree (the same names either way)."""
+  def name(key):
+    for attr in ("name", "key", "idx"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+  return {tuple(name(k) for k in path): tuple(x.shape)
+          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
 class Checkpointer:
   """Thin owner of one `ocp.CheckpointManager` for one run directory."""
 
@@ -84,6 +96,23 @@ class Checkpointer:
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def shape_changes(self, target: Any, step: Optional[int] = None) -> list[str]:
+    """'path: stored (32,) -> now (64,)' for every array of `target` whose
+    shape differs from the one stored at `step` (default: latest), read from
+    the checkpoint's metadata without restoring it; [] when they fit or the
+    metadata cannot be read (restoring then says what is wrong)."""
+    step = self.latest_step() if step is None else step
+    try:
+      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
+      stored = _shapes(meta.item_metadata.tree)
+    except Exception:  # pylint: disable=broad-except
+      return []
+    now = _shapes(target)
+    changes = [f"{'.'.join(path)}: stored {stored.get(path, 'nothing')} -> now "
+               f"{now.get(path, 'nothing')}"
+               for path in sorted(set(stored) | set(now)) if stored.get(path) != now.get(path)]
+    return changes
 
   def restore_latest(self, target: Any) -> Optional[Any]:
     """The newest checkpoint that restores, or None when there is none.

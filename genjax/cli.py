@@ -63,7 +63,8 @@ def main(get_config, default_workdir: str) -> None:
   flags.DEFINE_string("workdir", None, f"Where checkpoints, logs and samples go (default: "
                       f"{default_workdir}, plus _PRESET for a preset).")
   flags.DEFINE_list("allow_changes", [], "Config keys that may differ from those of the run "
-                    "being resumed, e.g. opt.g_lr,opt.d_lr to go on with a lower learning rate.")
+                    "being resumed, e.g. opt.g_lr,opt.d_lr to go on with a lower learning rate; "
+                    "'data' to go on with training data that changed.")
 
   def _main(argv):
     if len(argv) > 1:

@@ -111,22 +111,30 @@ class _Start:
   state_sharding: Any
 
 
+def _checkpointed_step(workdir: Path) -> int:
+  """The newest checkpoint's step (0 when there is none), from the folder names."""
+  folder = workdir / "checkpoints"
+  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+  return max(steps, default=0)
+
+
 def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Path, devices,
            allow_changes) -> _Start:
   """Mesh, data, state (restored from the latest checkpoint when there is one)
-  and the run's files; nothing is compiled for training yet. config.json is
-  written before anything slow."""
+  and the run's files; nothing is compiled for training yet. What the run
+  writes about itself (config.json, run.json) is written only once the
+  restore has succeeded, so a resume that fails leaves the workdir as it was."""
   mesh = family.make_mesh(devices)
   parallel.check_batch_size(config.batch_size, mesh)
   workdir_lib.check_resume_config(workdir, config, allow_changes)
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json(indent=2))
 
   train = load_split(family, config, "train")
   image_shape = tuple(train.image_shape)
   print(f"Data: {config.data.name} train, {len(train)} images {image_shape} "
         f"from {train.source}.", file=sys.stderr)
   num_batches = family.batches_per_step(config)
+  history = workdir_lib.check_data(
+      workdir, workdir_lib.data_record(train, _checkpointed_step(workdir)), allow_changes)
   if len(train) < num_batches * config.batch_size:
     raise ValueError(f"config.batch_size={config.batch_size} is larger than the "
                      f"{len(train)} training images.")
@@ -155,6 +163,14 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
   state = jax.jit(create, out_shardings=state_sharding)()
   ckpt = checkpoint.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   try:
+    changes = ckpt.shape_changes(state) if ckpt.latest_step() is not None else []
+    if changes:  # an allowed change (a width, the members) that no checkpoint can hold
+      raise ValueError(
+          f"The checkpoints in {ckpt.directory} do not fit this config's state: "
+          f"{'; '.join(changes[:3])}{'; ...' if len(changes) > 3 else ''} "
+          f"({len(changes)} arrays). --allow_changes={','.join(allow_changes) or '-'} "
+          "cannot change a shape; nothing was written. Resume with the config in "
+          f"{workdir / 'config.json'}, or start the new one in a new --workdir.")
     restored = ckpt.restore_latest(state)
     parallel.barrier("genjax: restored")  # every process has read the steps
     if jax.process_index() == 0 and ckpt.unreadable:
@@ -164,7 +180,8 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
   if restored is not None:
     state = restored
   if jax.process_index() == 0:
-    workdir_lib.write_info(workdir, image_shape, train.num_classes, train.source)
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    workdir_lib.write_info(workdir, image_shape, train.num_classes, history)
   start = int(state.step)
   print(("Resuming from" if restored is not None else "Starting at") +
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)

@@ -6,15 +6,21 @@ class count of the data) beside it; together with `checkpoints/` they are
 enough to rebuild the state without loading the dataset.
 """
 
+import hashlib
 import json
 import sys
 from pathlib import Path
 
 import jax
 import ml_collections
+import numpy as np
 
 from genjax import checkpoint, configs, models, parallel
 from genjax.train import population
+
+# The name --allow_changes takes for training data that changed under a run.
+DATA_CHANGE = "data"
+
 
 def has_checkpoint(workdir: Path) -> bool:
   folder = workdir / "checkpoints"
@@ -38,7 +44,7 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
     raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
                      "in a new --workdir.") from None
   new = dict(configs.leaves(configs.upgrade(config)))
-  unknown = sorted(set(allow_changes) - set(new))
+  unknown = sorted(set(allow_changes) - set(new) - {DATA_CHANGE})
   if unknown:
     raise ValueError(f"--allow_changes names {unknown}, which are not config keys.")
   changed = sorted(
@@ -64,8 +70,56 @@ def remove_new(workdir: Path) -> None:
       pass  # not empty, or not there: leave it
 
 
-def write_info(workdir: Path, image_shape, num_classes: int, data_source: str) -> None:
-  info = {"image_shape": list(image_shape), "num_classes": num_classes, "data_source": data_source}
+def data_record(dataset, step: int) -> dict:
+  """What the run trains on from `step`: source, image count and a fingerprint
+  (the relative file list of a folder read as a stream; the images' and
+  labels' bytes of a split in memory; the count alone otherwise), so that a resumed run can tell that its data changed."""
+  h = hashlib.sha256(str(len(dataset)).encode())
+  files = getattr(getattr(dataset, "examples", None), "files", None)
+  if files is not None:
+    for name in files:
+      h.update(name.encode("utf-8", "surrogateescape") + b"\0")
+  elif hasattr(dataset, "images"):  # in memory; an unpaired set has domains a and b
+    for part in [dataset.a, dataset.b] if hasattr(dataset, "a") else [dataset]:
+      h.update(np.ascontiguousarray(part.images).data)
+      h.update(np.ascontiguousarray(part.labels).data)
+  return {"source": dataset.source, "count": len(dataset), "fingerprint": h.hexdigest()[:16],
+          "from_step": step}
+
+
+def check_data(workdir: Path, record: dict, allow_changes=()) -> list[dict]:
+  """The run's data history with `record` as its last entry. A resumed run
+  whose training data differ from those it last trained on (count or
+  fingerprint) is refused, unless `allow_changes` names `data`; the history
+  keeps each data the run has seen."""
+  path = workdir / "run.json"
+  if not has_checkpoint(workdir) or not path.exists():
+    return [record]
+  try:
+    info = json.loads(path.read_text())
+    history = list(info.get("data") or [{"source": info.get("data_source", "?")}])
+  except (ValueError, TypeError, AttributeError):
+    return [record]  # an unreadable run.json is rewritten; restore checks the state itself
+  last = history[-1]
+  same = lambda r: (r.get("count"), r.get("fingerprint")) == (record["count"],
+                                                              record["fingerprint"])
+  if "fingerprint" not in last or same(last):
+    return history[:-1] + [{**record, "from_step": last.get("from_step", 0)}]
+  change = (f"{last['count']} images (fingerprint {last['fingerprint']}) from {last['source']} "
+            f"then, {record['count']} ({record['fingerprint']}) from {record['source']} now")
+  if DATA_CHANGE not in allow_changes:
+    raise ValueError(
+        f"The training data of the run in {workdir} changed: {change}. Resume with the data it "
+        f"trained on, start in a new --workdir, or go on with the new data with "
+        f"--allow_changes={DATA_CHANGE} (run.json keeps both).")
+  print(f"Note: the training data changed ({change}); going on with the new data from step "
+        f"{record['from_step']} (--allow_changes={DATA_CHANGE}).", file=sys.stderr)
+  return history + [record]
+
+
+def write_info(workdir: Path, image_shape, num_classes: int, history: list[dict]) -> None:
+  info = {"image_shape": list(image_shape), "num_classes": num_classes,
+          "data_source": history[-1]["source"], "data": history}
   (Path(workdir) / "run.json").write_text(json.dumps(info, indent=2))
 
 
