@@ -252,3 +252,68 @@ def test_a_failed_save_is_reported_at_once_and_its_partial_folder_removed(tmp_pa
   assert not partial.exists() and (tmp_path / "checkpoints" / "10").is_dir()
   monkeypatch.undo()
   ckpt.close()
+
+
+def test_an_allowed_change_that_no_checkpoint_fits_writes_nothing(mnist_idx_dir, tfds_dir,
+                                                                  tmp_path):
+  """--allow_changes=model.g_width passes the config check, but the state's shapes
+  change: the run is refused in one line before config.json or run.json change,
+  and the original command still resumes."""
+  workdir = tmp_path / "run"
+  first = _cli(workdir, mnist_idx_dir, tfds_dir, "--config.num_steps=10")
+  proc = subprocess.run(first, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  kept = {name: (workdir / name).read_bytes() for name in ("config.json", "run.json")}
+  changed = _cli(workdir, mnist_idx_dir, tfds_dir, "--config.num_steps=10",
+                 "--config.model.g_width=16", "--allow_changes=model.g_width")
+  proc = subprocess.run(changed, capture_output=True, text=True, cwd=ROOT, env=_env(),
+                        timeout=600)
+  assert proc.returncode == 1
+  errors = [line for line in proc.stderr.splitlines() if not line.startswith(("W1", "I1"))]
+  assert errors[-1].startswith("error: The checkpoints in") and "do not fit" in errors[-1]
+  assert re.search(r"stored \(\d+,\) -> now \(\d+,\)", errors[-1]), errors[-1]
+  assert "nothing was written" in errors[-1]
+  assert len(errors) <= 3, proc.stderr[-3000:]  # no Orbax tracebacks
+  assert {name: (workdir / name).read_bytes() for name in kept} == kept
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["10"]
+  again = _cli(workdir, mnist_idx_dir, tfds_dir, "--config.num_steps=15")
+  proc = subprocess.run(again, capture_output=True, text=True, cwd=ROOT, env=_env(), timeout=600)
+  assert proc.returncode == 0 and "Resuming from step 10" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_resumed_run_whose_folder_changed_is_refused_unless_data_is_allowed(tmp_path):
+  """192 images, then 95: refused, run.json's record kept; with
+  --allow_changes=data the run goes on and run.json lists both."""
+  from PIL import Image
+
+  folder, workdir = tmp_path / "images", tmp_path / "run"
+  folder.mkdir()
+  rng = np.random.default_rng(0)
+  for i in range(192):
+    Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+  from experiments import gan_folder
+  from genjax.train import workdir as rundir
+
+  config = gan_folder.get_config()
+  config.data.path, config.data.image_size = str(folder), 28
+  config.batch_size, config.num_steps, config.steps_per_call = 16, 5, 5
+  config.eval_every = config.checkpoint_every = 5
+  config.num_eval_samples, config.grid_scale = 16, 1
+  config.model.g_width = config.model.d_width = config.model.latent_dim = 8
+  loop.train_and_evaluate(config, workdir)
+  record = json.loads((workdir / "run.json").read_text())["data"]
+  before = record[0]["count"]  # the train split: 192 less the held-out test images
+  assert len(record) == 1 and 170 < before < 192
+  for i in range(95, 192):
+    (folder / f"{i}.png").unlink()
+  config.num_steps = 10
+  with pytest.raises(ValueError, match=rf"changed: {before} images .* then, \d+ .* now.*"
+                                       r"--allow_changes=data"):
+    loop.train_and_evaluate(config, workdir)
+  assert json.loads((workdir / "run.json").read_text())["data"] == record
+  _, metrics = loop.train_and_evaluate(config, workdir, allow_changes=("data",))
+  assert metrics["step"] == 10
+  history = rundir.read(workdir)[1]["data"]
+  assert [r["from_step"] for r in history] == [0, 5] and history[0]["count"] == before
+  assert 80 < history[1]["count"] < 95
+  assert history[0]["fingerprint"] != history[1]["fingerprint"]
