@@ -45,7 +45,8 @@ class TrainingDiverged(FloatingPointError):
   """A loss became NaN or Inf; the last good checkpoint is kept."""
 
 
-def load_split(family: models.Family, config: ml_collections.ConfigDict, split: str):
+def _load_split_process_0_first(family: models.Family, config: ml_collections.ConfigDict,
+                                split: str):
   """The family's split of the run's data.
 
   In a multi-process run process 0 loads (and, the first time, prepares) the
@@ -128,7 +129,7 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
   parallel.check_batch_size(config.batch_size, mesh)
   workdir_lib.check_resume_config(workdir, config, allow_changes)
 
-  train = load_split(family, config, "train")
+  train = _load_split_process_0_first(family, config, "train")
   image_shape = tuple(train.image_shape)
   print(f"Data: {config.data.name} train, {len(train)} images {image_shape} "
         f"from {train.source}.", file=sys.stderr)
@@ -193,7 +194,8 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
                                     threads=config.data.threads)
     print(f"Streaming the training data: {config.data.threads} reader threads "
           f"per process.", file=sys.stderr)
-  return _Start(mesh, dataset, host_stream, load_split(family, config, "test"), state, start,
+  test = _load_split_process_0_first(family, config, "test")
+  return _Start(mesh, dataset, host_stream, test, state, start,
                 train_key, data_key, eval_key, state_sharding)
 
 
