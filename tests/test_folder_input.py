@@ -9,10 +9,12 @@ import sys
 import zlib
 from pathlib import Path
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
+from genjax import data
 from genjax.data import folder as folder_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +161,21 @@ def test_a_file_name_that_is_not_utf8_is_skipped_by_its_bytes(tmp_path):
   (line,) = [m for m in said if "UTF-8" in m]
   assert repr(b"caf\xff.png") in line
 
+
+def test_zero_threads_is_refused_by_name_before_anything_is_read(tmp_path):
+  config = ml_collections.ConfigDict(dict(
+      name="folder", path=str(tmp_path / "absent"), image_size=32, channels=3, labels="none",
+      test_percent=5, pipeline="device", threads=0, limit=0))
+  with pytest.raises(ValueError, match=r"^config\.data\.threads=0 must be an integer >= 1"):
+    data.load_from_config(config, "train")
+  _write_images(tmp_path / "photos", 3)
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.gan_folder", "--config=experiments/gan_folder.py:tiny",
+       f"--config.data.path={tmp_path / 'photos'}", "--config.data.threads=0",
+       f"--workdir={tmp_path / 'run'}"],
+      capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: config.data.threads=0 must be an integer >= 1"), proc.stderr[-2000:]
+  assert not (tmp_path / "cache").exists()  # nothing was read
