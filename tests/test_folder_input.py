@@ -106,8 +106,8 @@ def test_scan_cache_with_entries_dropped_is_rebuilt(tmp_path):
   _write_images(tmp_path / "photos", 6)
   folder_lib.open_folder(str(tmp_path / "photos"), 32, 3, log=lambda m: None)
   cache = _cache_file(tmp_path)
-  edited = {k: v[:2] if isinstance(v, list) else v for k, v in json.loads(cache.read_text()).items()}
-  cache.write_text(json.dumps(edited))
+  cached = json.loads(cache.read_text())  # every list in it cut to its first two entries
+  cache.write_text(json.dumps({k: v[:2] if isinstance(v, list) else v for k, v in cached.items()}))
   said = []
   images = folder_lib.open_folder(str(tmp_path / "photos"), 32, 3, log=said.append)
   assert images.files == tuple(f"{i:02d}.png" for i in range(6))
