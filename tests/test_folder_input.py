@@ -81,6 +81,11 @@ def test_exif_orientation_turns_a_photo_upright(tmp_path):
   got = folder_lib.decode(tmp_path / "photo.jpg", 32, 3).astype(int)
   want = folder_lib.decode(tmp_path / "upright.png", 32, 3).astype(int)
   assert np.abs(got - want).max() <= 8, np.abs(got - want).max()
+  # A 16-bit greyscale PNG keeps its orientation through the scaling to 8 bits.
+  Image.fromarray(np.ascontiguousarray(stored[..., 0]).astype(np.uint16) * 257).save(
+      tmp_path / "photo16.png", exif=exif)
+  got = folder_lib.decode(tmp_path / "photo16.png", 32, 1)[..., 0].astype(int)
+  assert np.abs(got - want[..., 0]).max() <= 1
 
 
 def _cache_file(tmp_path) -> Path:

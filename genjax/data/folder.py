@@ -91,20 +91,28 @@ def _draft(image: Image.Image, image_size: int) -> Image.Image:
   return image
 
 
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the transpose that undoes it
+
+
 def _upright_8bit(image: Image.Image) -> Image.Image:
-  """`image` loaded, 16-bit greyscale scaled to 8 bits (round(v / 257)), turned
-  upright by its EXIF orientation (PIL itself maps 16-bit RGB(A) to 8 bits)."""
-  if image.mode in _SIXTEEN_BIT_GREY:
-    wide = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
-    image = Image.fromarray(((wide + 128) // 257).astype(np.uint8), "L")  # round(v / 257)
-  else:
-    image.load()
+  """`image` loaded, 16-bit greyscale scaled to 8 bits (round(v / 257)), and
+  turned upright by its EXIF orientation (PIL itself reads 16-bit RGB(A) as
+  their high bytes)."""
+  image.load()
   try:
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
   except Exception:  # pylint: disable=broad-except  (a damaged EXIF block: no orientation)
     orientation = 1
-  if orientation in range(2, 9):
-    image = ImageOps.exif_transpose(image)
+  if image.mode in _SIXTEEN_BIT_GREY:
+    wide = np.asarray(image)
+    if wide.dtype.kind == "i":  # mode I (32-bit): read as 16-bit values
+      wide = np.clip(wide, 0, 65535)
+    image = Image.fromarray(((wide.astype(np.uint32) + 128) // 257).astype(np.uint8), "L")
+  if orientation in _UPRIGHT:
+    image = image.transpose(_UPRIGHT[orientation])
   return image
 
 
