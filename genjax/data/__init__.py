@@ -6,8 +6,8 @@ source); the split types are in `genjax.data.types`; file formats are read by
 images); `device` and `stream` are the two input pipelines.
 """
 
-from genjax.data.sources import (AUTO_DEVICE_BYTES, PIPELINES, SOURCES, check_limit,
-                                 choose_pipeline, load, load_from_config)
+from genjax.data.sources import (AUTO_DEVICE_BYTES, PIPELINES, SOURCES, check_config,
+                                 check_limit, choose_pipeline, load, load_from_config)
 from genjax.data.sources.folder import folder_split
 from genjax.data.sources.idx import IDX_DATASETS
 from genjax.data.sources.tfds import DEFAULT_DATA_DIR
@@ -15,7 +15,7 @@ from genjax.data.types import (ArrayDataset, DatasetUnavailableError, StreamedDa
                                materialize)
 
 __all__ = [
-    "ArrayDataset", "AUTO_DEVICE_BYTES", "check_limit", "choose_pipeline", "DatasetUnavailableError",
-    "DEFAULT_DATA_DIR", "folder_split", "IDX_DATASETS", "load", "load_from_config", "materialize",
-    "PIPELINES", "SOURCES", "StreamedDataset",
+    "ArrayDataset", "AUTO_DEVICE_BYTES", "check_config", "check_limit", "choose_pipeline",
+    "DatasetUnavailableError", "DEFAULT_DATA_DIR", "folder_split", "IDX_DATASETS", "load",
+    "load_from_config", "materialize", "PIPELINES", "SOURCES", "StreamedDataset",
 ]

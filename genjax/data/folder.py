@@ -1,34 +1,52 @@
 """A folder of the user's own images as a dataset.
 
 Every JPEG, PNG and WebP file under the folder, recursively, in the sorted
-order of their paths relative to it. Each is converted to the configured
-channels (1: greyscale, 3: RGB), resized so that its shorter side is
-`image_size` and centre-cropped to a square (`PIL.ImageOps.fit`, bicubic).
-With `labels="folders"` the first-level subfolder of each image is its class
+order of their paths relative to it. Each is turned upright by its EXIF
+orientation, converted to the configured channels (1: greyscale, 3: RGB;
+16-bit greyscale PNGs scaled to 8 bits as round(v / 257), 16-bit RGB(A) by
+PIL's high byte), resized so that its shorter side is `image_size` and
+centre-cropped to a square (`PIL.ImageOps.fit`, bicubic). With
+`labels="folders"` the first-level subfolder of each image is its class
 (classes in sorted order of the subfolder names), for conditional models.
 
-Unreadable files (truncated, not an image) are found by a scan that decodes
-every file once, in threads, and are skipped: the run prints the first few
-names and the count, and records both in `run.json`; a folder in which no
-file is readable is an error. The scan's result is kept in
-`~/.cache/genjax/folders/` ($GENJAX_CACHE) under a hash of the folder's file
-list (names, sizes, modification times), so a folder is scanned once until
-it changes.
+Decoding is bounded: a JPEG is decoded at the smallest of 1/1, 1/2, 1/4, 1/8
+scale that keeps both sides >= `image_size` (`Image.draft`); any image
+that would still be more than `max_megapixels` ($GENJAX_MAX_MEGAPIXELS,
+default 40) once decoded is skipped without being decoded.
+
+Files that cannot be used are skipped, and the run prints one line per kind
+with the count and the first few names, and records the counts in
+`run.json`: files that do not decode (truncated, not an image), found by a
+scan that decodes every file once, in threads; files too large to decode;
+names that are not UTF-8 (named by their bytes). A folder in which no file
+is usable is an error. The scan's result is kept in `~/.cache/genjax/folders/`
+($GENJAX_CACHE) under a hash of the folder's file list (names, sizes,
+modification times), so a folder is scanned once until it changes; a cache
+file that is unreadable or does not list the folder's files is rebuilt.
 """
 
 import concurrent.futures
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 IMAGE_SIZES = (28, 32, 64, 128, 256)  # sizes the GAN generators are built for
+# Images larger than this once decoded are skipped: a 40 MP RGBA PNG decodes
+# to 160 MB per reader thread. $GENJAX_MAX_MEGAPIXELS sets another bound.
+MAX_MEGAPIXELS = 40
+_SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_DRAFTED = ("JPEG", "MPO")  # formats PIL decodes at a reduced scale (Image.draft)
+_CACHE_VERSION = 2
+_STATUSES = ("ok", "unreadable", "unchecked")  # unchecked: too large to decode when scanned
 
 
 class FolderError(ValueError):
@@ -39,10 +57,76 @@ def cache_dir() -> Path:
   return Path(os.environ.get("GENJAX_CACHE", Path.home() / ".cache" / "genjax")) / "folders"
 
 
-def decode(path, image_size: int, channels: int) -> np.ndarray:
-  """One image file as uint8 [image_size, image_size, channels]."""
-  with Image.open(path) as image:
-    image = image.convert("L" if channels == 1 else "RGB")
+def max_pixels() -> int:
+  """The decoding bound in pixels: $GENJAX_MAX_MEGAPIXELS, else MAX_MEGAPIXELS."""
+  text = os.environ.get("GENJAX_MAX_MEGAPIXELS", "")
+  if not text:
+    return MAX_MEGAPIXELS * 10**6
+  try:
+    value = float(text)
+  except ValueError:
+    value = math.nan
+  if not (math.isfinite(value) and value > 0):
+    raise FolderError(f"GENJAX_MAX_MEGAPIXELS={text!r} must be a positive number of "
+                      f"megapixels (default {MAX_MEGAPIXELS}); unset it for the default.")
+  return int(value * 10**6)
+
+
+def decoded_pixels(width: int, height: int, image_format: str, image_size: int) -> float:
+  """Pixels of an image of that size and format once decoded for `image_size`
+  (a JPEG at the scale `Image.draft` picks); inf when its size is unknown."""
+  if width < 0:
+    return math.inf
+  scale = 1
+  if image_format in _DRAFTED:
+    fits = min(width // image_size, height // image_size)
+    scale = next(s for s in (8, 4, 2, 1) if fits >= s or s == 1)
+  return -(-width // scale) * -(-height // scale)
+
+
+def _draft(image: Image.Image, image_size: int) -> Image.Image:
+  """`image` (opened, not loaded) set to decode a JPEG at a reduced scale."""
+  if image.format in _DRAFTED:
+    image.draft(None, (image_size, image_size))
+  return image
+
+
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}  # EXIF orientation -> the transpose that undoes it
+
+
+def _upright_8bit(image: Image.Image) -> Image.Image:
+  """`image` loaded, 16-bit greyscale scaled to 8 bits (round(v / 257)), and
+  turned upright by its EXIF orientation (PIL itself reads 16-bit RGB(A) as
+  their high bytes)."""
+  image.load()
+  try:
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+  except Exception:  # pylint: disable=broad-except  (a damaged EXIF block: no orientation)
+    orientation = 1
+  if image.mode in _SIXTEEN_BIT_GREY:
+    wide = np.asarray(image)
+    if wide.dtype.kind == "i":  # mode I (32-bit): read as 16-bit values
+      wide = np.clip(wide, 0, 65535)
+    image = Image.fromarray(((wide.astype(np.uint32) + 128) // 257).astype(np.uint8), "L")
+  if orientation in _UPRIGHT:
+    image = image.transpose(_UPRIGHT[orientation])
+  return image
+
+
+def decode(path, image_size: int, channels: int, limit: int | None = None) -> np.ndarray:
+  """One image file as uint8 [image_size, image_size, channels]; FolderError
+  when it would be more than `limit` pixels decoded."""
+  with Image.open(path) as opened:
+    _draft(opened, image_size)
+    if limit and opened.width * opened.height > limit:
+      raise FolderError(f"{path} is {opened.width}x{opened.height} once decoded, more than "
+                        f"{limit / 10**6:g} megapixels; shrink it, or raise "
+                        "$GENJAX_MAX_MEGAPIXELS.")
+    image, mode = _upright_8bit(opened), "L" if channels == 1 else "RGB"
+    image = image if image.mode == mode else image.convert(mode)  # no copy when it is
     image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.BICUBIC)
     out = np.asarray(image, np.uint8)
   return out[..., None] if channels == 1 else out
@@ -62,13 +146,17 @@ class ImageFolder:
   class_names: tuple[str, ...]
   image_size: int
   channels: int
-  unreadable: tuple[str, ...]  # relative paths of the files skipped
+  unreadable: tuple[str, ...]  # relative paths of the files that do not decode
+  too_large: tuple[str, ...] = ()  # relative paths of the files above the pixel bound
+  bad_names: tuple[bytes, ...] = ()  # relative paths, as bytes, that are not UTF-8
+  limit: int | None = None  # the pixel bound decoding was checked against
 
   def __len__(self) -> int:
     return len(self.files)
 
   def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-    return decode(self.root / self.files[i], self.image_size, self.channels), int(self.labels[i])
+    return (decode(self.root / self.files[i], self.image_size, self.channels, self.limit),
+            int(self.labels[i]))
 
   @property
   def num_classes(self) -> int:
@@ -80,45 +168,119 @@ class ImageFolder:
 
   @property
   def source(self) -> str:
-    skipped = f", {len(self.unreadable)} unreadable files skipped" if self.unreadable else ""
+    skipped = "".join(f", {len(files)} {kind} skipped" for files, kind in (
+        (self.unreadable, "unreadable files"), (self.too_large, "too large files"),
+        (self.bad_names, "non-UTF-8 file names")) if files)
     return f"image folder {self.root} ({len(self)} images{skipped})"
 
 
-def _list_images(root: Path) -> list[Path]:
-  return sorted(p for p in root.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+def _list_images(root: Path) -> tuple[list[Path], list[bytes]]:
+  """The image files under `root`, sorted, and the relative paths (as bytes)
+  of those whose names are not UTF-8."""
+  files, bad_names = [], []
+  for p in root.rglob("*"):
+    if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+      continue
+    try:
+      str(p.relative_to(root)).encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes, kept by Python as surrogates
+      bad_names.append(os.fsencode(p.relative_to(root)))
+      continue
+    files.append(p)
+  return sorted(files), sorted(bad_names)
 
 
-def _scan_key(root: Path, files: list[Path]) -> str:
-  digest = hashlib.sha256(str(root.resolve()).encode())
+def _listing(root: Path, files: list[Path]) -> list[list]:
+  """[relative path, size, mtime_ns] of each file: what the scan cache must match."""
+  out = []
   for p in files:
     st = p.stat()
-    digest.update(f"{p.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-  return digest.hexdigest()[:24]
+    out.append([str(p.relative_to(root)), st.st_size, st.st_mtime_ns])
+  return out
 
 
-def _readable(path: Path) -> bool:
+def _inspect(path: Path, image_size: int, limit: int) -> list:
+  """[status, width, height, format] of one file, decoding it only when it is
+  within `limit` pixels decoded (status 'unchecked' when it is not)."""
   try:
     with Image.open(path) as image:
+      size, image_format = list(image.size), image.format or ""
+      _draft(image, image_size)
+      if image.width * image.height > limit:
+        return ["unchecked", *size, image_format]
       image.load()  # decodes the whole file: a truncated one fails here
-    return True
+    return ["ok", *size, image_format]
+  except Image.DecompressionBombError:  # above PIL's own bound: size not given
+    return ["unchecked", -1, -1, ""]
   except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
-    return False
+    return ["unreadable", 0, 0, ""]
 
 
-def _scan(root: Path, files: list[Path], threads: int, log) -> list[bool]:
-  """Which files decode, cached per content of the folder's file list."""
-  path = cache_dir() / f"{_scan_key(root, files)}.json"
-  if path.exists():
-    return json.loads(path.read_text())["readable"]
-  log(f"{root}: checking that each of {len(files)} images decodes (once; cached in {path}).")
-  with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-    readable = list(pool.map(_readable, files))
+def _read_cache(path: Path, listing: list[list]) -> tuple[list[list] | None, str]:
+  """The cached [status, width, height, format] of each file, or None and why not."""
+  try:
+    cached = json.loads(path.read_text())
+    if cached.get("version") != _CACHE_VERSION:
+      return None, "is of another format"
+    entries = cached["files"]
+    if len(entries) != len(listing):
+      return None, f"lists {len(entries)} files where the folder holds {len(listing)}"
+    out = []
+    for entry, (name, size, mtime) in zip(entries, listing):
+      if entry[:3] != [name, size, mtime]:
+        return None, f"does not list {name} as the folder holds it"
+      status, width, height, image_format = entry[3:]
+      if status not in _STATUSES or not all(isinstance(v, int) for v in (width, height)) \
+          or not isinstance(image_format, str):
+        return None, f"has a malformed entry for {name}"
+      out.append([status, width, height, image_format])
+    return out, ""
+  except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
+    return None, f"is unreadable ({type(e).__name__})"
+
+
+def _write_cache(path: Path, root: Path, listing: list[list], checks: list[list]) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_suffix(f".{os.getpid()}.tmp")
-  tmp.write_text(json.dumps({"root": str(root), "readable": readable}))
+  tmp.write_text(json.dumps({"version": _CACHE_VERSION, "root": str(root),
+                             "files": [a + b for a, b in zip(listing, checks)]}))
   tmp.replace(path)
-  return readable
+
+
+def _check(paths: list[Path], image_size: int, limit: int, threads: int) -> list[list]:
+  with warnings.catch_warnings():  # PIL's DecompressionBombWarning: ours is the lower bound
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+      return list(pool.map(lambda p: _inspect(p, image_size, limit), paths))
+
+
+def _scan(root: Path, files: list[Path], image_size: int, limit: int, threads: int,
+          log) -> list[str]:
+  """Each file's status for `image_size` and `limit`: 'ok', 'unreadable' or
+  'large'; the decoding is cached per content of the folder's file list."""
+  listing = _listing(root, files)
+  key = hashlib.sha256(str(root.resolve()).encode())
+  for name, size, mtime in listing:
+    key.update(f"{name}\0{size}\0{mtime}\n".encode())
+  path = cache_dir() / f"{key.hexdigest()[:24]}.json"
+  checks, why = _read_cache(path, listing) if path.exists() else (None, "")
+  if checks is None:
+    log(f"{root}: the scan cache {path} {why}; checking again that each of {len(files)} "
+        "images decodes." if why else f"{root}: checking that each of {len(files)} images "
+        f"decodes (once; cached in {path}).")
+    checks = _check(files, image_size, limit, threads)
+    _write_cache(path, root, listing, checks)
+  large = [decoded_pixels(w, h, f, image_size) > limit for _, w, h, f in checks]
+  again = [i for i, (c, big) in enumerate(zip(checks, large)) if c[0] == "unchecked" and not big]
+  if again:  # too large at an earlier scan's bound, within this one's
+    for i, result in zip(again, _check([files[i] for i in again], image_size, limit, threads)):
+      checks[i] = result
+    _write_cache(path, root, listing, checks)
+  return ["large" if big or c[0] == "unchecked" else c[0] for c, big in zip(checks, large)]
+
+
+def _names(items) -> str:
+  return ", ".join(map(str, items[:5])) + (", ..." if len(items) > 5 else "")
 
 
 def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
@@ -132,6 +294,8 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
     labels: "none" (every image class 0) or "folders" (first-level subfolders).
     threads: decoding threads of the scan.
     log: where messages go (default: stderr).
+
+  The pixel bound is $GENJAX_MAX_MEGAPIXELS, else MAX_MEGAPIXELS.
   """
   log = log or (lambda m: print(m, file=sys.stderr))
   root = Path(path).expanduser()
@@ -145,19 +309,34 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
     raise FolderError(f"data.channels={channels!r}: 1 (greyscale) or 3 (RGB).")
   if labels not in ("none", "folders"):
     raise FolderError(f"data.labels={labels!r}: 'none' or 'folders' (first-level subfolders).")
-  files = _list_images(root)
+  if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+    raise FolderError(f"threads={threads!r} must be an integer >= 1 (the scan's decoding "
+                      "threads).")
+  limit = max_pixels()
+  files, bad_names = _list_images(root)
+  if bad_names:
+    log(f"WARNING: {len(bad_names)} files under {root} have names that are not UTF-8 and are "
+        f"skipped (rename them): {_names(bad_names)}.")
   if not files:
     raise FolderError(f"data.path={path!r} holds no {'/'.join(IMAGE_SUFFIXES)} files "
-                      "(searched recursively).")
-  readable = _scan(root, files, threads, log)
-  good = [f for f, ok in zip(files, readable) if ok]
-  bad = [str(f.relative_to(root)) for f, ok in zip(files, readable) if not ok]
-  if not good:
-    raise FolderError(f"None of the {len(files)} image files under {path!r} can be decoded "
-                      f"(first: {bad[0]}).")
+                      "(searched recursively)" + (f", none with a UTF-8 name (first: "
+                                                  f"{bad_names[0]!r})." if bad_names else "."))
+  status = _scan(root, files, image_size, limit, threads, log)
+  kinds = {k: [str(f.relative_to(root)) for f, s in zip(files, status) if s == k]
+           for k in ("ok", "unreadable", "large")}
+  bad, large = kinds["unreadable"], kinds["large"]
+  if large:
+    log(f"WARNING: {len(large)} of {len(files)} files under {root} would be more than "
+        f"{limit / 10**6:g} megapixels decoded and are skipped, undecoded (shrink them, or "
+        f"raise $GENJAX_MAX_MEGAPIXELS): {_names(large)}.")
   if bad:
     log(f"WARNING: {len(bad)} of {len(files)} files under {root} cannot be decoded and are "
-        f"skipped: {', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}.")
+        f"skipped: {_names(bad)}.")
+  good = [root / f for f in kinds["ok"]]
+  if not good:
+    first = (bad or large)[0]
+    raise FolderError(f"None of the {len(files)} image files under {path!r} can be decoded "
+                      f"(first: {first}{' is too large' if first in large else ''}).")
   relative = [f.relative_to(root) for f in good]
   if labels == "folders":
     if any(len(r.parts) < 2 for r in relative):
@@ -170,4 +349,4 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
   else:
     class_names, label_array = (), np.zeros(len(relative), np.int32)
   return ImageFolder(root, tuple(str(r) for r in relative), label_array, class_names,
-                     image_size, channels, tuple(bad))
+                     image_size, channels, tuple(bad), tuple(large), tuple(bad_names), limit)

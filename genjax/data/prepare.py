@@ -115,5 +115,10 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  define_flags()
-  app.run(main)
+  # Run as `python -m genjax.data.prepare`, this file is `__main__`, a module
+  # TFDS cannot name a builder class after: the module imported by its
+  # package name defines the builder and the flags instead.
+  from genjax.data import prepare as _prepare  # pylint: disable=g-import-not-at-top
+
+  _prepare.define_flags()
+  app.run(_prepare.main)

@@ -139,6 +139,7 @@ def _folder_domain(data_config, train_folder: str, test_folder: str, split: str)
 
 def load(data_config, split: str) -> UnpairedDataset:
   """The `split` ('train' or 'test') of config.data.name's two domains."""
+  data_lib.check_config(data_config)
   folders = folder_domains(data_config)
   if folders is not None:
     train_a, train_b, test_a, test_b = folders

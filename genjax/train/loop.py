@@ -242,7 +242,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, devices=
   began = time.perf_counter()
   workdir = Path(workdir)
   configs.check_common(config)  # before anything is loaded or compiled
-  data.check_limit(config.data.get("limit", 0))
+  data.check_config(config.data)
   parallel.initialize_distributed()
   family = population.resolve(config, devices)  # a population is a family too
   family.validate_config(config)

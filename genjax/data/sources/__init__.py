@@ -115,6 +115,16 @@ def check_limit(limit) -> None:
                      "training images to keep; 0 keeps all).")
 
 
+def check_config(data_config) -> None:
+  """Raises ValueError naming the first bad value among the `config.data`
+  keys read before any data: `limit` (>= 0) and `threads` (>= 1)."""
+  check_limit(data_config.get("limit", 0))
+  threads = data_config.get("threads", 4)
+  if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+    raise ValueError(f"config.data.threads={threads!r} must be an integer >= 1 (the threads "
+                     "that read and decode images), e.g. --config.data.threads=4.")
+
+
 def _limited(dataset, data_config, split: str):
   """`dataset`, or its first `data.limit` examples for the training split,
   with a warning when they hold fewer classes than the split (a split
@@ -149,6 +159,7 @@ def load_from_config(data_config, split: str):
   in the split's order (TFDS's `train[:limit]`), for studies of training on
   little data; nothing beyond them is read.
   """
+  check_config(data_config)
   if data_config.get("path"):
     streamed = folder.folder_split(data_config, split)
   else:
