@@ -104,14 +104,17 @@ def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test_data)
   to_grid = lambda images, **kw: viz.grid(images_lib.to_uint8(images), **kw)
 
   def evaluate(state):
-    recon = decode_fn(state, mean_fn(state, shown))
-    rows = [np.concatenate([shown[i:i + 8] * 2 - 1, recon[i:i + 8]]) for i in range(0, n_show, 8)]
-    grids = {"reconstructions": to_grid(np.concatenate(rows), ncol=8),
-             "samples": to_grid(sample_fn(state))}
-    za, zb = mean_fn(state, pairs[0]), mean_fn(state, pairs[1])
-    t = np.linspace(0.0, 1.0, 10)[:, None, None]
-    z_line = (za[None] * (1 - t) + zb[None] * t).transpose(1, 0, 2).reshape(-1, za.shape[-1])
-    grids["interpolations"] = to_grid(decode_fn(state, z_line), ncol=10)
+    grids = {"samples": to_grid(sample_fn(state))}
+    if n_show:  # a test split of one image has none to show beside the pairs
+      recon = decode_fn(state, mean_fn(state, shown))
+      rows = [np.concatenate([shown[i:i + 8] * 2 - 1, recon[i:i + 8]])
+              for i in range(0, n_show, 8)]
+      grids["reconstructions"] = to_grid(np.concatenate(rows), ncol=8)
+    if n_pairs:
+      za, zb = mean_fn(state, pairs[0]), mean_fn(state, pairs[1])
+      t = np.linspace(0.0, 1.0, 10)[:, None, None]
+      z_line = (za[None] * (1 - t) + zb[None] * t).transpose(1, 0, 2).reshape(-1, za.shape[-1])
+      grids["interpolations"] = to_grid(decode_fn(state, z_line), ncol=10)
     means = np.concatenate([mean_fn(state, x[i:i + 1000]) for i in range(0, x.shape[0], 1000)])
     if config.model.latent_dim == 2:
       grids["latent_scatter"] = viz.scatter(means, test_data.labels)
