@@ -5,6 +5,7 @@ real data, and a NaN stops it as it stops a float32 run.
 Each family trains three runs on real images, shared by the tests: float32
 and bfloat16 for `steps` steps, and bfloat16 for half of them, then resumed
 to `steps`; every step's metrics are recorded as the loop reads them.
+The file takes about 4 minutes on 2 busy CPU cores, mostly compilation.
 """
 
 import dataclasses
@@ -45,14 +46,13 @@ def compilation_cache_dir(tmp_path_factory):
 # float32 and bfloat16 runs' means over the last quarter of the steps: a
 # fraction of the float32 mean, or for ProGAN's Wasserstein loss, whose mean
 # is near 0, a multiple of the float32 run's standard deviation over those
-# steps). The differences measured on this stack are in the comments (at 200,
-# 200, 100 and 80 steps, run to run deterministic); the bounds leave room for
-# another CPU's or XLA's rounding.
+# steps). Measured on this stack (2 CPU cores, JAX 0.10), deterministic from
+# run to run; the bounds leave room for another CPU's or XLA's rounding.
 FAMILIES = {
-    "gan": (100, "d_loss", 0.10),  # 200 steps: 1.3075 vs 1.3076 (0.01%)
-    "vae": (100, "loss", 0.02),  # 200 steps: 208.58 vs 208.61 nats (0.01%)
-    "cyclegan": (60, "cycle_a", 0.10),  # 100 steps: 0.3483 vs 0.3519 (1.0%)
-    "progan": (40, "g_loss", 2.0),  # 80 steps: -0.077 vs -0.017 (the mean's noise: std below)
+    "gan": (100, "d_loss", 0.10),  # measured: 1.2506 vs 1.2494 (0.1%)
+    "vae": (100, "loss", 0.02),  # measured: 229.553 vs 229.547 nats (0.003%)
+    "cyclegan": (60, "cycle_a", 0.10),  # measured: 0.4318 vs 0.4375 (1.3%)
+    "progan": (40, "g_loss", 2.0),  # measured: 0.335 vs 0.366, 1.07 std (std 0.029)
 }
 def _config(family, precision, steps, request):
   tfds_dir = request.getfixturevalue("tfds_dir")
