@@ -8,7 +8,7 @@ several in order (here: the preset on the tiny networks that tests and
 notebooks use). The rules every config shares live here:
 
   POSITIVE_INTS, check_common   the keys every experiment has, and their checks
-  add_shared_keys               the `population` keys every experiment gets
+  add_shared_keys               the `population` and `precision` keys every experiment gets
   RESUMABLE_KEYS                what a resumed run may change without --allow_changes
   ADDED_KEYS, upgrade           keys added after runs were written, with the value
                                 that reproduces those runs: a config.json is
@@ -25,6 +25,9 @@ import difflib
 import math
 
 import ml_collections
+
+# config.precision's choices: the compute dtype of the networks (genjax.nn.precision).
+PRECISIONS = ("float32", "bfloat16")
 
 # Keys every experiment has, all positive integers.
 POSITIVE_INTS = ("batch_size", "num_steps", "eval_every", "checkpoint_every",
@@ -45,7 +48,8 @@ RESUMABLE_KEYS = frozenset({
 # table when it is added, so that older workdirs resume and sample unchanged.
 ADDED_KEYS = {
     "*": {"grid_scale": 1, "population.seeds": 0, "population.sweep": "",
-          "population.stop_on_nan": False, "population.layout": "auto"},
+          "population.stop_on_nan": False, "population.layout": "auto",
+          "precision": "float32"},
     "gan": {"metrics_num_samples": 0, "conditional": False, "clip_value": 0.0,
             "gp_weight": 0.0, "r1_gamma": 0.0, "ema_decay": 0.0, "diffaug": "",
             "opt.name": "adam", "model.icnr": False, "model.spectral_norm": False,
@@ -127,7 +131,11 @@ def parse_assignments(items, config: ml_collections.ConfigDict) -> dict:
 
 def add_shared_keys(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Adds the keys every experiment has beyond its own: `population`
-  (genjax.train.population), off."""
+  (genjax.train.population), off, and `precision`, float32."""
+  if "precision" not in config:
+    # float32 | bfloat16: compute dtype of the networks; parameters, optimiser
+    # state, losses and statistics stay float32
+    config.precision = "float32"
   if "population" not in config:
     config.population = ml_collections.ConfigDict()
     config.population.seeds = 0  # members with seeds seed, seed+1, ...; 0 = one model
@@ -173,11 +181,15 @@ def check_common(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first bad value among the keys every
   experiment shares: the counts, the seed, finite numbers everywhere, and
   the optimiser's learning rates and Adam betas. A family's own keys are
-  checked by its `validate_config`."""
+  checked by its `validate_config`, and config.precision by name."""
   for key in POSITIVE_INTS:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
       raise ValueError(f"config.{key}={value!r} must be a positive integer.")
+  precision = config.get("precision", "float32")
+  if precision not in PRECISIONS:
+    raise ValueError(f"config.precision={precision!r} is not a precision; choose one of "
+                     f"{list(PRECISIONS)}.")
   seed = config.get("seed")
   if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
     raise ValueError(f"config.seed={seed!r} must be an integer in [0, 2**63).")

@@ -6,6 +6,10 @@ N(0, 0.02). The generator is c7s1-w, d(2w), d(4w), R(4w) x blocks, u(2w),
 u(w), c7s1-C, tanh; for 28/32 px images use fewer, narrower layers
 (`width=32, num_blocks=6`). The discriminator's output is a map of logits,
 one per overlapping patch: with `num_layers=3` each sees 70x70 pixels.
+
+`dtype` (config.precision) is the compute dtype of both networks; their
+parameters and instance-norm statistics (Flax's force_float32_reductions)
+stay float32, and their outputs are float32.
 """
 
 import functools
@@ -36,13 +40,15 @@ def reflect_pad(x: jax.Array, p: int) -> jax.Array:
 
 class ResidualBlock(nn.Module):
   features: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    h = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=_init)(reflect_pad(x, 1))
-    h = nn.relu(_norm()(h))
-    h = nn.Conv(self.features, (3, 3), padding="VALID", kernel_init=_init)(reflect_pad(h, 1))
-    return x + _norm()(h)
+    conv = functools.partial(nn.Conv, padding="VALID", kernel_init=_init, dtype=self.dtype)
+    h = conv(self.features, (3, 3))(reflect_pad(x, 1))
+    h = nn.relu(_norm(dtype=self.dtype)(h))
+    h = conv(self.features, (3, 3))(reflect_pad(h, 1))
+    return x + _norm(dtype=self.dtype)(h)
 
 
 class ResnetGenerator(nn.Module):
@@ -53,22 +59,24 @@ class ResnetGenerator(nn.Module):
   num_blocks: int = 9  # 9 at 256 px, 6 at 128 px in the paper
   num_down: int = 2  # H and W must be divisible by 2**num_down
   upsample: layers.UpsampleMethod = "transpose"
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and output are float32
 
   @nn.compact
   def __call__(self, x):
-    h = nn.Conv(self.width, (7, 7), padding="VALID", kernel_init=_init)(reflect_pad(x, 3))
-    h = nn.relu(_norm()(h))
+    conv = functools.partial(nn.Conv, kernel_init=_init, dtype=self.dtype)
+    norm = functools.partial(_norm, dtype=self.dtype)
+    h = conv(self.width, (7, 7), padding="VALID")(reflect_pad(x, 3))
+    h = nn.relu(norm()(h))
     for i in range(self.num_down):
-      h = nn.Conv(self.width * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  kernel_init=_init)(h)
-      h = nn.relu(_norm()(h))
+      h = conv(self.width * 2 ** (i + 1), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))(h)
+      h = nn.relu(norm()(h))
     for _ in range(self.num_blocks):
-      h = ResidualBlock(self.width * 2**self.num_down)(h)
+      h = ResidualBlock(self.width * 2**self.num_down, dtype=self.dtype)(h)
     for i in reversed(range(self.num_down)):
-      h = layers.Upsample2x(self.width * 2**i, self.upsample, kernel_size=3)(h)
-      h = nn.relu(_norm()(h))
-    h = nn.Conv(self.out_channels, (7, 7), padding="VALID", kernel_init=_init)(reflect_pad(h, 3))
-    return jnp.tanh(h)
+      h = layers.Upsample2x(self.width * 2**i, self.upsample, kernel_size=3, dtype=self.dtype)(h)
+      h = nn.relu(norm()(h))
+    h = conv(self.out_channels, (7, 7), padding="VALID")(reflect_pad(h, 3))
+    return jnp.tanh(h).astype(jnp.float32)
 
 
 class PatchDiscriminator(nn.Module):
@@ -76,18 +84,20 @@ class PatchDiscriminator(nn.Module):
 
   width: int = 64
   num_layers: int = 3
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and logits are float32
 
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
-                             kernel_init=_init)
+                             kernel_init=_init, dtype=self.dtype)
+    norm = functools.partial(_norm, dtype=self.dtype)
     h = nn.leaky_relu(conv(self.width, strides=(2, 2))(x), 0.2)
     for n in range(1, self.num_layers):
       h = conv(self.width * min(2**n, 8), strides=(2, 2))(h)
-      h = nn.leaky_relu(_norm()(h), 0.2)
+      h = nn.leaky_relu(norm()(h), 0.2)
     h = conv(self.width * min(2**self.num_layers, 8), strides=(1, 1))(h)
-    h = nn.leaky_relu(_norm()(h), 0.2)
-    return conv(1, strides=(1, 1))(h)[..., 0]
+    h = nn.leaky_relu(norm()(h), 0.2)
+    return conv(1, strides=(1, 1))(h)[..., 0].astype(jnp.float32)
 
 
 def receptive_field(num_layers: int) -> int:

@@ -29,6 +29,7 @@ import optax
 
 from genjax import losses, optim
 from genjax.models.cyclegan import networks as cyclegan_nn
+from genjax.nn import precision
 from genjax.state import TrainState
 
 
@@ -56,8 +57,9 @@ def build_models(config: ml_collections.ConfigDict, image_shape):
   m = config.model
   generator = cyclegan_nn.ResnetGenerator(
       out_channels=image_shape[-1], width=m.g_width, num_blocks=m.g_blocks,
-      num_down=m.g_down, upsample=m.upsample)
-  discriminator = cyclegan_nn.PatchDiscriminator(width=m.d_width, num_layers=m.d_layers)
+      num_down=m.g_down, upsample=m.upsample, dtype=precision.compute_dtype(config))
+  discriminator = cyclegan_nn.PatchDiscriminator(width=m.d_width, num_layers=m.d_layers,
+                                                 dtype=precision.compute_dtype(config))
   return generator, discriminator
 
 

@@ -13,6 +13,10 @@ discriminator (Miyato & Koyama 2018), logit = w . h + <embed(y), h>.
 `spectral_norm=True` divides every discriminator weight by its largest
 singular value, estimated by one power iteration per training call, whose
 vectors live in the `batch_stats` collection (Miyato et al. 2018).
+
+`dtype` (config.precision) is the compute dtype of both networks; their
+parameters, batch-norm statistics and power iteration stay float32, and
+their outputs are float32.
 """
 
 import functools
@@ -57,13 +61,16 @@ class Generator(nn.Module):
   num_classes: int = 0  # > 0: conditional on labels [B]
   embed_dim: int = 50
   icnr: bool = False  # sub-pixel upsamplings start as nearest-neighbour ones
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters are float32
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None,
                train: bool = True) -> jax.Array:
     n_up = num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
-    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
+    # Flax's force_float32_reductions: batch statistics in float32 at any dtype
+    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                           dtype=self.dtype)
 
     def norm_relu():
       # Batch norm and ReLU of [N, C] rows, one per pixel: XLA:CPU reduces the
@@ -73,17 +80,18 @@ class Generator(nn.Module):
       return lambda rows: nn.relu(norm(rows))
 
     if self.num_classes:
-      embed = nn.Embed(self.num_classes, self.embed_dim, name=LABEL_EMBEDDING)
+      embed = nn.Embed(self.num_classes, self.embed_dim, dtype=self.dtype, name=LABEL_EMBEDDING)
       z = jnp.concatenate([z, embed(labels)], axis=-1)
-    h = nn.Dense(start * start * self.width * 2**n_up)(z)
+    h = nn.Dense(start * start * self.width * 2**n_up, dtype=self.dtype)(z)
     h = norm_relu()(h.reshape(-1, self.width * 2**n_up))
     h = h.reshape(z.shape[0], start, start, -1)  # [B, start, start, width * 2^n_up]
     for i in range(n_up):
       h = layers.Upsample2x(self.width * 2 ** (n_up - 1 - i), self.upsample,
-                            self.kernel_size, icnr=self.icnr)(h, norm_relu())
+                            self.kernel_size, dtype=self.dtype, icnr=self.icnr)(h, norm_relu())
     # [B, S, S, width] -> [B, S, S, C]
-    h = layers.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME")(h)
-    return jnp.tanh(h)
+    h = layers.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME",
+                    dtype=self.dtype)(h)
+    return jnp.tanh(h).astype(jnp.float32)
 
 
 class Discriminator(nn.Module):
@@ -94,6 +102,7 @@ class Discriminator(nn.Module):
   kernel_size: int = 4
   num_classes: int = 0  # > 0: projection discriminator on labels [B]
   spectral_norm: bool = False
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters are float32
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array | None = None,
@@ -101,18 +110,19 @@ class Discriminator(nn.Module):
     """update_stats: advance the spectral-norm power iteration (training only)."""
 
     def layer(module, h):
-      if self.spectral_norm:
+      if self.spectral_norm:  # dtype None: the power iteration on the float32 weights
         return nn.SpectralNorm(module)(h, update_stats=update_stats)
       return module(h)
 
     k = (self.kernel_size, self.kernel_size)
     h = x
     for i in range(self.num_layers):
-      h = layer(layers.Conv(self.width * 2**i, k, strides=2, name=f"Conv_{i}"), h)
+      h = layer(layers.Conv(self.width * 2**i, k, strides=2, dtype=self.dtype, name=f"Conv_{i}"),
+                h)
       h = nn.leaky_relu(h, 0.2)
     h = h.reshape(h.shape[0], -1)  # [B, F]
-    logits = layer(nn.Dense(1), h)[:, 0]
+    logits = layer(nn.Dense(1, dtype=self.dtype), h)[:, 0]
     if self.num_classes:
-      embedding = nn.Embed(self.num_classes, h.shape[-1])(labels)  # [B, F]
+      embedding = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)  # [B, F]
       logits = logits + jnp.sum(embedding * h, axis=-1)
-    return logits
+    return logits.astype(jnp.float32)

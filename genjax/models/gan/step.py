@@ -32,6 +32,7 @@ import optax
 
 from genjax import losses, optim
 from genjax.models.gan import networks as dcgan
+from genjax.nn import precision
 from genjax import augment as augment_lib
 from genjax.state import TrainState
 
@@ -45,18 +46,19 @@ class GANState:
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: int = 0):
-  """The generator and discriminator modules for images [H, W, C]."""
+  """The generator and discriminator modules for images [H, W, C], computing
+  in config.precision's dtype (their outputs float32)."""
   m = config.model
   size, _, channels = image_shape
   classes = num_classes if config.conditional else 0
   generator = dcgan.Generator(
       image_size=size, channels=channels, width=m.g_width,
       upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
-      icnr=m.icnr,
+      icnr=m.icnr, dtype=precision.compute_dtype(config),
   )
   discriminator = dcgan.Discriminator(
       width=m.d_width, num_layers=dcgan.num_upsamplings(size), kernel_size=m.d_kernel_size,
-      num_classes=classes, spectral_norm=m.spectral_norm,
+      num_classes=classes, spectral_norm=m.spectral_norm, dtype=precision.compute_dtype(config),
   )
   return generator, discriminator
 

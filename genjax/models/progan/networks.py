@@ -26,6 +26,11 @@ gain / sqrt(fan_in), so that Adam's per-parameter step sizes are the same
 for every layer), pixelwise feature normalisation after every convolution
 of the generator, and the minibatch standard deviation in the discriminator.
 Leaky ReLU 0.2 everywhere, a linear generator output.
+
+`dtype` (config.precision) is the compute dtype of both networks: the
+equalised layers scale their float32 weights, then cast them to it. Pixel
+norm and the minibatch standard deviation are computed in float32, and the
+outputs (images, scores) are float32.
 """
 
 import functools
@@ -60,8 +65,10 @@ def widths(final_width: int, max_width: int, levels: int) -> tuple[int, ...]:
 
 def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
   """Each pixel's feature vector scaled to unit root mean square:
-  b = a / sqrt(mean_c(a_c^2) + eps) (the paper's section 4.2)."""
-  return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps)
+  b = a / sqrt(mean_c(a_c^2) + eps) (the paper's section 4.2), in float32,
+  returned in x's dtype."""
+  y = x.astype(jnp.float32)
+  return (y * jax.lax.rsqrt(jnp.mean(y * y, axis=-1, keepdims=True) + eps)).astype(x.dtype)
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> jax.Array:
@@ -72,11 +79,11 @@ def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> ja
   feature at every pixel, averaged over features and pixels, is one number,
   appended to each member's features as a constant map. Consecutive groups
   keep the real and fake halves of a concatenated batch apart when B is a
-  multiple of the group size.
+  multiple of the group size. The statistic is computed in float32.
   """
   b, h, w, c = x.shape
   g = min(group_size, b)
-  y = x.reshape(b // g, g, h, w, c)
+  y = x.astype(jnp.float32).reshape(b // g, g, h, w, c)
   y = y - jnp.mean(y, axis=1, keepdims=True)
   std = jnp.sqrt(jnp.mean(y * y, axis=1) + eps)  # [B/g, H, W, C]
   s = jnp.mean(std, axis=(1, 2, 3))  # [B/g]
@@ -113,8 +120,11 @@ def conv2d(x: jax.Array, kernel: jax.Array, padding: tuple[int, int]) -> jax.Arr
   generic loop: 3x3, 32 -> 32 channels at 32x32, batch 64, takes 6.5 s for
   both gradients instead of 0.05 s. Giving the rewritten form here keeps the
   train step's per-resolution branches at full speed.
+
+  The kernel is computed in x's dtype (bfloat16 activations with float32
+  weights: config.precision); its gradient is returned in its own dtype.
   """
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), (padding, padding),
+  return jax.lax.conv_general_dilated(x, kernel.astype(x.dtype), (1, 1), (padding, padding),
                                       dimension_numbers=_DIMS)
 
 
@@ -123,7 +133,8 @@ def _conv2d_fwd(x, kernel, padding):
 
 
 def _conv2d_bwd(padding, residuals, dy):
-  x, kernel = residuals
+  x, w = residuals
+  kernel = w.astype(x.dtype)
   k = kernel.shape[0]
   low, high = padding
   # dx: dy correlated with the flipped kernel, its in/out channels swapped.
@@ -131,7 +142,7 @@ def _conv2d_bwd(padding, residuals, dy):
   # dW[u, v, c, f] = sum_{b,i,j} x_pad[b, i+u, j+v, c] dy[b, i, j, f]: channels as the batch,
   # the batch as the channels.
   dw = conv2d(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), padding)
-  return dx, dw.transpose(1, 2, 0, 3)
+  return dx, dw.transpose(1, 2, 0, 3).astype(w.dtype)
 
 
 conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
@@ -147,14 +158,15 @@ class EqualDense(nn.Module):
 
   features: int
   gain: float = math.sqrt(2.0)
+  dtype: jnp.dtype = jnp.float32  # compute dtype; the variables are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     fan_in = x.shape[-1]
     kernel = self.param("kernel", nn.initializers.normal(1.0), (fan_in, self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    y = x @ (kernel * he_scale(fan_in, self.gain))
-    return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
+    y = x.astype(self.dtype) @ (kernel * he_scale(fan_in, self.gain)).astype(self.dtype)
+    return y + bias.astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class EqualConv(nn.Module):
@@ -164,13 +176,15 @@ class EqualConv(nn.Module):
   features: int
   kernel_size: int = 3
   gain: float = math.sqrt(2.0)
+  dtype: jnp.dtype = jnp.float32  # compute dtype; the variables are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, c, self.features))
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    kernel = kernel * he_scale(k * k * c, self.gain)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)).astype(self.dtype)
+    kernel = (kernel * he_scale(k * k * c, self.gain)).astype(self.dtype)
+    x = x.astype(self.dtype)
     if k == 1:
       y = x @ kernel[0, 0]
     else:
@@ -186,23 +200,25 @@ class GeneratorBlock(nn.Module):
   """[B, H, W, C] -> [B, 2H, 2W, F]: upsample, then (conv 3x3, leaky ReLU, pixel norm) x 2."""
 
   features: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
     h = upsample(h)
-    h = pixel_norm(_act(EqualConv(self.features)(h)))
-    return pixel_norm(_act(EqualConv(self.features)(h)))
+    h = pixel_norm(_act(EqualConv(self.features, dtype=self.dtype)(h)))
+    return pixel_norm(_act(EqualConv(self.features, dtype=self.dtype)(h)))
 
 
 class DiscriminatorBlock(nn.Module):
   """[B, H, W, C] -> [B, H/2, W/2, F]: (conv 3x3, leaky ReLU) to C then F, average pool."""
 
   features: int
+  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
-    h = _act(EqualConv(h.shape[-1])(h))
-    h = _act(EqualConv(self.features)(h))
+    h = _act(EqualConv(h.shape[-1], dtype=self.dtype)(h))
+    h = _act(EqualConv(self.features, dtype=self.dtype)(h))
     return downsample(h)
 
 
@@ -212,12 +228,15 @@ class Generator(nn.Module):
 
   widths: Sequence[int]
   channels: int = 1
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and images are float32
 
   def setup(self):
-    self.head = EqualDense(START * START * self.widths[0], gain=math.sqrt(2.0) / 4)
-    self.head_conv = EqualConv(self.widths[0])
-    self.blocks = [GeneratorBlock(w) for w in self.widths[1:]]
-    self.to_rgb = [EqualConv(self.channels, kernel_size=1, gain=1.0) for _ in self.widths]
+    dt = self.dtype
+    self.head = EqualDense(START * START * self.widths[0], gain=math.sqrt(2.0) / 4, dtype=dt)
+    self.head_conv = EqualConv(self.widths[0], dtype=dt)
+    self.blocks = [GeneratorBlock(w, dtype=dt) for w in self.widths[1:]]
+    self.to_rgb = [EqualConv(self.channels, kernel_size=1, gain=1.0, dtype=dt)
+                   for _ in self.widths]
 
   def features(self, z: jax.Array, level: int) -> list[jax.Array]:
     """[h_0, ..., h_level]: h_l [B, 4 * 2^l, 4 * 2^l, widths[l]]."""
@@ -230,16 +249,16 @@ class Generator(nn.Module):
 
   def __call__(self, z: jax.Array, level: int, alpha: jax.Array | float = 1.0) -> jax.Array:
     hs = self.features(z, level)
-    new = self.to_rgb[level](hs[level])
+    new = self.to_rgb[level](hs[level]).astype(jnp.float32)
     if level == 0:
       return new
-    old = upsample(self.to_rgb[level - 1](hs[level - 1]))
+    old = upsample(self.to_rgb[level - 1](hs[level - 1])).astype(jnp.float32)
     return (1.0 - alpha) * old + alpha * new
 
   def all_levels(self, z: jax.Array) -> list[jax.Array]:
     """Every level's image (for `init`: creates every block's parameters)."""
     hs = self.features(z, len(self.widths) - 1)
-    return [to_rgb(h) for to_rgb, h in zip(self.to_rgb, hs)]
+    return [to_rgb(h).astype(jnp.float32) for to_rgb, h in zip(self.to_rgb, hs)]
 
 
 class Discriminator(nn.Module):
@@ -248,21 +267,23 @@ class Discriminator(nn.Module):
 
   widths: Sequence[int]
   group_size: int = 4  # minibatch standard deviation groups
+  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and scores are float32
 
   def setup(self):
-    self.from_rgb = [EqualConv(w, kernel_size=1) for w in self.widths]
+    dt = self.dtype
+    self.from_rgb = [EqualConv(w, kernel_size=1, dtype=dt) for w in self.widths]
     # blocks[l - 1] takes level l's features down to level l - 1's
-    self.blocks = [DiscriminatorBlock(w) for w in self.widths[:-1]]
-    self.head_conv = EqualConv(self.widths[0])
-    self.head_dense = EqualDense(self.widths[0])
-    self.out = EqualDense(1, gain=1.0)
+    self.blocks = [DiscriminatorBlock(w, dtype=dt) for w in self.widths[:-1]]
+    self.head_conv = EqualConv(self.widths[0], dtype=dt)
+    self.head_dense = EqualDense(self.widths[0], dtype=dt)
+    self.out = EqualDense(1, gain=1.0, dtype=dt)
 
   def head(self, h: jax.Array) -> jax.Array:
     """Level 0's features [B, 4, 4, widths[0]] -> scores [B]."""
     h = minibatch_stddev(h, self.group_size)
     h = _act(self.head_conv(h))
     h = _act(self.head_dense(h.reshape(h.shape[0], -1)))  # the paper's 4x4 'valid' convolution
-    return self.out(h)[:, 0]
+    return self.out(h)[:, 0].astype(jnp.float32)
 
   def __call__(self, x: jax.Array, level: int, alpha: jax.Array | float = 1.0) -> jax.Array:
     h = _act(self.from_rgb[level](x))

@@ -40,6 +40,7 @@ import optax
 
 from genjax import losses, optim
 from genjax.models.progan import networks as nets
+from genjax.nn import precision
 from genjax.state import TrainState
 
 
@@ -60,12 +61,15 @@ def final_resolution(image_size: int) -> int:
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape):
-  """The generator and discriminator modules for data images [H, W, C]."""
+  """The generator and discriminator modules for data images [H, W, C],
+  computing in config.precision's dtype (their outputs float32)."""
   m = config.model
   levels = nets.num_levels(final_resolution(image_shape[0]))
-  generator = nets.Generator(nets.widths(m.g_width, m.max_width, levels), image_shape[-1])
+  dtype = precision.compute_dtype(config)
+  generator = nets.Generator(nets.widths(m.g_width, m.max_width, levels), image_shape[-1],
+                             dtype=dtype)
   discriminator = nets.Discriminator(nets.widths(m.d_width, m.max_width, levels),
-                                     group_size=m.mbstd_group)
+                                     group_size=m.mbstd_group, dtype=dtype)
   return generator, discriminator
 
 

@@ -32,6 +32,7 @@ import numpy as np
 
 from genjax import losses, optim
 from genjax.models.vae import networks as vae_nn
+from genjax.nn import precision
 from genjax.state import TrainState
 
 
@@ -43,15 +44,18 @@ class VAEState:
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape):
+  """The encoder and decoder, computing in config.precision's dtype (their outputs float32)."""
   m = config.model
+  dtype = precision.compute_dtype(config)
   head = dict(likelihood=m.likelihood, learn_variance=m.learn_variance,
-              fixed_logvar=m.fixed_logvar)
+              fixed_logvar=m.fixed_logvar, dtype=dtype)
   if m.arch == "mlp":
     init = m.weight_init
-    return (vae_nn.MLPEncoder(m.latent_dim, tuple(m.hidden), m.activation, weight_init=init),
+    return (vae_nn.MLPEncoder(m.latent_dim, tuple(m.hidden), m.activation, weight_init=init,
+                              dtype=dtype),
             vae_nn.MLPDecoder(tuple(image_shape), tuple(m.hidden), m.activation, **head,
                               weight_init=init))
-  return (vae_nn.ConvEncoder(m.latent_dim, m.width, m.activation),
+  return (vae_nn.ConvEncoder(m.latent_dim, m.width, m.activation, dtype=dtype),
           vae_nn.ConvDecoder(tuple(image_shape), m.width, m.activation, **head))
 
 
