@@ -112,9 +112,7 @@ def members_of(config: Config) -> Members:
   num_seeds = pop.seeds
   if pop.layout not in LAYOUTS:
     raise ValueError(f"config.population.layout={pop.layout!r}; choose one of {list(LAYOUTS)}.")
-  if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 0:
-    raise ValueError(f"config.population.seeds={num_seeds!r} must be an integer >= 0 "
-                     "(0 or 1: one model).")
+  configs.check_population_seeds(pop.seeds)
   sweep = parse_sweep(pop.sweep, config)
   seeds = [config.seed + i for i in range(max(num_seeds, 1))]
   combos = list(itertools.product(*sweep.values())) or [()]
