@@ -32,8 +32,10 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
   if not path.exists() or not has_checkpoint(workdir):
     return  # nothing trained yet: nothing a new config could spoil
   try:
-    old = dict(configs.leaves(configs.upgrade(
-        ml_collections.ConfigDict(json.loads(path.read_text())))))
+    loaded = json.loads(path.read_text())
+    if not isinstance(loaded, dict):  # null would read as an empty config
+      raise ValueError(f"it holds {_json_kind(loaded)}, not a JSON object")
+    old = dict(configs.leaves(configs.upgrade(ml_collections.ConfigDict(loaded))))
   except (ValueError, TypeError, AttributeError) as e:
     raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
                      "in a new --workdir.") from None
@@ -53,10 +55,24 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
         f"run with the new values, add --allow_changes={','.join(changed)}.")
 
 
+def _json_kind(value) -> str:
+  """'null', 'a JSON array', ...: what a JSON value is, in JSON's words."""
+  if value is None:
+    return "null"
+  if isinstance(value, bool):
+    return f"the JSON value {json.dumps(value)}"
+  kind = {list: "array", str: "string", int: "number", float: "number"}.get(type(value), "value")
+  return f"a JSON {kind}"
+
+
 def remove_new(workdir: Path) -> None:
-  """Removes what a run that failed to start wrote into the workdir it created."""
-  (workdir / "config.json").unlink(missing_ok=True)
-  (workdir / "run.json").unlink(missing_ok=True)
+  """Removes what a run that failed to start wrote into the workdir it created
+  (nothing, when it could not even be created)."""
+  for name in ("config.json", "run.json"):
+    try:
+      (workdir / name).unlink(missing_ok=True)
+    except OSError:
+      pass  # the workdir is not a folder (its failure says so)
   for folder in (workdir / "checkpoints", workdir):
     try:
       folder.rmdir()
@@ -86,15 +102,57 @@ def read(workdir) -> tuple[ml_collections.ConfigDict, dict]:
                        "in this --workdir to write it again.") from None
   config, info = loaded
   if not isinstance(config, dict) or not isinstance(info, dict):
-    bad = "config.json" if not isinstance(config, dict) else "run.json"
-    raise ValueError(f"{workdir / bad} does not hold a JSON object; it is written by the loop "
-                     "at the start of a run: restore it, or rerun the experiment in this "
-                     "--workdir to write it again.")
+    bad, value = ("config.json", config) if not isinstance(config, dict) else ("run.json", info)
+    raise ValueError(f"{workdir / bad} holds {_json_kind(value)}, not a JSON object; it is "
+                     "written by the loop at the start of a run: restore it, or rerun the "
+                     "experiment in this --workdir to write it again.")
   for key in ("image_shape", "num_classes"):
     if key not in info:
       raise ValueError(f"{workdir / 'run.json'} has no {key!r}; rerun the experiment in this "
                        "--workdir to write it again.")
-  return configs.upgrade(ml_collections.ConfigDict(config)), info
+  check_info(workdir / "run.json", info)
+  config = configs.upgrade(ml_collections.ConfigDict(config))
+  check_config(workdir / "config.json", config)
+  return config, info
+
+
+def _is_count(value, least: int) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_info(path: Path, info: dict) -> None:
+  """A ValueError naming the value unless run.json's image shape is [H, W, C]
+  of positive integers and its class count an integer >= 0."""
+  shape, classes = info["image_shape"], info["num_classes"]
+  if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(n, 1) for n in shape)):
+    raise ValueError(f"{path}: image_shape={shape!r} must be a list of three positive "
+                     "integers [height, width, channels], e.g. [28, 28, 1]; it is written by "
+                     "the loop at the start of a run: restore it, or rerun the experiment in "
+                     "this --workdir to write it again.")
+  if not _is_count(classes, 0):
+    raise ValueError(f"{path}: num_classes={classes!r} must be an integer >= 0 (10 for "
+                     "MNIST); restore it, or rerun the experiment in this --workdir to write "
+                     "it again.")
+
+
+def check_config(path: Path, config: ml_collections.ConfigDict) -> None:
+  """A ValueError naming the key unless a config read from `path` passes the
+  checks a run's config passes before training (`configs.check_common`, the
+  family's `validate_config`): a hand-edited value of the wrong type is named
+  here, not met as an error deep inside JAX."""
+  family = config.get("family")
+  if not isinstance(family, str) or family not in models.FAMILIES:
+    raise ValueError(f"{path}: family={family!r} is not one of {sorted(models.FAMILIES)}; "
+                     "restore the file, or rerun the experiment in this --workdir to write "
+                     "it again.")
+  try:
+    configs.check_common(config)
+    models.get(family).validate_config(config)
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+    raise ValueError(f"{path}: {what} The file is written by the loop at the start of a run; "
+                     "restore it, or rerun the experiment in this --workdir to write it "
+                     "again.") from None
 
 
 def parse_checkpoint(value) -> str | int:
