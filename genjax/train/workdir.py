@@ -190,7 +190,7 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   family = models.get(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
   shape, classes = tuple(info["image_shape"]), info["num_classes"]
-  trained = population.resolve(config)  # the family, or its population
+  trained = population.resolve(config, copies=1)  # the family, or its population
   abstract = jax.eval_shape(lambda k: trained.create_state(config, k, shape, classes),
                             jax.random.key(0))
   abstract = jax.tree.map(
