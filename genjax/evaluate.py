@@ -84,12 +84,20 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       if inception_weights:  # a file the user named must be usable
         raise ValueError(f"--inception_weights: {e}") from e
       inception_unavailable = f"unavailable: {e}"
-  config, family, state = rundir.restore(workdir, checkpoint, member)
+  diverged = None
+  if member is None:
+    config, family, state = rundir.restore(workdir, checkpoint)
+  else:
+    config, family, state, diverged = rundir.restore_member(workdir, checkpoint, member)
   test = family.load_split(config, "test")
   result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
             "family": config.family, "dataset": config.data.name, "data_source": test.source}
   if member is not None:
     result["member"] = member
+  if diverged:  # measured as asked, and marked: its numbers are not of a trained model
+    _log(f"WARNING: {diverged['message']} It is measured as that state.")
+    result.update(diverged=True, diverged_at_step=diverged["diverged_at_step"],
+                  note=diverged["message"])
   key = jax.random.key(seed)
 
   scorer = None
@@ -145,12 +153,15 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   else:
     members = population.members_of(config)
     healthy = np.asarray(jax.device_get(state.healthy))
+    recorded = None if healthy.all() else rundir.recorded_divergences(workdir, int(state.step))
     result["members"] = []
     for m in range(len(members)):
       entry = {"member": m, "seed": members.seeds[m],
                **{k: v[m] for k, v in members.swept.items()}}
-      if not healthy[m]:
-        entry["diverged"] = True  # frozen at its last finite state: not measured
+      if not healthy[m]:  # frozen at its last finite state: not measured
+        diverged = rundir.divergence(workdir, state, m, recorded)
+        entry.update(diverged=True, diverged_at_step=diverged["diverged_at_step"])
+        _log(f"Not measured: {diverged['message']}")
       else:
         _log(f"Measuring {members.describe(m)}...")
         entry.update(measure(members.configs[m], population.member_state(state, m)))
@@ -180,8 +191,9 @@ def _numbers(tree, prefix="") -> dict:
 
 
 def _summary(entries: list[dict]) -> dict:
-  """{metric: {mean, std, min, max}} over the members' results."""
-  skip = {"member", "seed"}
+  """{metric: {mean, std, min, max}} over the members' results (std None,
+  null in JSON, over a single member)."""
+  skip = {"member", "seed", "diverged_at_step"}
   values = {}
   for entry in entries:
     for k, v in _numbers(entry).items():

@@ -389,20 +389,30 @@ def make_draw_batch(family, members_: Members, config: Config):
 
 
 def summarize(values: list[float]) -> dict:
-  """mean, std (over members, ddof 0 is not used: sample std), min and max."""
+  """mean, std (the sample std, n - 1), min and max over members. The std of
+  a single value is undefined: None (null in JSON), never 0, which would
+  claim that the members agree."""
   v = np.asarray(values, np.float64)
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
           "min": float(v.min()), "max": float(v.max())}
 
 
 # The population as a Family of its own: the loop trains it unchanged.
 
+# The metric the reader adds, in the call where member m turns NaN/Inf, as
+# 'diverged_at/member_m': the step at which it did. The loop writes it to
+# TensorBoard as train/diverged_at/member_m, where `genjax.sample` and
+# `genjax.evaluate` find it (genjax.train.workdir.recorded_divergences).
+DIVERGED_AT = "diverged_at"
+
 
 def make_metric_reader(members_: Members, config: Config, state: PopulationState) -> Callable:
   """read(stacked {name: [k, M]} with `healthy`, first, last, log) -> {name:
   mean over healthy members, 'name/member_m': member m's mean}. A member
-  that turned NaN/Inf in the call is reported and frozen; the run stops
-  (Diverged) when config.population.stop_on_nan is set or no member is left."""
+  that turned NaN/Inf in the call is reported and frozen, and the step at
+  which it did is returned as 'diverged_at/member_m' (`DIVERGED_AT`); the
+  run stops (Diverged) when config.population.stop_on_nan is set or no
+  member is left."""
   was_healthy = np.asarray(jax.device_get(state.healthy))
 
   def read(stacked: dict, first: int, last: int, log) -> dict[str, float]:
@@ -410,8 +420,10 @@ def make_metric_reader(members_: Members, config: Config, state: PopulationState
     stacked = dict(stacked)
     healthy_steps = stacked.pop("healthy")  # [k, M]: healthy after each step
     healthy = healthy_steps[-1]
+    diverged = {}
     for m in np.flatnonzero(was_healthy & ~healthy):
       at = first + 1 + int(np.argmin(healthy_steps[:, m]))
+      diverged[f"{DIVERGED_AT}/member_{int(m)}"] = float(at)
       what = members_.describe(int(m))
       if config.population.stop_on_nan:
         raise models.Diverged(
@@ -426,7 +438,7 @@ def make_metric_reader(members_: Members, config: Config, state: PopulationState
           advice="Lower the learning rates (see --allow_changes) or start over in a new "
           "--workdir.")
     was_healthy = healthy
-    out = {}
+    out = dict(diverged)
     for name, values in stacked.items():  # [k, M]; steps after a member's NaN left out
       per_member = {int(m): float(np.mean(values[healthy_steps[:, m], m]))
                     for m in np.flatnonzero(healthy)}

@@ -177,6 +177,75 @@ def check_member(config: ml_collections.ConfigDict, member: int | None) -> None:
     raise ValueError(f"--member={member}: the population has members 0..{size - 1}.")
 
 
+def recorded_divergences(workdir, up_to_step: int) -> dict[int, int]:
+  """{member: the step at which it became NaN/Inf} of a population run, as
+  the loop recorded them in TensorBoard (`train/diverged_at/member_m`,
+  genjax.train.population.DIVERGED_AT) at or before `up_to_step`; the
+  latest record of a member wins (a resumed run may have redone the steps).
+  A member whose record is missing (a run written before it was recorded,
+  deleted logs, a process killed before TensorBoard flushed) is left out."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+  prefix = f"train/{population.DIVERGED_AT}/member_"
+  found = {}  # member -> (wall time, step)
+  for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+    try:
+      records = list(_tfrecords(path))
+    except OSError:
+      continue
+    for record in records:
+      if prefix.encode() not in record:  # most records: skip parsing them
+        continue
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(record)
+      except Exception:  # pylint: disable=broad-except  # a damaged record
+        continue
+      if event.step > up_to_step:
+        continue
+      for value in event.summary.value:
+        if value.tag.startswith(prefix) and value.tag[len(prefix):].isdigit():
+          m = int(value.tag[len(prefix):])
+          if m not in found or event.wall_time >= found[m][0]:
+            found[m] = (event.wall_time, int(round(value.simple_value)))
+  return {m: step for m, (_, step) in found.items()}
+
+
+def _tfrecords(path: Path):
+  """The records of a TFRecord file (TensorBoard's event files): each a
+  length (uint64), its CRC, the data and its CRC; a truncated tail ends it."""
+  with open(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if len(header) < 12:
+        return
+      length = int.from_bytes(header[:8], "little")
+      data = f.read(length)
+      if len(data) < length or len(f.read(4)) < 4:
+        return
+      yield data
+
+
+def divergence(workdir, state, member: int, recorded: dict | None = None) -> dict | None:
+  """None while population member `member` of `state` (a PopulationState)
+  is healthy; else {"diverged": True, "diverged_at_step": the step at which
+  it became NaN/Inf, or None where that was not recorded}, and the
+  sentence saying so (key "message"). `recorded`: `recorded_divergences`
+  up to the state's step, when the caller has read them already."""
+  if bool(jax.device_get(state.healthy)[member]):
+    return None
+  if recorded is None:
+    recorded = recorded_divergences(workdir, int(state.step))
+  at = recorded.get(member)
+  when = (f"became NaN/Inf at step {at} and is frozen at its last finite state, that of "
+          f"step {at - 1}" if at is not None else
+          "became NaN/Inf and is frozen at its last finite state (the step is not recorded "
+          "in this run's TensorBoard logs)")
+  message = (f"member {member} diverged: it {when}, not trained to the checkpoint's step "
+             f"{int(state.step)}.")
+  return {"diverged": True, "diverged_at_step": at, "message": message}
+
+
 def restore(workdir, checkpoint_name: str | int = "latest", member: int | None = None):
   """(config, Family, state) from a checkpoint of the run in `workdir`.
 
@@ -225,3 +294,12 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   if member is not None:
     return population.members_of(config).configs[member], family, population.member_state(state, member)
   return config, family, state
+
+
+def restore_member(workdir, checkpoint_name: str | int, member: int):
+  """`restore(workdir, checkpoint_name, member)` and `divergence` of that
+  member (None while it is healthy): (config, Family, state, divergence)."""
+  check_member(read(workdir)[0], member)
+  config, family, state = restore(workdir, checkpoint_name)
+  return (population.members_of(config).configs[member], family,
+          population.member_state(state, member), divergence(workdir, state, member))
