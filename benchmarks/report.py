@@ -146,6 +146,8 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
 
 def _fmt(value, digits=3) -> str:
   if isinstance(value, dict):  # a population's summary: mean ± std over the members
+    if value["std"] is None:  # one member: no spread
+      return f"{_fmt(value['mean'], digits)} (one seed)"
     return f"{_fmt(value['mean'], digits)} ± {value['std']:.2g}"
   return "–" if value is None else f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
@@ -199,7 +201,12 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
                None)
     if nll is None:
       return "–"
-    text = (f"{nll['mean']:.2f} ± {nll['std']:.2f}" if isinstance(nll, dict) else f"{nll:.2f}")
+    if not isinstance(nll, dict):
+      text = f"{nll:.2f}"
+    elif nll["std"] is None:  # one member: no spread
+      text = f"{nll['mean']:.2f} (one seed)"
+    else:
+      text = f"{nll['mean']:.2f} ± {nll['std']:.2f}"
     return f"{text} (IWAE-{iwae_k})"
 
   def command(text):

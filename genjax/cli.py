@@ -79,7 +79,7 @@ def main(get_config, default_workdir: str) -> None:
       loop.train_and_evaluate(config, workdir, allow_changes=flags.FLAGS.allow_changes)
     except (ValueError, FileNotFoundError, data.DatasetUnavailableError, loop.TrainingDiverged,
             checkpoint.CheckpointError, workdir_lock.WorkdirLocked,
-            workdir_lock.WorkdirLockLost) as e:
+            workdir_lock.WorkdirLockLost, workdir_lock.WorkdirUnusable) as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
 

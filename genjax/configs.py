@@ -179,9 +179,10 @@ def leaves(config, prefix=""):
 
 def check_common(config: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first bad value among the keys every
-  experiment shares: the counts, the seed, finite numbers everywhere, and
-  the optimiser's learning rates and Adam betas. A family's own keys are
-  checked by its `validate_config`, and config.precision by name."""
+  experiment shares: the counts, the seed, the population's seed count,
+  finite numbers everywhere, and the optimiser's learning rates and Adam
+  betas, and config.precision by name. A family's own keys are checked by
+  its `validate_config`."""
   for key in POSITIVE_INTS:
     value = config.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -193,6 +194,12 @@ def check_common(config: ml_collections.ConfigDict) -> None:
   seed = config.get("seed")
   if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
     raise ValueError(f"config.seed={seed!r} must be an integer in [0, 2**63).")
+  if "population" in config:
+    check_population_seeds(config.population.get("seeds", 0))
+    sweep = config.population.get("sweep", "")
+    if not isinstance(sweep, str):
+      raise ValueError(f"config.population.sweep={sweep!r} must be a string such as "
+                       "'opt.g_lr=1e-4,2e-4' ('' for none).")
   for key, value in leaves(config):
     if isinstance(value, float) and not math.isfinite(value):
       raise ValueError(f"config.{key}={value!r} must be a finite number.")
@@ -205,6 +212,13 @@ def check_common(config: ml_collections.ConfigDict) -> None:
                        "0.5/0.999 for DCGAN, 0.9/0.999 by default).")
     if key == "opt.eps" and not (isinstance(value, (int, float)) and value > 0):
       raise ValueError(f"config.{key}={value!r} must be positive.")
+
+
+def check_population_seeds(seeds) -> None:
+  """A ValueError unless `seeds` (config.population.seeds) is an integer >= 0."""
+  if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 0:
+    raise ValueError(f"config.population.seeds={seeds!r} must be an integer >= 0 (0 or 1: one "
+                     "model; N > 1: N members with seeds seed, ..., seed+N-1).")
 
 
 def use_image_folder(config: ml_collections.ConfigDict, image_size: int):

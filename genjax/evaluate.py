@@ -29,6 +29,7 @@ translations classified as the source garment's class.
 """
 
 import json
+import math
 import sys
 import time
 
@@ -37,7 +38,7 @@ import numpy as np
 import tqdm
 from absl import app, flags, logging
 
-from genjax import checkpoint, data, runtime
+from genjax import checkpoint, data, memory, runtime
 from genjax.train import population
 from genjax.train import workdir as rundir
 from genjax.models import sampling
@@ -67,6 +68,41 @@ def check_num(num: int) -> None:
                      "(10,000 is the usual number).")
 
 
+# Bytes each scored sample needs, beyond its uint8 pixels: its logits and
+# features in float32 (and their concatenation), the float64 copy the k-NN
+# measures make, and its column of the k-NN distance blocks
+# (genjax.metrics.distances: `block` rows of float64 distances, with about
+# three temporaries of that size at once); with Inception, its 2048 pool3
+# features (and their concatenation).
+_KNN_BLOCK_ROWS = 2000
+
+
+def sample_bytes(num: int, image_shape, num_classes: int, use_inception: bool) -> int:
+  """About the most memory scoring `num` samples takes at once (a lower bound)."""
+  dims = features.Classifier.feature_dim
+  per = (math.prod(image_shape) + 2 * 4 * (dims + max(num_classes, 1)) + 8 * dims
+         + 4 * 8 * _KNN_BLOCK_ROWS)
+  if use_inception:
+    per += 2 * 4 * inception.FEATURE_DIM
+  return num * per
+
+
+def check_num_fits(num: int, image_shape, num_classes: int, use_inception: bool) -> None:
+  """Refuses a --num whose samples, features and k-NN blocks would not fit in
+  the host's memory, before anything is loaded."""
+  if not num:
+    return
+  needed = sample_bytes(num, image_shape, num_classes, use_inception)
+  free, where = memory.host_available()
+  if needed > free:
+    fit = free // sample_bytes(1, image_shape, num_classes, use_inception)
+    raise ValueError(
+        f"--num={num}: scoring {num} samples {tuple(image_shape)} needs about "
+        f"{memory.describe(needed)} of memory (the images, their features and the k-NN "
+        f"distances of precision/recall), but {memory.describe(free)} is free ({where}); at "
+        f"most --num={fit} fits (10,000 is the usual number).")
+
+
 def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floor: bool = True,
              iwae_k: int = 5000, chunk: int = 25, num_test: int = 0, use_inception: bool = True,
              inception_weights=None, member: int | None = None) -> dict:
@@ -76,6 +112,9 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   gives each number's mean, std, min and max over the members."""
   check_num(num)
   start = time.perf_counter()
+  run_config, info = rundir.read(workdir)
+  rundir.check_member(run_config, member)
+  check_num_fits(num, info["image_shape"], info["num_classes"], use_inception)
   inception_unavailable = None
   if use_inception:  # the weights file is found and hash-checked before any work
     try:
@@ -84,12 +123,20 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
       if inception_weights:  # a file the user named must be usable
         raise ValueError(f"--inception_weights: {e}") from e
       inception_unavailable = f"unavailable: {e}"
-  config, family, state = rundir.restore(workdir, checkpoint, member)
+  diverged = None
+  if member is None:
+    config, family, state = rundir.restore(workdir, checkpoint)
+  else:
+    config, family, state, diverged = rundir.restore_member(workdir, checkpoint, member)
   test = family.load_split(config, "test")
   result = {"workdir": str(workdir), "checkpoint": str(checkpoint), "step": int(state.step),
             "family": config.family, "dataset": config.data.name, "data_source": test.source}
   if member is not None:
     result["member"] = member
+  if diverged:  # measured as asked, and marked: its numbers are not of a trained model
+    _log(f"WARNING: {diverged['message']} It is measured as that state.")
+    result.update(diverged=True, diverged_at_step=diverged["diverged_at_step"],
+                  note=diverged["message"])
   key = jax.random.key(seed)
 
   scorer = None
@@ -145,12 +192,15 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
   else:
     members = population.members_of(config)
     healthy = np.asarray(jax.device_get(state.healthy))
+    recorded = None if healthy.all() else rundir.recorded_divergences(workdir, int(state.step))
     result["members"] = []
     for m in range(len(members)):
       entry = {"member": m, "seed": members.seeds[m],
                **{k: v[m] for k, v in members.swept.items()}}
-      if not healthy[m]:
-        entry["diverged"] = True  # frozen at its last finite state: not measured
+      if not healthy[m]:  # frozen at its last finite state: not measured
+        diverged = rundir.divergence(workdir, state, m, recorded)
+        entry.update(diverged=True, diverged_at_step=diverged["diverged_at_step"])
+        _log(f"Not measured: {diverged['message']}")
       else:
         _log(f"Measuring {members.describe(m)}...")
         entry.update(measure(members.configs[m], population.member_state(state, m)))
@@ -180,8 +230,9 @@ def _numbers(tree, prefix="") -> dict:
 
 
 def _summary(entries: list[dict]) -> dict:
-  """{metric: {mean, std, min, max}} over the members' results."""
-  skip = {"member", "seed"}
+  """{metric: {mean, std, min, max}} over the members' results (std None,
+  null in JSON, over a single member)."""
+  skip = {"member", "seed", "diverged_at_step"}
   values = {}
   for entry in entries:
     for k, v in _numbers(entry).items():

@@ -6,25 +6,49 @@
   python -m genjax.sample --workdir runs/gan_mnist_seeds --member 2     # population runs
 
 The .npz file holds `images`: uint8 [N, H, W, C], and for conditional runs
-`labels` [N] (the --labels list repeated, or every class in turn).
+`labels` [N] (the --labels list repeated, or every class in turn). It is
+written a batch at a time into a temporary file beside --out, renamed to
+--out when complete: memory holds one batch whatever --num, and a count
+whose images would not fit on the disk is refused before any is drawn.
 """
 
+import math
 import os
 import sys
+import zipfile
 from pathlib import Path
 
 import jax
 import numpy as np
 from absl import app, flags, logging
 
-from genjax import checkpoint, runtime
+from genjax import checkpoint, memory, runtime
 from genjax.train import population
 from genjax.train import workdir as rundir
 from genjax.models import sampling
 
 
+class LabelCycle:
+  """The labels [num] of a conditional run's samples: `classes` repeated,
+  sliced as [start:stop] without building all of them."""
+
+  def __init__(self, classes, num: int):
+    self.classes, self.num = np.asarray(classes, np.int32), num
+
+  def __len__(self):
+    return self.num
+
+  def __getitem__(self, where: slice) -> np.ndarray:
+    start, stop, _ = where.indices(self.num)
+    return self.classes[np.arange(start, stop) % len(self.classes)]
+
+  def __array__(self, dtype=None, copy=None):
+    return np.asarray(self[0:self.num], dtype)
+
+
 def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
-  """The labels [num] for a conditional run (None for an unconditional one)."""
+  """The labels [num] (a LabelCycle) for a conditional run (None for an
+  unconditional one)."""
   num_classes = info["num_classes"]
   if not config.get("conditional", False):
     if wanted:
@@ -35,26 +59,115 @@ def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
   bad = [y for y in wanted or [] if not 0 <= y < num_classes]
   if bad:
     raise ValueError(f"--labels: {bad} out of range; the classes are 0..{num_classes - 1}.")
-  return np.resize(np.asarray(wanted or np.arange(num_classes), np.int32), num)
+  return LabelCycle(wanted or np.arange(num_classes), num)
 
 
-def generate(workdir, num: int, seed: int = 0, batch: int = 500,
-             checkpoint: str | int = "latest", labels: list[int] | None = None,
-             member: int | None = None):
-  """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in
-  `workdir`; of a population run, from member `member`."""
+def _prepare(workdir, num: int, seed: int, batch: int, checkpoint, labels, member):
+  """(Sampler, state, key, labels or None, image shape) for `num` images."""
   config, info = rundir.read(workdir)
   rundir.check_member(config, member)
   if member is None and population.active(config):
     raise ValueError(f"{workdir} holds a population of {len(population.members_of(config))} "
                      "members (config.population); pick one with --member.")
   labels = sample_labels(config, info, num, labels)
-  config, family, state = rundir.restore(workdir, checkpoint, member)
+  batch = min(batch, num)
+  check_batch_memory(batch, info["image_shape"])
+  if member is None:
+    config, family, state = rundir.restore(workdir, checkpoint)
+  else:
+    config, family, state, diverged = rundir.restore_member(workdir, checkpoint, member)
+    if diverged:  # sampled all the same, as asked, with that said
+      print(f"WARNING: {diverged['message']} The images are of that state.", file=sys.stderr)
   if family.sample is None:
     raise ValueError(f"{workdir} holds a {config.family!r} run, which translates images and "
                      "draws no new ones; `python -m genjax.evaluate` measures it.")
-  images = sampling.draw(family.sample, state, config, num, jax.random.key(seed), batch, labels)
-  return images, labels
+  sampler = sampling.Sampler(family.sample, config, batch)
+  return sampler, state, jax.random.key(seed), labels, tuple(info["image_shape"])
+
+
+def generate(workdir, num: int, seed: int = 0, batch: int = 500,
+             checkpoint: str | int = "latest", labels: list[int] | None = None,
+             member: int | None = None):
+  """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in
+  `workdir`; of a population run, from member `member` (a diverged member is
+  sampled with a warning on stderr naming the step it diverged at)."""
+  sampler, state, key, labels, _ = _prepare(workdir, num, seed, batch, checkpoint, labels,
+                                            member)
+  images = sampler(state, num, key, labels)
+  return images, (None if labels is None else np.asarray(labels))
+
+
+# Bytes per image a batch needs beyond its uint8 images: the float32 images
+# the generator returns and a copy of them (a lower bound: the network's
+# activations come on top).
+_BATCH_BYTES_PER_PIXEL = 1 + 2 * 4
+
+
+def check_batch_memory(batch: int, image_shape) -> None:
+  """Refuses a --batch whose images alone would not fit in memory."""
+  per_image = _BATCH_BYTES_PER_PIXEL * math.prod(image_shape)
+  free, where = memory.available()
+  if batch * per_image > free:
+    raise ValueError(
+        f"--batch={batch}: a batch of {batch} images {tuple(image_shape)} needs at least "
+        f"{memory.describe(batch * per_image)} of memory, but {memory.describe(free)} is free "
+        f"({where}); use --batch={max(1, min(500, free // per_image))} (500 is the default).")
+
+
+def check_disk(out: Path, num: int, image_shape, labelled: bool) -> None:
+  """Refuses a --num whose images (uncompressed) would not fit in --out's folder."""
+  per_image = math.prod(image_shape) + (4 if labelled else 0)
+  free = memory.disk_free(out.parent)
+  if num * per_image > free:
+    raise ValueError(
+        f"--num={num}: {num} images {tuple(image_shape)} take up to "
+        f"{memory.describe(num * per_image)} (uncompressed), but {out.parent} has "
+        f"{memory.describe(free)} free; at most {free // per_image} fit (--num="
+        f"{free // per_image}), or name an --out on a disk with more room.")
+
+
+def _write_array(archive: zipfile.ZipFile, name: str, shape, dtype, chunks) -> None:
+  """Writes `name`.npy into the .npz `archive` from `chunks` (arrays whose
+  rows, in order, are the array's), one chunk in memory at a time."""
+  dtype = np.dtype(dtype)
+  size = math.prod(shape) * dtype.itemsize
+  with archive.open(f"{name}.npy", "w", force_zip64=size >= 2**31 - 2**20) as f:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+            "shape": tuple(shape)})
+    written = 0
+    for chunk in chunks:
+      chunk = np.ascontiguousarray(chunk, dtype)
+      f.write(chunk.data)
+      written += chunk.nbytes
+    if written != size:
+      raise AssertionError(f"{name}: wrote {written} bytes of {size}")
+
+
+def write(workdir, out: Path, num: int, seed: int = 0, batch: int = 500,
+          checkpoint: str | int = "latest", labels: list[int] | None = None,
+          member: int | None = None) -> tuple[int, ...]:
+  """Writes the images of `generate(...)` (and their labels) to the .npz
+  `out` a batch at a time; returns the image shape. Until it is complete
+  the file is `.<name>.tmp` beside `out`, removed on failure, so an existing
+  `out` is replaced only by a whole file."""
+  config, info = rundir.read(workdir)
+  check_disk(out, num, info["image_shape"], bool(config.get("conditional", False)))
+  sampler, state, key, labels, shape = _prepare(workdir, num, seed, batch, checkpoint, labels,
+                                                member)
+  tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+  try:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as z:
+      _write_array(z, "images", (num, *shape), np.uint8,
+                   sampler.chunks(state, num, key, labels))
+      if labels is not None:
+        step = 1 << 20
+        _write_array(z, "labels", (num,), np.int32,
+                     (labels[i:i + step] for i in range(0, num, step)))
+    os.replace(tmp, out)
+  finally:
+    tmp.unlink(missing_ok=True)
+  return shape
 
 
 def define_flags():
@@ -89,14 +202,16 @@ def main(argv):
     except ValueError:
       raise ValueError(f"--labels={','.join(FLAGS.labels)} must be class numbers, "
                        "e.g. --labels=3,7.") from None
-    images, labels = generate(FLAGS.workdir, FLAGS.num, FLAGS.seed, FLAGS.batch,
-                              rundir.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
+    shape = write(FLAGS.workdir, out, FLAGS.num, FLAGS.seed, FLAGS.batch,
+                  rundir.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
   except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
-  arrays = {"images": images} if labels is None else {"images": images, "labels": labels}
-  np.savez_compressed(out, **arrays)
-  print(f"Wrote {images.shape[0]} images {images.shape[1:]} uint8 to {out}.")
+  except OSError as e:  # the disk filled up, or --out's folder changed meanwhile
+    print(f"error: writing {out} failed ({e}); nothing was written there. Free space or "
+          "name another --out.", file=sys.stderr)
+    sys.exit(1)
+  print(f"Wrote {FLAGS.num} images {shape} uint8 to {out}.")
 
 
 def check_output_path(out: str) -> Path:

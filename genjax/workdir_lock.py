@@ -28,6 +28,10 @@ the marker `.lock.takeover.<stale lock's token>` with O_EXCL and still finds
 that lock there, so of several processes that find one stale lock exactly one
 takes it over and the others are refused by its lock.
 
+A workdir that cannot hold a run (a file, a folder this user cannot create
+or write in, a `lock` that is a folder) is refused with WorkdirUnusable,
+whose message names the path and the fix; nothing in it is changed.
+
 In a multi-process run process 0 acquires with the run id all processes
 share; the others pass is_main=False and that id, wait until the lock holds
 it, and take nothing. `WorkdirLock.check()`, one read of the small lock file,
@@ -35,6 +39,7 @@ raises WorkdirLockLost once the lock was deleted or replaced: the training
 loop calls it before it writes evaluations and checkpoints.
 """
 
+import contextlib
 import datetime
 import json
 import os
@@ -67,8 +72,44 @@ class WorkdirLockLost(RuntimeError):
   """This run's lock file was deleted or replaced while the run was going."""
 
 
+class WorkdirUnusable(RuntimeError):
+  """The workdir cannot hold a run: it is a file, it cannot be created or
+  written, or its `lock` is not a file. The message names the path and the fix."""
+
+
 def lock_path(workdir) -> Path:
   return Path(workdir) / LOCK_NAME
+
+
+def _check_lock_file(path: Path) -> None:
+  """WorkdirUnusable when something other than a file is at the lock's path."""
+  if os.path.lexists(path) and not path.is_file():
+    what = "a folder" if path.is_dir() else "not a regular file"
+    raise WorkdirUnusable(
+        f"{path} is {what}, not the lock file a run keeps there while it is alive (a small "
+        f"JSON file); genjax did not make it. Move it out of {path.parent}, or name another "
+        "--workdir.")
+
+
+def _prepare_workdir(workdir: Path) -> None:
+  """Creates `workdir` if missing; WorkdirUnusable, naming the path and the
+  fix, when it is a file or cannot be created."""
+  if workdir.exists() and not workdir.is_dir():
+    raise WorkdirUnusable(
+        f"--workdir {workdir} is a file, not a folder: a workdir is the folder (created if "
+        "missing) that holds a run's checkpoints and logs. Name a folder, or move the file "
+        "away.")
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+  except (FileExistsError, NotADirectoryError):  # a file where a parent folder should be
+    parent = next(p for p in workdir.parents if p.exists())
+    raise WorkdirUnusable(
+        f"--workdir {workdir} cannot be created: {parent} is a file, not a folder. Name "
+        "another --workdir.") from None
+  except OSError as e:
+    raise WorkdirUnusable(
+        f"--workdir {workdir} cannot be created ({e.strerror or e}): make its parent folder "
+        "writable for this user, or name another --workdir.") from None
 
 
 def _proc_stat(pid: int) -> Optional[tuple[str, int]]:
@@ -360,15 +401,24 @@ def acquire(workdir, *, run_id: Optional[str] = None, is_main: bool = True,
     if run_id is None:
       raise ValueError("a non-main process joins its run's lock by run id: pass the run id "
                        "that process 0 acquired with (the same in all processes).")
+    _check_lock_file(path)
     return _join(path, run_id, join_timeout)
-  path.parent.mkdir(parents=True, exist_ok=True)
+  _prepare_workdir(path.parent)
+  _check_lock_file(path)
   info = _holder_info(run_id or uuid.uuid4().hex, heartbeat_every)
   payload = (json.dumps(info, indent=2) + "\n").encode()
   tmp = path.with_name(f".lock.{info['token']}.tmp")
-  with open(tmp, "wb") as f:
-    f.write(payload)
-    f.flush()
-    os.fsync(f.fileno())
+  try:
+    with open(tmp, "wb") as f:
+      f.write(payload)
+      f.flush()
+      os.fsync(f.fileno())
+  except OSError as e:  # read-only folder or filesystem, or a full disk
+    with contextlib.suppress(OSError):  # a partly written file, where one was created
+      tmp.unlink(missing_ok=True)
+    raise WorkdirUnusable(
+        f"cannot write in the workdir {path.parent} ({e.strerror or e}): make it writable "
+        "for this user (or free space on its disk), or name another --workdir.") from None
   deadline = time.monotonic() + 2 * TAKEOVER_GRACE  # only a lock that keeps changing needs it
   try:
     while time.monotonic() < deadline:

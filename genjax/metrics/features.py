@@ -82,13 +82,16 @@ class FeatureNetwork:
     self._apply = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
 
   def __call__(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """Logits [N, K] and features [N, D] (float32 numpy) of uint8 or [-1, 1] images."""
+    """Logits [N, K] and features [N, D] (float32 numpy) of uint8 or [-1, 1] images.
+    uint8 images are converted a batch at a time (never all N in float32)."""
     images = np.asarray(images)
-    if images.dtype == np.uint8:
-      images = images_lib.to_float(images)
-    outputs = images_lib.map_in_batches(
-        lambda chunk: self._apply(self.params, jnp.asarray(chunk, jnp.float32)), images,
-        batch_size)
+
+    def apply(chunk):
+      if chunk.dtype == np.uint8:
+        chunk = images_lib.to_float(chunk)
+      return self._apply(self.params, jnp.asarray(chunk, jnp.float32))
+
+    outputs = images_lib.map_in_batches(apply, images, batch_size)
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
 

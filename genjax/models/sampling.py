@@ -25,16 +25,31 @@ class Sampler:
     self._sample = jax.jit(lambda s, k: sample_fn(s, k, batch, config))
     self._sample_labels = jax.jit(lambda s, k, y: sample_fn(s, k, batch, config, labels=y))
 
-  def __call__(self, state, num: int, key: jax.Array, labels=None) -> np.ndarray:
-    chunks = []
+  def chunks(self, state, num: int, key: jax.Array, labels=None):
+    """uint8 [<= batch, H, W, C] arrays, one per compiled call, that together
+    are `self(state, num, key, labels)`: what a caller writes as they come
+    holds one batch in memory, whatever `num`. `labels`: anything sliced
+    as [start:stop] to an int array (e.g. the label list of `num`)."""
     for i in range(-(-num // self.batch)):
       k = jax.random.fold_in(key, i)
+      n = min(self.batch, num - i * self.batch)
       if labels is None:
-        chunks.append(np.asarray(self._sample(state, k)))
+        out = self._sample(state, k)
       else:
-        y = np.resize(np.asarray(labels[i * self.batch:(i + 1) * self.batch], np.int32), self.batch)
-        chunks.append(np.asarray(self._sample_labels(state, k, y)))
-    return images_lib.to_uint8(np.concatenate(chunks)[:num])
+        y = np.resize(np.asarray(labels[i * self.batch:i * self.batch + n], np.int32),
+                      self.batch)
+        out = self._sample_labels(state, k, y)
+      yield images_lib.to_uint8(np.asarray(out)[:n])
+
+  def __call__(self, state, num: int, key: jax.Array, labels=None) -> np.ndarray:
+    images = None
+    done = 0
+    for chunk in self.chunks(state, num, key, labels):
+      if images is None:  # one uint8 array, filled: no float copy of all of them
+        images = np.empty((num, *chunk.shape[1:]), np.uint8)
+      images[done:done + len(chunk)] = chunk
+      done += len(chunk)
+    return images
 
 
 def draw(sample_fn, state, config, num: int, key: jax.Array, batch: int = 500,

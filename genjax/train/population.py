@@ -30,10 +30,12 @@ unchanged; `resolve` is the family a config trains. docs/population.md has
 the details and measurements.
 """
 
+import collections.abc
 import copy
 import dataclasses
-import itertools
-from typing import Any, Callable
+import math
+import operator
+from typing import Any, Callable, Sequence
 
 import flax
 import jax
@@ -42,7 +44,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from genjax import configs, models, parallel, viz
+from genjax import configs, memory, models, parallel, viz
 from genjax.models.sampling import Sampler
 from genjax.train import evaluation
 
@@ -87,18 +89,53 @@ def parse_sweep(text: str, config: Config) -> dict[str, list[float]]:
   return out
 
 
+class _Column(collections.abc.Sequence):
+  """A read-only list whose item m is `item(m)`, computed when read: a
+  population's per-member configs and values take no memory until used, so
+  that a population too large to train is refused (`check_memory`) before
+  anything of its size is built."""
+
+  def __init__(self, length: int, item: Callable[[int], Any]):
+    self._length, self._item = length, item
+
+  def __len__(self):
+    return self._length
+
+  def __getitem__(self, m):
+    if isinstance(m, slice):
+      return [self._item(i) for i in range(*m.indices(self._length))]
+    m = operator.index(m)
+    if m < 0:
+      m += self._length
+    if not 0 <= m < self._length:
+      raise IndexError(f"member {m} of {self._length}")
+    return self._item(m)
+
+  def __eq__(self, other):
+    if not isinstance(other, collections.abc.Sequence) or isinstance(other, str):
+      return NotImplemented
+    return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+
+  __hash__ = None
+
+  def __repr__(self):
+    if self._length <= 10:
+      return repr(list(self))
+    return f"[{self._item(0)!r}, ..., {self._item(self._length - 1)!r}] ({self._length} items)"
+
+
 @dataclasses.dataclass(frozen=True)
 class Members:
   """The members of a population, in order: every swept combination, each
-  with every seed."""
+  with every seed. The sequences are computed per member when read."""
 
-  configs: list  # one concrete single-run config per member
-  seeds: list[int]
+  configs: Sequence  # configs[m]: member m's concrete single-run config
+  seeds: Sequence[int]
   swept: dict  # key -> [value per member]
   layout: str = "auto"  # config.population.layout
 
   def __len__(self):
-    return len(self.configs)
+    return len(self.seeds)
 
   def describe(self, m: int) -> str:
     """'member 3 (seed 1, opt.g_lr=0.0002)'."""
@@ -109,28 +146,34 @@ class Members:
 def members_of(config: Config) -> Members:
   """The population's members; a single one when the population is off."""
   pop = config.population
-  num_seeds = pop.seeds
   if pop.layout not in LAYOUTS:
     raise ValueError(f"config.population.layout={pop.layout!r}; choose one of {list(LAYOUTS)}.")
-  if not isinstance(num_seeds, int) or isinstance(num_seeds, bool) or num_seeds < 0:
-    raise ValueError(f"config.population.seeds={num_seeds!r} must be an integer >= 0 "
-                     "(0 or 1: one model).")
+  configs.check_population_seeds(pop.seeds)
   sweep = parse_sweep(pop.sweep, config)
-  seeds = [config.seed + i for i in range(max(num_seeds, 1))]
-  combos = list(itertools.product(*sweep.values())) or [()]
-  out, out_seeds, swept = [], [], {k: [] for k in sweep}
-  for combo in combos:
-    for seed in seeds:
-      member = copy.deepcopy(config)
-      member.seed = seed
-      configs.apply_overrides(member, dict(zip(sweep, combo)))
-      member.population.seeds, member.population.sweep = 0, ""
-      member.population.layout = "auto"
-      out.append(member)
-      out_seeds.append(seed)
-      for k, v in zip(sweep, combo):
-        swept[k].append(v)
-  return Members(out, out_seeds, swept, pop.layout)
+  num_seeds = max(pop.seeds, 1)
+  values = list(sweep.values())
+  count = num_seeds * math.prod(len(v) for v in values)
+  base = copy.deepcopy(config)
+
+  def combo(m: int) -> list[float]:  # member m's swept values, in itertools.product order
+    c, out = m // num_seeds, []
+    for v in reversed(values):
+      c, i = divmod(c, len(v))
+      out.append(v[i])
+    return out[::-1]
+
+  seeds = _Column(count, lambda m: base.seed + m % num_seeds)
+
+  def member_config(m: int) -> Config:
+    member = copy.deepcopy(base)
+    member.seed = seeds[m]
+    configs.apply_overrides(member, dict(zip(sweep, combo(m))))
+    member.population.seeds, member.population.sweep = 0, ""
+    member.population.layout = "auto"
+    return member
+
+  swept = {k: _Column(count, lambda m, j=j: combo(m)[j]) for j, k in enumerate(sweep)}
+  return Members(_Column(count, member_config), seeds, swept, pop.layout)
 
 
 def traced_config(config: Config, numbers: dict) -> Config:
@@ -198,11 +241,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def _keys(members_: Members) -> jax.Array:
   """[M, 4] keys per member: init, train, data, eval, as in a single run."""
-  return jnp.stack([jax.random.split(jax.random.key(c.seed), 4) for c in members_.configs])
+  return jnp.stack([jax.random.split(jax.random.key(seed), 4) for seed in members_.seeds])
 
 
 def _numbers(members_: Members) -> dict:
-  return {k: jnp.asarray(v, jnp.float32) for k, v in members_.swept.items()}
+  return {k: jnp.asarray(list(v), jnp.float32) for k, v in members_.swept.items()}
 
 
 def _untraceable(key_names, error: Exception) -> ValueError:
@@ -212,8 +255,49 @@ def _untraceable(key_names, error: Exception) -> ValueError:
       "Sweep it with separate runs.")
 
 
-def create_state(family, members_: Members, image_shape, num_classes: int) -> PopulationState:
-  """The members' initial states, stacked (call inside jit)."""
+# A step holds the state it was given and about as much again (the gradients,
+# the new moments and parameters): what a population needs to train, per member.
+TRAIN_COPIES = 2
+
+
+def check_memory(family, members_: Members, image_shape, num_classes: int, mesh: Mesh,
+                 copies: int = TRAIN_COPIES) -> None:
+  """Refuses a population whose states would not fit in memory, before any is
+  allocated: `copies` x the members x one member's state (parameters,
+  optimiser moments, EMA: `jax.eval_shape`, nothing allocated), against the
+  memory free where the state lives (genjax.memory.available)."""
+  base = members_.configs[0]
+  one = jax.eval_shape(lambda k: family.create_state(base, k, image_shape, num_classes),
+                       jax.random.key(0))
+  per_member = memory.state_bytes(one)
+  devices = list(mesh.devices.flat)
+  groups = mesh.shape.get(MEMBER_AXIS, 1)  # device groups that split the members
+  if devices[0].platform == "cpu":  # the devices share the host's memory
+    holders = len(devices) // groups  # copies of each member, one per device of its group
+  else:
+    holders = 1 / groups  # each device holds its group's share of the members
+  per_member_needed = copies * per_member * holders
+  needed = per_member_needed * len(members_)
+  free, where = memory.available(devices)
+  if needed <= free:
+    return
+  fit = int(free // per_member_needed)
+  how = (f"--config.population.seeds={fit}" if not members_.swept else
+         f"fewer seeds or sweep values (at most {fit} members)")
+  raise ValueError(
+      f"config.population: {len(members_)} members need about {memory.describe(needed)} "
+      f"({copies} x {memory.describe(per_member)} of state per member: parameters, optimiser "
+      f"moments and averages, held with the step's new values), but "
+      f"{memory.describe(free)} is free ({where}). At most {fit} members fit: use {how}"
+      + (", or split them over several runs." if fit else "; the model alone does not fit."))
+
+
+def create_state(family, members_: Members, image_shape, num_classes: int,
+                 mesh: Mesh | None = None, copies: int = TRAIN_COPIES) -> PopulationState:
+  """The members' initial states, stacked (call inside jit). With `mesh`,
+  first refuses a population that would not fit in memory (`check_memory`)."""
+  if mesh is not None:
+    check_memory(family, members_, image_shape, num_classes, mesh, copies)
   base = members_.configs[0]
 
   def one(key, numbers):
@@ -305,20 +389,30 @@ def make_draw_batch(family, members_: Members, config: Config):
 
 
 def summarize(values: list[float]) -> dict:
-  """mean, std (over members, ddof 0 is not used: sample std), min and max."""
+  """mean, std (the sample std, n - 1), min and max over members. The std of
+  a single value is undefined: None (null in JSON), never 0, which would
+  claim that the members agree."""
   v = np.asarray(values, np.float64)
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else None,
           "min": float(v.min()), "max": float(v.max())}
 
 
 # The population as a Family of its own: the loop trains it unchanged.
 
+# The metric the reader adds, in the call where member m turns NaN/Inf, as
+# 'diverged_at/member_m': the step at which it did. The loop writes it to
+# TensorBoard as train/diverged_at/member_m, where `genjax.sample` and
+# `genjax.evaluate` find it (genjax.train.workdir.recorded_divergences).
+DIVERGED_AT = "diverged_at"
+
 
 def make_metric_reader(members_: Members, config: Config, state: PopulationState) -> Callable:
   """read(stacked {name: [k, M]} with `healthy`, first, last, log) -> {name:
   mean over healthy members, 'name/member_m': member m's mean}. A member
-  that turned NaN/Inf in the call is reported and frozen; the run stops
-  (Diverged) when config.population.stop_on_nan is set or no member is left."""
+  that turned NaN/Inf in the call is reported and frozen, and the step at
+  which it did is returned as 'diverged_at/member_m' (`DIVERGED_AT`); the
+  run stops (Diverged) when config.population.stop_on_nan is set or no
+  member is left."""
   was_healthy = np.asarray(jax.device_get(state.healthy))
 
   def read(stacked: dict, first: int, last: int, log) -> dict[str, float]:
@@ -326,8 +420,10 @@ def make_metric_reader(members_: Members, config: Config, state: PopulationState
     stacked = dict(stacked)
     healthy_steps = stacked.pop("healthy")  # [k, M]: healthy after each step
     healthy = healthy_steps[-1]
+    diverged = {}
     for m in np.flatnonzero(was_healthy & ~healthy):
       at = first + 1 + int(np.argmin(healthy_steps[:, m]))
+      diverged[f"{DIVERGED_AT}/member_{int(m)}"] = float(at)
       what = members_.describe(int(m))
       if config.population.stop_on_nan:
         raise models.Diverged(
@@ -342,7 +438,7 @@ def make_metric_reader(members_: Members, config: Config, state: PopulationState
           advice="Lower the learning rates (see --allow_changes) or start over in a new "
           "--workdir.")
     was_healthy = healthy
-    out = {}
+    out = dict(diverged)
     for name, values in stacked.items():  # [k, M]; steps after a member's NaN left out
       per_member = {int(m): float(np.mean(values[healthy_steps[:, m], m]))
                     for m in np.flatnonzero(healthy)}
@@ -392,21 +488,34 @@ def make_evaluator(family, members_: Members, key: jax.Array, test):
 
 
 def _validate(family, members_: Members, config: Config) -> None:
+  """The family's checks of the population's config, of member 0, of the
+  member with the largest seed, and of each swept value on its own (no
+  family relates two float keys, the only ones swept): the work grows with
+  the values listed, not with their combinations."""
   family.validate_config(config)
-  for member_config in members_.configs:
+  checked = {0, len(members_) - 1}
+  stride = max(config.population.seeds, 1)  # members between two values of a swept key
+  for values in reversed(list(parse_sweep(config.population.sweep, config).values())):
+    checked.update(i * stride for i in range(len(values)))  # the others' first values
+    stride *= len(values)
+  for m in sorted(checked):
+    member_config = members_.configs[m]
     configs.check_common(member_config)
     family.validate_config(member_config)
 
 
-def wrap(family, config: Config, devices=None):
+def wrap(family, config: Config, devices=None, copies: int = TRAIN_COPIES):
   """`family` trained as the population `config.population` describes: a
-  Family whose state is a PopulationState and whose step updates every member."""
+  Family whose state is a PopulationState and whose step updates every
+  member. Creating its state first checks that `copies` of it fit in memory
+  (`check_memory`; readers that only restore it pass 1)."""
   members_ = members_of(config)
   mesh = make_mesh(devices, len(members_))
   return dataclasses.replace(
       family,
       name=f"{family.name} population",
-      create_state=lambda c, key, shape, classes: create_state(family, members_, shape, classes),
+      create_state=lambda c, key, shape, classes: create_state(family, members_, shape, classes,
+                                                               mesh, copies),
       make_train_step=lambda c: make_train_step(family, members_, mesh),
       validate_config=lambda c: _validate(family, members_, c),
       make_evaluator=lambda c, key, test: make_evaluator(family, members_, key, test),
@@ -427,8 +536,9 @@ def wrap(family, config: Config, devices=None):
   )
 
 
-def resolve(config: Config, devices=None):
+def resolve(config: Config, devices=None, copies: int = TRAIN_COPIES):
   """The family `config` trains: the registered `config.family`, wrapped as a
-  population when `config.population` asks for several members."""
+  population when `config.population` asks for several members (`copies`:
+  see `wrap`)."""
   family = models.get(config.family)
-  return wrap(family, config, devices) if active(config) else family
+  return wrap(family, config, devices, copies) if active(config) else family

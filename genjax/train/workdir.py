@@ -38,8 +38,10 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
   if not path.exists() or not has_checkpoint(workdir):
     return  # nothing trained yet: nothing a new config could spoil
   try:
-    old = dict(configs.leaves(configs.upgrade(
-        ml_collections.ConfigDict(json.loads(path.read_text())))))
+    loaded = json.loads(path.read_text())
+    if not isinstance(loaded, dict):  # null would read as an empty config
+      raise ValueError(f"it holds {_json_kind(loaded)}, not a JSON object")
+    old = dict(configs.leaves(configs.upgrade(ml_collections.ConfigDict(loaded))))
   except (ValueError, TypeError, AttributeError) as e:
     raise ValueError(f"{path} is not a config written by genjax ({e}). Restore it, or start "
                      "in a new --workdir.") from None
@@ -59,10 +61,24 @@ def check_resume_config(workdir: Path, config: ml_collections.ConfigDict,
         f"run with the new values, add --allow_changes={','.join(changed)}.")
 
 
+def _json_kind(value) -> str:
+  """'null', 'a JSON array', ...: what a JSON value is, in JSON's words."""
+  if value is None:
+    return "null"
+  if isinstance(value, bool):
+    return f"the JSON value {json.dumps(value)}"
+  kind = {list: "array", str: "string", int: "number", float: "number"}.get(type(value), "value")
+  return f"a JSON {kind}"
+
+
 def remove_new(workdir: Path) -> None:
-  """Removes what a run that failed to start wrote into the workdir it created."""
-  (workdir / "config.json").unlink(missing_ok=True)
-  (workdir / "run.json").unlink(missing_ok=True)
+  """Removes what a run that failed to start wrote into the workdir it created
+  (nothing, when it could not even be created)."""
+  for name in ("config.json", "run.json"):
+    try:
+      (workdir / name).unlink(missing_ok=True)
+    except OSError:
+      pass  # the workdir is not a folder (its failure says so)
   for folder in (workdir / "checkpoints", workdir):
     try:
       folder.rmdir()
@@ -140,15 +156,57 @@ def read(workdir) -> tuple[ml_collections.ConfigDict, dict]:
                        "in this --workdir to write it again.") from None
   config, info = loaded
   if not isinstance(config, dict) or not isinstance(info, dict):
-    bad = "config.json" if not isinstance(config, dict) else "run.json"
-    raise ValueError(f"{workdir / bad} does not hold a JSON object; it is written by the loop "
-                     "at the start of a run: restore it, or rerun the experiment in this "
-                     "--workdir to write it again.")
+    bad, value = ("config.json", config) if not isinstance(config, dict) else ("run.json", info)
+    raise ValueError(f"{workdir / bad} holds {_json_kind(value)}, not a JSON object; it is "
+                     "written by the loop at the start of a run: restore it, or rerun the "
+                     "experiment in this --workdir to write it again.")
   for key in ("image_shape", "num_classes"):
     if key not in info:
       raise ValueError(f"{workdir / 'run.json'} has no {key!r}; rerun the experiment in this "
                        "--workdir to write it again.")
-  return configs.upgrade(ml_collections.ConfigDict(config)), info
+  check_info(workdir / "run.json", info)
+  config = configs.upgrade(ml_collections.ConfigDict(config))
+  check_config(workdir / "config.json", config)
+  return config, info
+
+
+def _is_count(value, least: int) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def check_info(path: Path, info: dict) -> None:
+  """A ValueError naming the value unless run.json's image shape is [H, W, C]
+  of positive integers and its class count an integer >= 0."""
+  shape, classes = info["image_shape"], info["num_classes"]
+  if not (isinstance(shape, list) and len(shape) == 3 and all(_is_count(n, 1) for n in shape)):
+    raise ValueError(f"{path}: image_shape={shape!r} must be a list of three positive "
+                     "integers [height, width, channels], e.g. [28, 28, 1]; it is written by "
+                     "the loop at the start of a run: restore it, or rerun the experiment in "
+                     "this --workdir to write it again.")
+  if not _is_count(classes, 0):
+    raise ValueError(f"{path}: num_classes={classes!r} must be an integer >= 0 (10 for "
+                     "MNIST); restore it, or rerun the experiment in this --workdir to write "
+                     "it again.")
+
+
+def check_config(path: Path, config: ml_collections.ConfigDict) -> None:
+  """A ValueError naming the key unless a config read from `path` passes the
+  checks a run's config passes before training (`configs.check_common`, the
+  family's `validate_config`): a hand-edited value of the wrong type is named
+  here, not met as an error deep inside JAX."""
+  family = config.get("family")
+  if not isinstance(family, str) or family not in models.FAMILIES:
+    raise ValueError(f"{path}: family={family!r} is not one of {sorted(models.FAMILIES)}; "
+                     "restore the file, or rerun the experiment in this --workdir to write "
+                     "it again.")
+  try:
+    configs.check_common(config)
+    models.get(family).validate_config(config)
+  except (ValueError, TypeError, KeyError, AttributeError) as e:
+    what = str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}"
+    raise ValueError(f"{path}: {what} The file is written by the loop at the start of a run; "
+                     "restore it, or rerun the experiment in this --workdir to write it "
+                     "again.") from None
 
 
 def parse_checkpoint(value) -> str | int:
@@ -173,6 +231,75 @@ def check_member(config: ml_collections.ConfigDict, member: int | None) -> None:
     raise ValueError(f"--member={member}: the population has members 0..{size - 1}.")
 
 
+def recorded_divergences(workdir, up_to_step: int) -> dict[int, int]:
+  """{member: the step at which it became NaN/Inf} of a population run, as
+  the loop recorded them in TensorBoard (`train/diverged_at/member_m`,
+  genjax.train.population.DIVERGED_AT) at or before `up_to_step`; the
+  latest record of a member wins (a resumed run may have redone the steps).
+  A member whose record is missing (a run written before it was recorded,
+  deleted logs, a process killed before TensorBoard flushed) is left out."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+  prefix = f"train/{population.DIVERGED_AT}/member_"
+  found = {}  # member -> (wall time, step)
+  for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+    try:
+      records = list(_tfrecords(path))
+    except OSError:
+      continue
+    for record in records:
+      if prefix.encode() not in record:  # most records: skip parsing them
+        continue
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(record)
+      except Exception:  # pylint: disable=broad-except  # a damaged record
+        continue
+      if event.step > up_to_step:
+        continue
+      for value in event.summary.value:
+        if value.tag.startswith(prefix) and value.tag[len(prefix):].isdigit():
+          m = int(value.tag[len(prefix):])
+          if m not in found or event.wall_time >= found[m][0]:
+            found[m] = (event.wall_time, int(round(value.simple_value)))
+  return {m: step for m, (_, step) in found.items()}
+
+
+def _tfrecords(path: Path):
+  """The records of a TFRecord file (TensorBoard's event files): each a
+  length (uint64), its CRC, the data and its CRC; a truncated tail ends it."""
+  with open(path, "rb") as f:
+    while True:
+      header = f.read(12)
+      if len(header) < 12:
+        return
+      length = int.from_bytes(header[:8], "little")
+      data = f.read(length)
+      if len(data) < length or len(f.read(4)) < 4:
+        return
+      yield data
+
+
+def divergence(workdir, state, member: int, recorded: dict | None = None) -> dict | None:
+  """None while population member `member` of `state` (a PopulationState)
+  is healthy; else {"diverged": True, "diverged_at_step": the step at which
+  it became NaN/Inf, or None where that was not recorded}, and the
+  sentence saying so (key "message"). `recorded`: `recorded_divergences`
+  up to the state's step, when the caller has read them already."""
+  if bool(jax.device_get(state.healthy)[member]):
+    return None
+  if recorded is None:
+    recorded = recorded_divergences(workdir, int(state.step))
+  at = recorded.get(member)
+  when = (f"became NaN/Inf at step {at} and is frozen at its last finite state, that of "
+          f"step {at - 1}" if at is not None else
+          "became NaN/Inf and is frozen at its last finite state (the step is not recorded "
+          "in this run's TensorBoard logs)")
+  message = (f"member {member} diverged: it {when}, not trained to the checkpoint's step "
+             f"{int(state.step)}.")
+  return {"diverged": True, "diverged_at_step": at, "message": message}
+
+
 def restore(workdir, checkpoint_name: str | int = "latest", member: int | None = None):
   """(config, Family, state) from a checkpoint of the run in `workdir`.
 
@@ -186,7 +313,7 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   family = models.get(config.family)
   replicated = parallel.replicated(parallel.make_mesh())
   shape, classes = tuple(info["image_shape"]), info["num_classes"]
-  trained = population.resolve(config)  # the family, or its population
+  trained = population.resolve(config, copies=1)  # the family, or its population
   abstract = jax.eval_shape(lambda k: trained.create_state(config, k, shape, classes),
                             jax.random.key(0))
   abstract = jax.tree.map(
@@ -221,3 +348,12 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   if member is not None:
     return population.members_of(config).configs[member], family, population.member_state(state, member)
   return config, family, state
+
+
+def restore_member(workdir, checkpoint_name: str | int, member: int):
+  """`restore(workdir, checkpoint_name, member)` and `divergence` of that
+  member (None while it is healthy): (config, Family, state, divergence)."""
+  check_member(read(workdir)[0], member)
+  config, family, state = restore(workdir, checkpoint_name)
+  return (population.members_of(config).configs[member], family,
+          population.member_state(state, member), divergence(workdir, state, member))
