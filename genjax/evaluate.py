@@ -40,6 +40,7 @@ from absl import app, flags, logging
 
 from genjax import checkpoint, data, memory, runtime
 from genjax.train import population
+from genjax.train import members as members_lib
 from genjax.train import workdir as rundir
 from genjax.models import sampling
 from genjax.metrics import distances, features, inception, scores
@@ -187,10 +188,10 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
             **{name: options[name] for name in family.metric_options}))
     return out
 
-  if member is not None or not population.active(config):
+  if member is not None or not members_lib.active(config):
     result.update(measure(config, state))
   else:
-    members = population.members_of(config)
+    members = members_lib.members_of(config)
     healthy = np.asarray(jax.device_get(state.healthy))
     recorded = None if healthy.all() else rundir.recorded_divergences(workdir, int(state.step))
     result["members"] = []
@@ -238,7 +239,7 @@ def _summary(entries: list[dict]) -> dict:
     for k, v in _numbers(entry).items():
       if k not in skip:
         values.setdefault(k, []).append(v)
-  return {k: population.summarize(v) for k, v in values.items() if len(v) == len(entries)}
+  return {k: members_lib.summarize(v) for k, v in values.items() if len(v) == len(entries)}
 
 
 def define_flags():

@@ -23,7 +23,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from genjax import checkpoint, memory, runtime
-from genjax.train import population
+from genjax.train import members as members_lib
 from genjax.train import workdir as rundir
 from genjax.models import sampling
 
@@ -66,8 +66,8 @@ def _prepare(workdir, num: int, seed: int, batch: int, checkpoint, labels, membe
   """(Sampler, state, key, labels or None, image shape) for `num` images."""
   config, info = rundir.read(workdir)
   rundir.check_member(config, member)
-  if member is None and population.active(config):
-    raise ValueError(f"{workdir} holds a population of {len(population.members_of(config))} "
+  if member is None and members_lib.active(config):
+    raise ValueError(f"{workdir} holds a population of {len(members_lib.members_of(config))} "
                      "members (config.population); pick one with --member.")
   labels = sample_labels(config, info, num, labels)
   batch = min(batch, num)

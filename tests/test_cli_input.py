@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from genjax.train import loop, population
+from genjax.train import loop
+from genjax.train import members as members_lib
 from genjax.train import workdir as rundir
 from tests.conftest import make_tiny_gan_config
 from tests.test_population import _poisoned, _short
@@ -109,8 +110,8 @@ def test_evaluating_a_diverged_member_marks_it(diverged_population):
 
 
 def test_population_summary_over_one_healthy_member_has_no_std(diverged_population):
-  assert population.summarize([3.0])["std"] is None
-  assert population.summarize([3.0, 5.0])["std"] == pytest.approx(np.sqrt(2))
+  assert members_lib.summarize([3.0])["std"] is None
+  assert members_lib.summarize([3.0, 5.0])["std"] == pytest.approx(np.sqrt(2))
   proc = _run("-m", "genjax.evaluate", f"--workdir={diverged_population}", "--num=64",
               "--nofloor", "--noinception", timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

@@ -17,6 +17,7 @@ import pytest
 from genjax import models
 from genjax.train import loop
 from genjax.train import population
+from genjax.train import members as members_lib
 from genjax.train import workdir as rundir
 from tests.conftest import params_equal
 from tests.test_parallel import assert_equal_up_to_reduction_order
@@ -49,14 +50,14 @@ def test_members_cross_sweep_values_with_seeds_and_describe_themselves(tiny_gan_
   config.seed = 5
   config.population.seeds = 2
   config.population.sweep = "opt.g_lr=1e-4,2e-4 ema_decay=0.0,0.9"
-  members = population.members_of(config)
+  members = members_lib.members_of(config)
   assert len(members) == 8
   assert members.seeds == [5, 6] * 4
   assert members.swept == {"opt.g_lr": [1e-4] * 4 + [2e-4] * 4,
                            "ema_decay": [0.0, 0.0, 0.9, 0.9] * 2}
   last = members.configs[7]
   assert (last.seed, last.opt.g_lr, last.ema_decay) == (6, 2e-4, 0.9)
-  assert not population.active(last)  # each member is a single run's config
+  assert not members_lib.active(last)  # each member is a single run's config
   assert members.describe(7) == "member 7 (seed 6, opt.g_lr=0.0002, ema_decay=0.9)"
 
 

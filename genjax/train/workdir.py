@@ -17,6 +17,7 @@ import numpy as np
 
 from genjax import checkpoint, configs, models, parallel
 from genjax.train import population
+from genjax.train import members as members_lib
 
 # The name --allow_changes takes for training data that changed under a run.
 DATA_CHANGE = "data"
@@ -223,10 +224,10 @@ def check_member(config: ml_collections.ConfigDict, member: int | None) -> None:
   """A ValueError unless `member` (None: all of them) names a member of the run."""
   if member is None:
     return
-  if not population.active(config):
+  if not members_lib.active(config):
     raise ValueError(f"--member={member}: this run is a single model, not a population "
                      "(config.population); leave --member out.")
-  size = len(population.members_of(config))
+  size = len(members_lib.members_of(config))
   if not 0 <= member < size:
     raise ValueError(f"--member={member}: the population has members 0..{size - 1}.")
 
@@ -346,7 +347,7 @@ def restore(workdir, checkpoint_name: str | int = "latest", member: int | None =
   finally:
     ckpt.close()
   if member is not None:
-    return population.members_of(config).configs[member], family, population.member_state(state, member)
+    return members_lib.members_of(config).configs[member], family, population.member_state(state, member)
   return config, family, state
 
 
@@ -355,5 +356,5 @@ def restore_member(workdir, checkpoint_name: str | int, member: int):
   member (None while it is healthy): (config, Family, state, divergence)."""
   check_member(read(workdir)[0], member)
   config, family, state = restore(workdir, checkpoint_name)
-  return (population.members_of(config).configs[member], family,
+  return (members_lib.members_of(config).configs[member], family,
           population.member_state(state, member), divergence(workdir, state, member))
