@@ -14,6 +14,9 @@ notebooks use). The rules every config shares live here:
                                 that reproduces those runs: a config.json is
                                 upgraded once, when read, so code reads every key
                                 directly
+  schema                        every key of an experiment: default, type, resume
+                                rule and comment (`python -m genjax.configs
+                                experiments/gan_mnist.py[:PRESET]`)
 
 (The module is `configs`, not `config`: every function in genjax takes an
 argument named `config`.) It imports nothing else of genjax, so reading a
@@ -22,7 +25,12 @@ config is cheap.
 
 import copy
 import difflib
+import importlib.util
+import json
 import math
+import re
+import sys
+from pathlib import Path
 
 import ml_collections
 
@@ -233,3 +241,55 @@ def use_image_folder(config: ml_collections.ConfigDict, image_size: int):
   data.pipeline = "auto"  # on the devices up to 1 GiB of images, else streamed
   config.metrics_num_samples = 0  # no feature network for a folder (docs/data.md)
   return config
+
+
+_ASSIGNMENT = re.compile(r"^\s*(config|data)\.([\w.]+)\s*=[^#]*(?:#\s*(.+))?$")
+
+
+def schema(config: ml_collections.ConfigDict, sources=()) -> list[dict]:
+  """Every key of `config`: its value (the default of the config read), type,
+  whether a resumed run may change it, and the comment beside its
+  assignment in `sources` (the experiment's file; this module's shared keys
+  are added)."""
+  comments = {}
+  for path in (*sources, __file__):
+    above = []  # the comment lines just above an assignment
+    for line in Path(path).read_text().splitlines():
+      match = _ASSIGNMENT.match(line)
+      if match:
+        prefix, key, comment = match.groups()
+        text = (comment or " ".join(above)).strip()
+        if text:
+          comments.setdefault(f"data.{key}" if prefix == "data" else key, text)
+      above = above + [line.strip()[1:].strip()] if line.strip().startswith("#") else []
+  return [{"key": key, "default": value, "type": type(value).__name__,
+           "on resume": ("may change" if key in RESUMABLE_KEYS
+                         else f"--allow_changes={key}"),
+           "comment": comments.get(key, "")}
+          for key, value in leaves(config)]
+
+
+def main(argv: list[str]) -> int:
+  """`python -m genjax.configs experiments/X.py[:PRESET]`: the schema as a table."""
+  if len(argv) != 2 or argv[1].startswith("-"):
+    print("usage: python -m genjax.configs experiments/<name>.py[:PRESET[,PRESET]]",
+          file=sys.stderr)
+    return 2
+  path, _, preset = argv[1].partition(":")
+  spec = importlib.util.spec_from_file_location("experiment_config", path)
+  if spec is None or not Path(path).is_file():
+    print(f"error: {path} is not an experiment file (experiments/<name>.py).", file=sys.stderr)
+    return 1
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rows = schema(module.get_config(preset or None), [path])
+  width = max(len(r["key"]) for r in rows)
+  for r in rows:
+    default = json.dumps(r["default"])
+    print(f"{r['key']:<{width}}  {default:<12} {r['type']:<5}  {r['on resume']:<{width + 16}}"
+          f"  {r['comment']}".rstrip())
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv))

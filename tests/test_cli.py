@@ -122,3 +122,21 @@ def test_unknown_preset_and_offline_cifar10_are_named(tmp_path):
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert "Dataset 'cifar10' is unavailable" in proc.stderr and "data_dir" in proc.stderr
   assert not (tmp_path / "c").exists()
+
+
+def test_configs_command_lists_every_key_with_default_type_rule_and_comment():
+  """`python -m genjax.configs FILE:PRESET`: the schema of an experiment in one place."""
+  from experiments import gan_mnist
+  from genjax import configs
+
+  proc = _run(["-m", "genjax.configs", "experiments/gan_mnist.py:wgan_gp"])
+  assert proc.returncode == 0, proc.stderr
+  rows = {line.split()[0]: line for line in proc.stdout.splitlines()}
+  assert sorted(rows) == sorted(k for k, _ in configs.leaves(gan_mnist.get_config("wgan_gp")))
+  gp = rows["gp_weight"].split()
+  assert gp[1:4] == ["10.0", "float", "--allow_changes=gp_weight"]  # the preset's value
+  assert "WGAN-GP: lambda of the gradient penalty" in rows["gp_weight"]
+  assert rows["num_steps"].split()[3:5] == ["may", "change"]
+  assert "one member per value" in rows["population.sweep"]  # a comment above the line
+  proc = _run(["-m", "genjax.configs", "experiments/gan_mnsit.py"])
+  assert proc.returncode == 1 and "is not an experiment file" in proc.stderr
