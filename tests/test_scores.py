@@ -169,7 +169,7 @@ def test_evaluate_cli_scores_a_gan_run(tiny_gan_config, tmp_path, monkeypatch):
     evaluate.evaluate(tmp_path, num=50, floor=False, inception_weights=tmp_path / "missing.pth")
   (tmp_path / "other.pth").write_bytes(b"not the weights")
   with monkeypatch.context() as m:
-    m.setattr(run, "restore", lambda *a: pytest.fail("restored before checking the weights"))
+    m.setattr(rundir, "restore", lambda *a: pytest.fail("restored before checking the weights"))
     with pytest.raises(ValueError, match=f"--inception_weights: {tmp_path}/other.pth has sha256 "
                                          f"[0-9a-f]{{64}}, not {inception.SHA256}"):
       evaluate.evaluate(tmp_path, num=50, inception_weights=tmp_path / "other.pth")

@@ -1,11 +1,13 @@
 """Building blocks shared by the model families."""
 
 import functools
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from genjax.nn import precision
 
 UpsampleMethod = Literal["subpixel", "transpose", "resize"]
 UPSAMPLE_METHODS = ("subpixel", "transpose", "resize")
@@ -107,7 +109,7 @@ class Conv(nn.Module):
   strides: int = 1  # 1 or 2, both axes
   padding: str = "SAME"
   use_bias: bool = True
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None  # compute dtype (genjax.nn.precision); None: that of the inputs
 
   TAPS_MAX_FEATURES = 4
 
@@ -120,7 +122,7 @@ class Conv(nn.Module):
     kh, kw = self.kernel_size
     b, h, w, c = x.shape
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (kh, kw, c, self.features))
-    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    x, kernel = precision.cast(self.dtype, x, kernel)
     if self.strides == 2:
       y = conv_stride2(x, kernel)
     elif self.features > self.TAPS_MAX_FEATURES:
@@ -135,7 +137,7 @@ class Conv(nn.Module):
       y = sum(taps[:, u:u + h, v:v + w, u, v] for u in range(kh) for v in range(kw))
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-      y = y + bias.astype(self.dtype)[None, None, None]
+      y = y + precision.cast(self.dtype, bias)[0][None, None, None]
     return y
 
 
@@ -189,7 +191,7 @@ class ConvTranspose(nn.Module):
 
   features: int
   kernel_size: tuple[int, int] = (3, 3)
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None  # compute dtype (genjax.nn.precision); None: that of the inputs
   kernel_init: Callable = nn.initializers.lecun_normal()
 
   @nn.compact
@@ -197,7 +199,7 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (*self.kernel_size, x.shape[-1],
                                                      self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    x, kernel, bias = (v.astype(self.dtype) for v in (x, kernel, bias))
+    x, kernel, bias = precision.cast(self.dtype, x, kernel, bias)
     return conv_transpose_stride2(x, kernel) + bias[None, None, None]
 
 
@@ -236,7 +238,7 @@ class Upsample2x(nn.Module):
   features: int
   method: UpsampleMethod = "subpixel"
   kernel_size: int = 3
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None  # compute dtype (genjax.nn.precision); None: that of the inputs
   icnr: bool = False
 
   @nn.compact

@@ -17,17 +17,29 @@ import ml_collections
 
 from genjax import configs
 
-DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# None: Flax's default, the dtype of the inputs and parameters (float32; float64
+# under `jax.enable_x64` with float64 parameters, as the gradient tests run).
+DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 assert tuple(DTYPES) == configs.PRECISIONS
 
 
 def compute_dtype(config: ml_collections.ConfigDict):
-  """The networks' compute dtype named by config.precision."""
+  """The networks' compute dtype named by config.precision (None: inferred)."""
   return DTYPES[config.precision]
 
 
+def cast(dtype, *arrays):
+  """`arrays` in the compute dtype `dtype`; unchanged when it is None."""
+  return arrays if dtype is None else tuple(a.astype(dtype) for a in arrays)
+
+
 def to_float32(tree):
-  """Every floating array of `tree` as float32 (a network's outputs, before a loss)."""
-  return jax.tree.map(
-      lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+  """Every floating array of `tree` narrower than float32 (bfloat16, float16)
+  as float32: a network's outputs, before a loss. Float32 and wider (float64
+  under `jax.enable_x64`, as the gradient tests run) pass unchanged."""
+  def cast(x):
+    if jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits < 32:
+      return x.astype(jnp.float32)
+    return x
+  return jax.tree.map(cast, tree)
 

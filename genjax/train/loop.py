@@ -180,9 +180,6 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
     ckpt.close()
   if restored is not None:
     state = restored
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(config.to_json(indent=2))
-    workdir_lib.write_info(workdir, image_shape, train.num_classes, history)
   start = int(state.step)
   print(("Resuming from" if restored is not None else "Starting at") +
         f" step {start} of {config.num_steps}; workdir {workdir.absolute()}", file=sys.stderr)
@@ -195,6 +192,9 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
     print(f"Streaming the training data: {config.data.threads} reader threads "
           f"per process.", file=sys.stderr)
   test = _load_split_process_0_first(family, config, "test")
+  if jax.process_index() == 0:  # the run's record, once everything above has succeeded
+    (workdir / "config.json").write_text(config.to_json(indent=2))
+    workdir_lib.write_info(workdir, image_shape, train.num_classes, history)
   return _Start(mesh, dataset, host_stream, test, state, start,
                 train_key, data_key, eval_key, state_sharding)
 

@@ -40,7 +40,8 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 from genjax import configs, memory, models, parallel, viz
 from genjax.models.sampling import Sampler
 from genjax.train import evaluation
-from genjax.train.members import LAYOUTS, Members, active, members_of, traced_config
+from genjax.train.members import (Members, active, members_of, parse_sweep,
+                                   traced_config)
 
 MEMBER_AXIS = "member"
 Config = ml_collections.ConfigDict

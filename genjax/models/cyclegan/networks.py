@@ -13,6 +13,7 @@ stay float32, and their outputs are float32.
 """
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from genjax.nn import layers
+from genjax.nn import precision
 
 _init = nn.initializers.normal(0.02)
 _norm = functools.partial(nn.InstanceNorm, use_scale=False, use_bias=False, epsilon=1e-5)
@@ -40,7 +42,7 @@ def reflect_pad(x: jax.Array, p: int) -> jax.Array:
 
 class ResidualBlock(nn.Module):
   features: int
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x):
@@ -59,7 +61,7 @@ class ResnetGenerator(nn.Module):
   num_blocks: int = 9  # 9 at 256 px, 6 at 128 px in the paper
   num_down: int = 2  # H and W must be divisible by 2**num_down
   upsample: layers.UpsampleMethod = "transpose"
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and output are float32
+  dtype: Any = None  # compute dtype; parameters and output are float32
 
   @nn.compact
   def __call__(self, x):
@@ -76,7 +78,7 @@ class ResnetGenerator(nn.Module):
       h = layers.Upsample2x(self.width * 2**i, self.upsample, kernel_size=3, dtype=self.dtype)(h)
       h = nn.relu(norm()(h))
     h = conv(self.out_channels, (7, 7), padding="VALID")(reflect_pad(h, 3))
-    return jnp.tanh(h).astype(jnp.float32)
+    return precision.to_float32(jnp.tanh(h))
 
 
 class PatchDiscriminator(nn.Module):
@@ -84,7 +86,7 @@ class PatchDiscriminator(nn.Module):
 
   width: int = 64
   num_layers: int = 3
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and logits are float32
+  dtype: Any = None  # compute dtype; parameters and logits are float32
 
   @nn.compact
   def __call__(self, x):
@@ -97,7 +99,7 @@ class PatchDiscriminator(nn.Module):
       h = nn.leaky_relu(norm()(h), 0.2)
     h = conv(self.width * min(2**self.num_layers, 8), strides=(1, 1))(h)
     h = nn.leaky_relu(norm()(h), 0.2)
-    return conv(1, strides=(1, 1))(h)[..., 0].astype(jnp.float32)
+    return precision.to_float32(conv(1, strides=(1, 1))(h)[..., 0])
 
 
 def receptive_field(num_layers: int) -> int:

@@ -20,12 +20,14 @@ their outputs are float32.
 """
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from genjax.nn import layers
+from genjax.nn import precision
 
 # Spatial size of the first feature map for each supported image size.
 START_SIZE = {28: 7, 32: 4, 64: 4, 128: 4, 256: 4}
@@ -61,7 +63,7 @@ class Generator(nn.Module):
   num_classes: int = 0  # > 0: conditional on labels [B]
   embed_dim: int = 50
   icnr: bool = False  # sub-pixel upsamplings start as nearest-neighbour ones
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters are float32
+  dtype: Any = None  # compute dtype; parameters are float32
 
   @nn.compact
   def __call__(self, z: jax.Array, labels: jax.Array | None = None,
@@ -91,7 +93,7 @@ class Generator(nn.Module):
     # [B, S, S, width] -> [B, S, S, C]
     h = layers.Conv(self.channels, (self.kernel_size, self.kernel_size), padding="SAME",
                     dtype=self.dtype)(h)
-    return jnp.tanh(h).astype(jnp.float32)
+    return precision.to_float32(jnp.tanh(h))
 
 
 class Discriminator(nn.Module):
@@ -102,7 +104,7 @@ class Discriminator(nn.Module):
   kernel_size: int = 4
   num_classes: int = 0  # > 0: projection discriminator on labels [B]
   spectral_norm: bool = False
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters are float32
+  dtype: Any = None  # compute dtype; parameters are float32
 
   @nn.compact
   def __call__(self, x: jax.Array, labels: jax.Array | None = None,
@@ -125,4 +127,4 @@ class Discriminator(nn.Module):
     if self.num_classes:
       embedding = nn.Embed(self.num_classes, h.shape[-1], dtype=self.dtype)(labels)  # [B, F]
       logits = logits + jnp.sum(embedding * h, axis=-1)
-    return logits.astype(jnp.float32)
+    return precision.to_float32(logits)

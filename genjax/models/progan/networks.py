@@ -35,11 +35,13 @@ outputs (images, scores) are float32.
 
 import functools
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from genjax.nn import precision
 
 START = 4  # side of the first resolution
 
@@ -67,7 +69,7 @@ def pixel_norm(x: jax.Array, eps: float = 1e-8) -> jax.Array:
   """Each pixel's feature vector scaled to unit root mean square:
   b = a / sqrt(mean_c(a_c^2) + eps) (the paper's section 4.2), in float32,
   returned in x's dtype."""
-  y = x.astype(jnp.float32)
+  y = precision.to_float32(x)
   return (y * jax.lax.rsqrt(jnp.mean(y * y, axis=-1, keepdims=True) + eps)).astype(x.dtype)
 
 
@@ -83,7 +85,7 @@ def minibatch_stddev(x: jax.Array, group_size: int = 4, eps: float = 1e-8) -> ja
   """
   b, h, w, c = x.shape
   g = min(group_size, b)
-  y = x.astype(jnp.float32).reshape(b // g, g, h, w, c)
+  y = precision.to_float32(x).reshape(b // g, g, h, w, c)
   y = y - jnp.mean(y, axis=1, keepdims=True)
   std = jnp.sqrt(jnp.mean(y * y, axis=1) + eps)  # [B/g, H, W, C]
   s = jnp.mean(std, axis=(1, 2, 3))  # [B/g]
@@ -158,15 +160,16 @@ class EqualDense(nn.Module):
 
   features: int
   gain: float = math.sqrt(2.0)
-  dtype: jnp.dtype = jnp.float32  # compute dtype; the variables are float32
+  dtype: Any = None  # compute dtype; the variables are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     fan_in = x.shape[-1]
     kernel = self.param("kernel", nn.initializers.normal(1.0), (fan_in, self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    y = x.astype(self.dtype) @ (kernel * he_scale(fan_in, self.gain)).astype(self.dtype)
-    return y + bias.astype(self.dtype).reshape((1,) * (y.ndim - 1) + (-1,))
+    x, kernel, bias = precision.cast(self.dtype, x, kernel * he_scale(fan_in, self.gain), bias)
+    y = x @ kernel
+    return y + bias.reshape((1,) * (y.ndim - 1) + (-1,))
 
 
 class EqualConv(nn.Module):
@@ -176,15 +179,14 @@ class EqualConv(nn.Module):
   features: int
   kernel_size: int = 3
   gain: float = math.sqrt(2.0)
-  dtype: jnp.dtype = jnp.float32  # compute dtype; the variables are float32
+  dtype: Any = None  # compute dtype; the variables are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, c = self.kernel_size, x.shape[-1]
     kernel = self.param("kernel", nn.initializers.normal(1.0), (k, k, c, self.features))
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)).astype(self.dtype)
-    kernel = (kernel * he_scale(k * k * c, self.gain)).astype(self.dtype)
-    x = x.astype(self.dtype)
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = precision.cast(self.dtype, x, kernel * he_scale(k * k * c, self.gain), bias)
     if k == 1:
       y = x @ kernel[0, 0]
     else:
@@ -200,7 +202,7 @@ class GeneratorBlock(nn.Module):
   """[B, H, W, C] -> [B, 2H, 2W, F]: upsample, then (conv 3x3, leaky ReLU, pixel norm) x 2."""
 
   features: int
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
@@ -213,7 +215,7 @@ class DiscriminatorBlock(nn.Module):
   """[B, H, W, C] -> [B, H/2, W/2, F]: (conv 3x3, leaky ReLU) to C then F, average pool."""
 
   features: int
-  dtype: jnp.dtype = jnp.float32
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, h: jax.Array) -> jax.Array:
@@ -228,7 +230,7 @@ class Generator(nn.Module):
 
   widths: Sequence[int]
   channels: int = 1
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and images are float32
+  dtype: Any = None  # compute dtype; parameters and images are float32
 
   def setup(self):
     dt = self.dtype
@@ -249,16 +251,16 @@ class Generator(nn.Module):
 
   def __call__(self, z: jax.Array, level: int, alpha: jax.Array | float = 1.0) -> jax.Array:
     hs = self.features(z, level)
-    new = self.to_rgb[level](hs[level]).astype(jnp.float32)
+    new = precision.to_float32(self.to_rgb[level](hs[level]))
     if level == 0:
       return new
-    old = upsample(self.to_rgb[level - 1](hs[level - 1])).astype(jnp.float32)
+    old = precision.to_float32(upsample(self.to_rgb[level - 1](hs[level - 1])))
     return (1.0 - alpha) * old + alpha * new
 
   def all_levels(self, z: jax.Array) -> list[jax.Array]:
     """Every level's image (for `init`: creates every block's parameters)."""
     hs = self.features(z, len(self.widths) - 1)
-    return [to_rgb(h).astype(jnp.float32) for to_rgb, h in zip(self.to_rgb, hs)]
+    return [precision.to_float32(to_rgb(h)) for to_rgb, h in zip(self.to_rgb, hs)]
 
 
 class Discriminator(nn.Module):
@@ -267,7 +269,7 @@ class Discriminator(nn.Module):
 
   widths: Sequence[int]
   group_size: int = 4  # minibatch standard deviation groups
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and scores are float32
+  dtype: Any = None  # compute dtype; parameters and scores are float32
 
   def setup(self):
     dt = self.dtype
@@ -283,7 +285,7 @@ class Discriminator(nn.Module):
     h = minibatch_stddev(h, self.group_size)
     h = _act(self.head_conv(h))
     h = _act(self.head_dense(h.reshape(h.shape[0], -1)))  # the paper's 4x4 'valid' convolution
-    return self.out(h)[:, 0].astype(jnp.float32)
+    return precision.to_float32(self.out(h)[:, 0])
 
   def __call__(self, x: jax.Array, level: int, alpha: jax.Array | float = 1.0) -> jax.Array:
     h = _act(self.from_rgb[level](x))

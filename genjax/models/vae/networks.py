@@ -13,7 +13,7 @@ the KL and likelihood terms are computed in float32.
 """
 
 import functools
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -35,7 +35,7 @@ class MLPEncoder(nn.Module):
   hidden: Sequence[int] = (200, 200)
   activation: str = "tanh"
   weight_init: str = ""  # a key of WEIGHT_INITS
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and outputs are float32
+  dtype: Any = None  # compute dtype; parameters and outputs are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -51,7 +51,7 @@ class ConvEncoder(nn.Module):
   latent_dim: int = 16
   width: int = 32
   activation: str = "relu"
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and outputs are float32
+  dtype: Any = None  # compute dtype; parameters and outputs are float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -73,7 +73,7 @@ class _Head(nn.Module):
 
   @nn.compact
   def __call__(self, out: jax.Array) -> dict[str, jax.Array]:
-    out = out.astype(jnp.float32)  # the likelihood's parameters in float32 at any dtype
+    out = precision.to_float32(out)  # the likelihood's parameters in float32 at any dtype
     if self.likelihood == "bernoulli":
       return {"logits": out}
     if self.learn_variance:
@@ -91,7 +91,7 @@ class MLPDecoder(nn.Module):
   learn_variance: bool = True
   fixed_logvar: float = 0.0
   weight_init: str = ""  # a key of WEIGHT_INITS
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and outputs are float32
+  dtype: Any = None  # compute dtype; parameters and outputs are float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
@@ -112,7 +112,7 @@ class ConvDecoder(nn.Module):
   likelihood: str = "bernoulli"
   learn_variance: bool = True
   fixed_logvar: float = 0.0
-  dtype: jnp.dtype = jnp.float32  # compute dtype; parameters and outputs are float32
+  dtype: Any = None  # compute dtype; parameters and outputs are float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> dict[str, jax.Array]:
