@@ -88,3 +88,23 @@ def with_local_data(config, idx_dir, tfds_dir):
 
 def params_equal(a, b) -> bool:
   return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def module_compilation_cache(tmp_path_factory, name: str):
+  """A persistent JAX compilation cache for one test module (shared by the
+  session's xdist workers), restored afterwards; `yield from` it in a
+  module-scoped fixture."""
+  from jax.experimental.compilation_cache import compilation_cache
+
+  before = (jax.config.jax_compilation_cache_dir,
+            jax.config.jax_persistent_cache_min_compile_time_secs)
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # one cache for the session's workers
+  jax.config.update("jax_compilation_cache_dir", str(root / f"{name}_jax_cache"))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+  compilation_cache.reset_cache()
+  yield
+  jax.config.update("jax_compilation_cache_dir", before[0])
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
+  compilation_cache.reset_cache()

@@ -66,7 +66,9 @@ def test_corrupt_latest_checkpoint_falls_back_to_previous(tiny_gan_config, tmp_p
   assert "could not be restored" in capsys.readouterr().err
 
 
-def test_nan_stops_run_and_keeps_last_good_checkpoint(tiny_gan_config, tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_nan_stops_run_and_keeps_last_good_checkpoint(precision, tiny_gan_config, tmp_path,
+                                                      monkeypatch):
   make_real_step = gan.make_train_step
 
   def poisoned_step(config):
@@ -80,6 +82,7 @@ def test_nan_stops_run_and_keeps_last_good_checkpoint(tiny_gan_config, tmp_path,
 
   family = dataclasses.replace(models.get("gan"), make_train_step=poisoned_step)
   monkeypatch.setitem(models.FAMILIES, "gan", family)
+  tiny_gan_config.precision = precision
   with pytest.raises(loop.TrainingDiverged, match=r"d_loss became NaN/Inf between steps 10 and 15.*step 10"):
     loop.train_and_evaluate(tiny_gan_config, tmp_path)
   ckpt = checkpoint.Checkpointer(tmp_path / "checkpoints")

@@ -4,7 +4,6 @@ fade-in through the training loop."""
 
 import dataclasses
 import functools
-import os
 
 import chex
 import jax
@@ -12,7 +11,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from experiments import progan_fashion_mnist
 from genjax import configs, models, parallel
@@ -22,26 +20,15 @@ from genjax import images as images_lib
 from genjax import sample as sample_lib
 from genjax.models.progan import networks as nets
 from genjax.models.progan import step as progan
-from tests.conftest import params_equal, with_local_data
+from tests.conftest import module_compilation_cache, params_equal, with_local_data
 
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache_dir(tmp_path_factory):
-  """A persistent compilation cache for this module only: the loop compiles a
-  new call for each run, and the three runs of the resume test compile the
-  same program (about 30 s each on 2 cores; the cache makes it one)."""
-  before = (jax.config.jax_compilation_cache_dir,
-            jax.config.jax_persistent_cache_min_compile_time_secs)
-  root = tmp_path_factory.getbasetemp()
-  if os.environ.get("PYTEST_XDIST_WORKER"):
-    root = root.parent  # one cache for the session's workers
-  jax.config.update("jax_compilation_cache_dir", str(root / "progan_jax_cache"))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
-  compilation_cache.reset_cache()
-  yield
-  jax.config.update("jax_compilation_cache_dir", before[0])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
-  compilation_cache.reset_cache()
+  """The loop compiles a new call for each run, and the three runs of the
+  resume test compile the same program (about 30 s each on 2 cores; the
+  cache makes it one)."""
+  yield from module_compilation_cache(tmp_path_factory, "progan")
 
 
 def _tiny_config(**overrides) -> ml_collections.ConfigDict:
