@@ -24,7 +24,8 @@ $GENJAX_CACHE/debs or ~/.cache/genjax/debs, and `dpkg -x` unpacks it there.
 
 `--source emoji`: artwork, not photographs. Google's Noto Color Emoji at
 64x64, as the npm package `emoji-datasource-google@16.0.0` ships them
-(img/google/64/*.png): RGBA PNGs of a drawing on a transparent background,
+(img/google/64/*.png): PNGs of a drawing on a transparent background (RGBA;
+62 greyscale with alpha, 2 with a palette),
 copied byte for byte (genjax.data.folder composites them on
 `data.background`). An image's class is its category in the package's
 emoji.json, as a folder name (smileys-emotion, people-body, ...), and its
@@ -210,7 +211,7 @@ def write_emoji(out: Path, args) -> int:
   (out / "LICENSE.txt").write_text(notice)
   for label, files in sorted(classes.items()):
     print(f"{label:16s} {len(files):4d}")
-  print(f"{sum(map(len, classes.values()))} RGBA images of 64x64 (emoji on a transparent "
+  print(f"{sum(map(len, classes.values()))} PNG images of 64x64 (emoji on a transparent "
         f"background) in {len(classes)} classes written to {out}, from the npm package "
         f"{EMOJI} ({tarball}); licence: {EMOJI_LICENCE}.")
   return 0
