@@ -243,7 +243,7 @@ def use_image_folder(config: ml_collections.ConfigDict, image_size: int):
   data.test_percent = 5  # images held out for evaluation, chosen by a hash of their path
   data.pipeline = "auto"  # on the devices up to 1 GiB of images, else streamed
   data.background = "white"  # under transparent pixels: white, black, #rrggbb or none (alpha dropped)
-  config.metrics_num_samples = 0  # no feature network for a folder (docs/data.md)
+  config.metrics_num_samples = 0  # FID in training: Inception or the folder's network (evaluation.md)
   return config
 
 

@@ -136,3 +136,15 @@ def test_evaluate_and_the_loop_score_a_folder_run_in_its_features_and_never_mix(
   with pytest.raises(scores.FeatureMismatch, match=r"records FIDs in other features.*not "
                                                    r"comparable"):
     loop.train_and_evaluate(run, workdir)
+
+
+def test_without_classes_the_network_learns_rotations_of_each_image():
+  images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 3), np.uint8)
+  turned = train_classifier.rotations(data.ArrayDataset(images, np.zeros(5, np.int32), 1, "x"))
+  assert turned.num_classes == 4 and len(turned) == 20
+  assert list(turned.labels) == [0] * 5 + [1] * 5 + [2] * 5 + [3] * 5
+  assert (turned.images[:5] == images).all()
+  assert (turned.images[7] == np.rot90(images[2], 1)).all()  # 90 degrees, anticlockwise
+  assert (np.rot90(turned.images[17], 1) == images[2]).all()  # 270 and 90 more: upright
+  assert train_classifier.folder_widths(32) == (32, 64)
+  assert train_classifier.folder_widths(128) == (32, 64, 64, 64)  # 8x8 maps at the features
