@@ -4,8 +4,8 @@
   python scripts/make_rgb_folder.py DIR --source emoji [--limit N] [--skin-tones] [--component]
   python -m experiments.gan_folder --config.data.path=DIR --config.data.labels=folders
 
-`--source endless-sky` (the default): photographs. The photographs are the 273 landscape, city, sea, space-facility ... photos
-that Endless Sky shows on its landing screens (Debian package
+`--source endless-sky` (the default): the 273 landscape, city, sea,
+space-facility ... photos that Endless Sky shows on its landing screens (Debian package
 `endless-sky-data`, images/land/*.jpg, 720x360 RGB JPEGs). Their licences are
 public domain (donated to morgueFile or Unsplash; NASA, USGS) and, for the
 credited photographers, CC-BY-SA-3.0 or CC-BY-SA-4.0: the package's copyright
