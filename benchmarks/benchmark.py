@@ -390,9 +390,15 @@ def job_args(job: Job, f) -> list[str]:
 
 def combine_runs(runs: list[dict]) -> dict:
   """One measurement's result over its repeats: the first run's figures, its
-  images/s the median of the runs' medians and the range of all windows."""
-  if len(runs) == 1 or any("images_per_sec" not in r for r in runs):
-    return runs[0] if len(runs) == 1 else {**runs[0], "runs": runs}
+  images/s the median of the runs' medians and the range of all windows.
+  Where some runs were not measured (skipped, failed), the first measured
+  run, with the others under runs_not_measured."""
+  measured = [r for r in runs if "images_per_sec" in r]
+  if len(measured) < len(runs):  # a run skipped by the budget, or one that failed
+    others = [r for r in runs if "images_per_sec" not in r]
+    return (measured or others)[0] | ({"runs_not_measured": others} if measured else {})
+  if len(runs) == 1:
+    return runs[0]
 
   def rates(get):
     return {"median": _round(statistics.median(get(r)["median"] for r in runs)),

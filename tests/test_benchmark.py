@@ -327,6 +327,10 @@ def test_repeats_alternate_and_a_spent_budget_skips(monkeypatch):
   flags_.budget_seconds, flags_.repeats = 5.0, 1
   out = benchmark.run_jobs(jobs[:1], flags_, "cpu", started=-100.0)
   assert out[jobs[0]] == {"skipped": "the --budget_seconds=5 were spent"}
+  # a second run the budget left out: the measured run's figures, and what was not
+  measured = {"images_per_sec": {"median": 3.0, "min": 2.0, "max": 4.0}}
+  assert benchmark.combine_runs([measured, out[jobs[0]]]) == measured | {
+      "runs_not_measured": [{"skipped": "the --budget_seconds=5 were spent"}]}
 
 
 @pytest.mark.parametrize("flag, words", [
