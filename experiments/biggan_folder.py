@@ -31,8 +31,8 @@ PRESETS = {
                "eval_every": 2000, "checkpoint_every": 2000},
               "Brock et al. 2019 at 128 px: ch 96, batch 256, Adam(1e-4 G, 4e-4 D, 0, 0.999), "
               "2 D steps (at 64 px: add --config.model.ch=64 --config.model.attention=32)"),
-    "tiny": ({"batch_size": 8, "num_steps": 6, "steps_per_call": 3, "eval_every": 3,
-              "checkpoint_every": 3, "num_eval_samples": 8, "metrics_num_samples": 0,
+    "tiny": ({"batch_size": 8, "num_steps": 4, "steps_per_call": 1, "eval_every": 4,
+              "checkpoint_every": 2, "num_eval_samples": 8, "metrics_num_samples": 0,
               "data.image_size": 32, "model.ch": 4, "model.attention": 16,
               "model.latent_dim": 16, "model.shared_dim": 8, "ema_decay": 0.9},
              "32 px, ch 4 and a run of seconds, for tests"),
@@ -48,8 +48,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.family = "biggan"
   config.seed = 0
-  config.batch_size = 32  # global batch, split over all devices
-  config.num_steps = 6000  # generator updates
+  config.batch_size = 16  # global batch, split over all devices
+  config.num_steps = 4000  # generator updates
   config.d_steps = 1  # discriminator updates per generator update (BigGAN: 2)
   config.conditional = False  # class-conditional G and projection D (needs data.labels=folders)
   config.ortho_weight = 1e-4  # BigGAN's orthogonal regularisation of G; 0 = off
@@ -58,7 +58,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.diffaug = "color,translation,cutout"  # augment=diffaugment: DiffAugment's policy
 
   config.model = ml_collections.ConfigDict()
-  config.model.ch = 16  # channel multiplier: widths are ch x BigGAN's per-resolution multipliers
+  config.model.ch = 8  # channel multiplier: widths are ch x BigGAN's per-resolution multipliers
   config.model.attention = 32  # resolution of the self-attention block in G and D; 0 = none
   config.model.latent_dim = 120  # z ~ N(0, I), split into one chunk per G block when conditional
   config.model.shared_dim = 128  # the shared class embedding (conditional)
