@@ -77,10 +77,11 @@ def monkeypatch_module():
 # --- the networks, without compiling -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("size, conditional", [(64, True), (128, False)])
-def test_shapes_of_the_networks_at_64_and_128_pixels(size, conditional):
+@pytest.mark.parametrize("size, conditional, precision", [(64, True, "float32"),
+                                                          (128, False, "bfloat16")])
+def test_shapes_of_the_networks_at_64_and_128_pixels(size, conditional, precision):
   config = biggan_folder.get_config()
-  config.conditional = conditional
+  config.conditional, config.precision = conditional, precision
   config.data.image_size = size
   config.model.attention = size // 2
   state = jax.eval_shape(lambda k: biggan.create_state(config, k, (size, size, 3), 5),
@@ -101,7 +102,9 @@ def test_shapes_of_the_networks_at_64_and_128_pixels(size, conditional):
   d = state.discriminator
   logits = jax.eval_shape(lambda p, b, x, y: d.apply_fn({"params": p, "batch_stats": b}, x, y),
                           d.params, d.batch_stats, images, y)
-  assert logits.shape == (2,)
+  assert logits.shape == (2,) and logits.dtype == jnp.float32  # losses in float32 at any precision
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(  # as are parameters and SN vectors
+      (state.generator.params, state.generator.batch_stats, state.discriminator.batch_stats)))
   if conditional:  # hierarchical latents: one chunk per block, beside the first layer's
     chunks = nets.latent_chunks(config.model.latent_dim, size, True)
     assert len(chunks) == nets.num_blocks(size) + 1 and sum(chunks) == config.model.latent_dim
@@ -141,8 +144,8 @@ def test_a_resumed_run_is_bitwise_the_uninterrupted_one(runs):
   assert "step_000004_samples.png" in grids and "step_000004_samples_truncated.png" in grids
 
 
-def test_the_hinge_update_of_d_separates_real_photos_from_samples(runs, photos):
-  root, full, _, _ = runs
+def test_the_hinge_update_of_d_separates_real_photos_from_samples(runs):
+  root, _, _, _ = runs
   config, _, state = rundir.restore(root / "full")
   from genjax import data  # pylint: disable=g-import-not-at-top
   train = data.load_from_config(config.data, "train")
