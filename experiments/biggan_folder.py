@@ -66,8 +66,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config.opt = ml_collections.ConfigDict()
   config.opt.g_lr = 2e-4  # Adam, generator
   config.opt.d_lr = 4e-4  # Adam, discriminator: two time-scale learning rates
-  config.opt.b1 = 0.0
-  config.opt.b2 = 0.999
+  config.opt.b1 = 0.0  # BigGAN's Adam: no momentum
+  config.opt.b2 = 0.999  # Adam's second-moment decay
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "folder"

@@ -181,7 +181,7 @@ def train_step(state: BigGANState, batch, key: jax.Array, *, opts: Options):
       lambda images: losses.wasserstein_generator_loss(critic(images)))(fake)
   (g_grads,) = g_vjp(d_fake)
   ortho = jnp.zeros((), jnp.float32)
-  if opts.ortho_weight:
+  if isinstance(opts.ortho_weight, jax.Array) or opts.ortho_weight:  # traced: a member's value
     ortho, ortho_grads = jax.value_and_grad(ortho_penalty)(g.params)
     g_grads = jax.tree.map(lambda a, b: a + opts.ortho_weight * b, g_grads, ortho_grads)
   g = g.apply_gradients(grads=g_grads, batch_stats=batch_stats)
@@ -198,11 +198,16 @@ def train_step(state: BigGANState, batch, key: jax.Array, *, opts: Options):
                        ema_params=ema), metrics
 
 
+def _number(value):
+  """A float, or a traced scalar (a population member's swept value)."""
+  return value if isinstance(value, jax.Array) else float(value)
+
+
 def make_train_step(config: ml_collections.ConfigDict):
   opts = Options(
       d_steps=config.d_steps, latent_dim=config.model.latent_dim,
-      conditional=config.conditional, ortho_weight=float(config.ortho_weight),
-      ema_decay=float(config.ema_decay), augment=config.augment,
+      conditional=config.conditional, ortho_weight=_number(config.ortho_weight),
+      ema_decay=_number(config.ema_decay), augment=config.augment,
       diffaug=augment_lib.parse_augment_policy(config.diffaug),
   )
   return functools.partial(train_step, opts=opts)
