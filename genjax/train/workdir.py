@@ -134,9 +134,14 @@ def check_data(workdir: Path, record: dict, allow_changes=()) -> list[dict]:
   return history + [record]
 
 
-def write_info(workdir: Path, image_shape, num_classes: int, history: list[dict]) -> None:
+def write_info(workdir: Path, image_shape, num_classes: int, history: list[dict],
+               class_names=()) -> None:
+  """Writes run.json: the image shape, the class count, the data's history
+  and, for a folder with classes, their names (label i is class_names[i])."""
   info = {"image_shape": list(image_shape), "num_classes": num_classes,
           "data_source": history[-1]["source"], "data": history}
+  if class_names:
+    info["class_names"] = list(class_names)
   (Path(workdir) / "run.json").write_text(json.dumps(info, indent=2))
 
 

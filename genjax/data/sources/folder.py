@@ -29,7 +29,7 @@ def folder_split(data_config, split: str) -> StreamedDataset:
   subset = dataclasses.replace(images, files=tuple(images.files[i] for i in keep),
                                labels=images.labels[keep])
   return StreamedDataset(subset, subset.image_shape, subset.num_classes,
-                         f"{subset.source}, {split} split")
+                         f"{subset.source}, {split} split", subset.class_names)
 
 
 def check_named(data_config) -> None:
