@@ -28,6 +28,7 @@ single run or a population) to --plots/<folder name>.png, and trains nothing.
 """
 
 import json
+import os
 import re
 import sys
 import time
@@ -286,6 +287,19 @@ def plot_run(run_dir: Path, out: Path, title: str = "", most: int = 3) -> Path |
   return out
 
 
+def plots_section(drawn: list[tuple[dict, Path]], page_dir: Path) -> str:
+  """Markdown embedding each row's plot, linked relative to the page's folder."""
+  if not drawn:
+    return ""
+  lines = ["", "## Evaluation scalars against steps", "",
+           "Read from each row's TensorBoard files: one line per seed, the mean ± standard "
+           "deviation over the seeds as a band.", ""]
+  for r, path in drawn:
+    rel = os.path.relpath(path, page_dir)
+    lines += [f"{r['model']}, {r['dataset']}:", "", f"![{r['name']}]({rel})", ""]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   runtime.configure()
@@ -309,11 +323,12 @@ def main(argv):
   results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
                      FLAGS.seeds)
              for name in FLAGS.rows]
-  if FLAGS.plots:
-    for r in results:
-      plot_run(Path(FLAGS.workdir) / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
-               f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds")
   text = table(results, note=FLAGS.note)
+  if FLAGS.plots:
+    drawn = [(r, plot_run(Path(FLAGS.workdir) / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
+                          f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds"))
+             for r in results]
+    text += plots_section([(r, path) for r, path in drawn if path], Path(FLAGS.out).parent)
   Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
   Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m benchmarks.report`.\n\n{text}")
   if FLAGS.readme:

@@ -43,7 +43,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   cell = f"| {summary['mean']:.3g} ± {summary['std']:.2g} |"
   assert cell in rows[1] and rows[2].startswith("| floor: training images | mnist |")
   assert f"seed 0: FID {fids[0]:.3g}; seed 1: FID {fids[1]:.3g}" in text
-  assert text.rstrip().endswith(report.DCGAN_NOTE + " Shared the CPU with a test.")  # --note
+  assert f"{report.DCGAN_NOTE} Shared the CPU with a test.\n" in text  # --note, after the notes
   text = readme.read_text()
   readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert "old table" not in text and len(readme_rows) == 3  # the compact table
@@ -51,6 +51,7 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   assert cell in readme_rows[1] and "`python" not in readme_rows[1]
   assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
   assert (tmp_path / "plots" / "gan_mnist.png").read_bytes().startswith(b"\x89PNG")
+  assert "![gan_mnist](plots/gan_mnist.png)" in out.read_text()  # beside the table
   # A second run reads the finished row instead of training again.
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0 and "[gan_mnist] already done" in proc.stderr, proc.stderr[-3000:]

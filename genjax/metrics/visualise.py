@@ -23,10 +23,11 @@ unit mean magnitude, as the original DeepDream does) and clips it to [-1, 1].
     image, trace = visualise.ascend(objective, noise, jax.random.key(0))
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # [B, H, W, C] in [-1, 1] -> [B]: what the ascent raises, per image.
 Objective = Callable[[jax.Array], jax.Array]
@@ -48,12 +49,13 @@ def total_variation(x: jax.Array) -> jax.Array:
   return dy + dx
 
 
-def unit_objective(module, variables, layer: str, channel: int | None = None,
+def unit_objective(module, variables, layer: str, channel: int | Sequence[int] | None = None,
                    preprocess: Callable[[jax.Array], jax.Array] | None = None) -> Objective:
   """The mean activation of `channel` of `layer`'s output (its pre-activation:
   Flax modules' outputs), or with channel=None the mean square of every unit
   of the layer (DeepDream's objective, which amplifies whatever the layer
-  already sees). For the logits layer a channel is a class.
+  already sees). For the logits layer a channel is a class. A sequence of
+  B channels raises channel b in image b.
 
   `layer` names a submodule of `module` as Flax names it ("Conv_1",
   "Dense_1", "Mixed_5b"); a module whose call returns a tuple (the feature
@@ -72,8 +74,12 @@ def unit_objective(module, variables, layer: str, channel: int | None = None,
     axes = tuple(range(1, out.ndim - 1))
     if channel is None:
       return jnp.mean(jnp.square(out), axis=tuple(range(1, out.ndim)))
-    if not 0 <= channel < out.shape[-1]:
+    channels = np.atleast_1d(np.asarray(channel))
+    if channels.min() < 0 or channels.max() >= out.shape[-1]:
       raise ValueError(f"channel={channel}: layer {layer!r} has channels 0..{out.shape[-1] - 1}.")
+    if channels.size > 1:  # one channel per image
+      out = jnp.take_along_axis(out, jnp.asarray(channels).reshape(-1, *[1] * (out.ndim - 1)), -1)
+      return out[..., 0].mean(axis=axes) if axes else out[..., 0]
     return out[..., channel].mean(axis=axes) if axes else out[..., channel]
   return objective
 
