@@ -7,9 +7,10 @@ Each notebook runs top to bottom with nbclient from the repository root (the
 working directory the notebooks import `experiments` and `genjax` from),
 without GENJAX_NOTEBOOK_QUICK (the stored outputs are the full runs), and is
 written back with its outputs: images as image/png, printed figures. Cell
-execution timestamps are not recorded and the kernel's version details are
-dropped, so that a rerun changes a notebook only where its outputs change;
-execution counts are kept. The time each notebook took is printed.
+execution timestamps are not recorded, the kernel's version details and the
+stderr streams (progress bars, timings, temporary paths, warnings) are
+dropped, so that a rerun changes a notebook only where what it shows
+changes; execution counts are kept. The time each notebook took is printed.
 """
 
 import argparse
@@ -44,6 +45,9 @@ def strip(notebook) -> None:
   for cell in notebook.cells:
     cell.metadata.pop("execution", None)
     cell.metadata.pop("ExecuteTime", None)
+    if cell.cell_type == "code":  # progress bars, timings and temporary paths go to stderr
+      cell.outputs = [out for out in cell.outputs
+                      if not (out.output_type == "stream" and out.name == "stderr")]
 
 
 def execute(path: Path, timeout: int = 1200):
