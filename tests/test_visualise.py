@@ -47,3 +47,6 @@ def test_bad_layer_and_channel_are_named(mnist_network):
     visualise.unit_objective(*mnist_network, "Conv_9", 0)(x)
   with pytest.raises(ValueError, match="channel=10.*0..9"):
     visualise.unit_objective(*mnist_network, "Dense_1", 10)(x)
+  with pytest.raises(ValueError, match=r"channel=\[1, 2\].*1 images"):
+    visualise.unit_objective(*mnist_network, "Dense_1", [1, 2])(x)
+  assert visualise.unit_objective(*mnist_network, "Conv_1", [4])(x).shape == (1,)

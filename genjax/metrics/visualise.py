@@ -77,10 +77,15 @@ def unit_objective(module, variables, layer: str, channel: int | Sequence[int] |
     channels = np.atleast_1d(np.asarray(channel))
     if channels.min() < 0 or channels.max() >= out.shape[-1]:
       raise ValueError(f"channel={channel}: layer {layer!r} has channels 0..{out.shape[-1] - 1}.")
-    if channels.size > 1:  # one channel per image
-      out = jnp.take_along_axis(out, jnp.asarray(channels).reshape(-1, *[1] * (out.ndim - 1)), -1)
-      return out[..., 0].mean(axis=axes) if axes else out[..., 0]
-    return out[..., channel].mean(axis=axes) if axes else out[..., channel]
+    if isinstance(channel, (int, np.integer)):
+      picked = out[..., channel]
+    else:  # one channel per image
+      if channels.size != out.shape[0]:
+        raise ValueError(f"channel={channel}: one channel per image, but the batch has "
+                         f"{out.shape[0]} images.")
+      index = jnp.asarray(channels).reshape(-1, *[1] * (out.ndim - 1))
+      picked = jnp.take_along_axis(out, index, -1)[..., 0]
+    return picked.mean(axis=axes) if axes else picked
   return objective
 
 
