@@ -87,7 +87,8 @@ def test_scalars_are_read_from_event_files_and_plotted(tmp_path):
         writer.add_scalar(f"eval/fid/member_{m}", 100.0 - step / 10 + m, step)
       writer.add_scalar("eval/fid", 101.0 - step / 10, step)
       writer.add_scalar("train/d_loss", 0.5, step)
-  with SummaryWriter(str(run / "tensorboard"), filename_suffix=".2") as writer:  # resumed: 300 again
+  # A resumed run writes step 300 again, to a file of its own.
+  with SummaryWriter(str(run / "tensorboard"), filename_suffix=".2") as writer:
     writer.add_scalar("eval/fid/member_0", 7.0, 300)
   scalars = workdir_lib.read_scalars(run, "eval/")
   assert sorted(scalars) == ["eval/fid", *(f"eval/fid/member_{m}" for m in range(3))]
