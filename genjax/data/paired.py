@@ -86,7 +86,7 @@ def read_image(path: Path, channels: int) -> np.ndarray:
   return out[..., None] if channels == 1 else out
 
 
-def _resize(image: np.ndarray, size: int) -> np.ndarray:
+def resize(image: np.ndarray, size: int) -> np.ndarray:
   """uint8 [H, W, C] -> [size, size, C], bicubic, aspect ratio not kept."""
   mode = "L" if image.shape[-1] == 1 else "RGB"
   pil = Image.fromarray(image[..., 0] if mode == "L" else image, mode)
@@ -116,11 +116,11 @@ def _read_aligned(path: Path, size: int, channels: int) -> tuple[np.ndarray, np.
                              "holds A and B side by side, each half the width (or set "
                              "--config.data.layout=folders for A/ and B/ subfolders).")
   half = width // 2
-  return _resize(image[:, :half], size), _resize(image[:, half:], size)
+  return resize(image[:, :half], size), resize(image[:, half:], size)
 
 
 def _read_pair(paths: tuple[Path, Path], size: int, channels: int):
-  return tuple(_resize(read_image(p, channels), size) for p in paths)
+  return tuple(resize(read_image(p, channels), size) for p in paths)
 
 
 def _list_aligned(root: Path, split: str, percent: int) -> list[tuple[Path, ...]]:
@@ -242,6 +242,25 @@ def load(data_config, split: str) -> unpaired.UnpairedDataset:
   if data_config.name == EDGES2FASHION:
     return load_edges2fashion(data_config, split)
   return load_folder(data_config, split)
+
+
+def translation_input(data_config, image_shape):
+  """(prepare, how): prepare(uint8 [H, W, C]) -> uint8 [M, M, C] at `model_size`,
+  resized as the run's pairs were; how: that, in words."""
+  size, stored = model_size(data_config), image_shape[0]
+  if data_config.name == EDGES2FASHION:
+    native = 28
+    first = lambda im: _fit(resize(im, native)[None], stored, 255)[0]
+    how = (f"resized to {native}x{native} (bicubic)"
+           + (f", padded with white to {stored}x{stored}" if stored == native + 4 else
+              f", resized to {stored}x{stored}" if stored != native else "")
+           + ", as edges2fashion's edge maps")
+  else:
+    first = lambda im: resize(im, stored)
+    how = f"resized to {stored}x{stored} (bicubic, aspect ratio not kept), as the pairs were"
+  if size != stored:
+    how += f", then to {size}x{size}, the networks' size"
+  return (lambda im: resize(first(im), size) if size != stored else first(im)), how
 
 
 def to_model_size(images: jax.Array, data_config) -> jax.Array:
