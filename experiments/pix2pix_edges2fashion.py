@@ -3,7 +3,7 @@
 Pairs: each Fashion-MNIST garment and its own edge map (the maps the CycleGAN
 experiment makes, genjax.data.unpaired.edge_map), padded to 32x32 so that the
 U-Net halves them down to 1x1. The networks are the paper's shrunk for
-32 px (a U-Net of width 32 with 5 downsamplings, dropout on the three
+32 px (a U-Net of width 16 with 5 downsamplings, dropout on the three
 decoder layers outside the innermost, a 2-layer PatchGAN on (edges, garment)
 pairs); losses and optimiser are the paper's (a conditional GAN plus 100 x
 L1, Adam(2e-4, 0.5), batch norm by the batch's statistics).
@@ -20,8 +20,8 @@ import ml_collections
 from genjax import configs
 
 PRESETS = {
-    "tiny": ({"batch_size": 8, "num_steps": 20, "decay_start": 10, "model.g_width": 8,
-              "model.d_width": 8, "eval_every": 10, "checkpoint_every": 10},
+    "tiny": ({"batch_size": 8, "num_steps": 20, "decay_start": 10, "model.g_width": 4,
+              "model.d_width": 4, "eval_every": 10, "checkpoint_every": 10},
              "small networks trained for seconds, for tests"),
     "paper": ({"batch_size": 1, "model.g_width": 64, "model.g_down": 8, "model.d_width": 64,
                "model.d_layers": 3, "data.load_size": 286, "data.crop_size": 256,
@@ -43,17 +43,17 @@ def _base_config() -> ml_collections.ConfigDict:
   config.task = "paired"  # what the pairs are: paired (aligned input and target images)
   config.seed = 0
   config.batch_size = 16  # the paper uses 1 at 256 px; 16 keeps a CPU busy at 32 px
-  config.num_steps = 2000
-  config.decay_start = 1000  # constant lr until here, then linear to 0 at num_steps
+  config.num_steps = 1000
+  config.decay_start = 500  # constant lr until here, then linear to 0 at num_steps
   config.l1_weight = 100.0  # lambda of |G(x) - y|_1 beside the conditional GAN loss
 
   config.model = ml_collections.ConfigDict()
-  config.model.g_width = 32  # channels of the U-Net's first layer; x2 per level up to 8x (64)
+  config.model.g_width = 16  # channels of the U-Net's first layer; x2 per level up to 8x (64)
   config.model.g_down = 5  # U-Net levels: the image side must divide by 2**g_down (8 at 256 px)
   config.model.dropout = 0.5  # dropout of the decoder layers below, in training and at test
   config.model.dropout_layers = 3  # decoder layers with dropout, outside the innermost
   config.model.norm = "batch"  # batch (the paper's, by the batch's statistics) | instance
-  config.model.d_width = 32
+  config.model.d_width = 16
   config.model.d_layers = 2  # stride-2 convs of the PatchGAN (3: 70x70 patches)
 
   config.opt = ml_collections.ConfigDict()

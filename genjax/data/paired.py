@@ -171,8 +171,9 @@ def _list_folders(root: Path, split: str, percent: int) -> list[tuple[Path, ...]
   if percent:
     names = [n for n in names if _held_out(n, percent) == (split == "test")]
   if not names:
-    raise folder.FolderError(f"{root}: no pairs left for the {split} split "
-                             f"(data.test_percent={percent}).")
+    raise folder.FolderError(f"{root}: none of its {len(a)} pairs falls in the {split} split "
+                             f"(config.data.test_percent={percent}, picked by a hash of the "
+                             "name); change test_percent or add pairs.")
   return [(a[n], b[n]) for n in names]
 
 

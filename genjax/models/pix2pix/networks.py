@@ -45,9 +45,10 @@ class BatchNorm(nn.Module):
     scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s), (c,))
     bias = self.param("bias", nn.initializers.zeros, (c,))
     x32 = x.astype(jnp.float32)
-    mean = jnp.mean(x32, axis=(0, 1, 2))
-    var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2))
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    mean = jnp.mean(x32, axis=(0, 1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2), keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale.reshape(1, 1, 1, c) \
+        + bias.reshape(1, 1, 1, c)
     return y.astype(x.dtype if self.dtype is None else self.dtype)
 
 
