@@ -58,13 +58,15 @@ def test_unet_keeps_the_shape_and_its_dropout_is_noise_at_test_time():
   np.testing.assert_array_equal(quiet.apply(params, x, rngs={"dropout": jax.random.key(3)}),
                                 quiet.apply(params, x, rngs={"dropout": jax.random.key(4)}))
   d = pix2pix_nn.PairDiscriminator(width=2, num_layers=3)
-  big = jnp.zeros((1, 256, 256, 3))
-  logits = d.apply(d.init(jax.random.key(0), big, big), big, big)
+  big = jax.ShapeDtypeStruct((1, 256, 256, 3), jnp.float32)
+  logits = jax.eval_shape(d.apply, jax.eval_shape(d.init, jax.random.key(0), big, big), big, big)
   assert logits.shape == (1, 30, 30)  # the paper's 70x70 PatchGAN at 256 px
 
 
 def _tiny(idx_dir, tfds_dir, **overrides):
+  """The tiny preset at 10x the paper's learning rate, so that 20 steps move it."""
   config = pix2pix_edges2fashion.get_config("tiny")
+  config.opt.lr, config.eval_every = 2e-3, 20
   return configs.apply_overrides(with_local_data(config, idx_dir, tfds_dir), overrides)
 
 
@@ -104,7 +106,7 @@ def test_tiny_run_lowers_the_l1_of_held_out_pairs(tiny_run):
 
 def test_resumed_run_equals_uninterrupted_run(tiny_run, fashion_mnist_slice, tfds_dir, tmp_path):
   config, full, workdir = tiny_run
-  half = _tiny(fashion_mnist_slice, tfds_dir, num_steps=10, decay_start=10)
+  half = _tiny(fashion_mnist_slice, tfds_dir, num_steps=10, decay_start=10, eval_every=10)
   loop.train_and_evaluate(half, tmp_path)
   resumed, _ = loop.train_and_evaluate(config, tmp_path)
   assert int(resumed.step) == 20
@@ -112,7 +114,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_run, fashion_mnist_slice, tfd
   assert params_equal(full.discriminator.params, resumed.discriminator.params)
   assert params_equal(full.generator.opt_state, resumed.generator.opt_state)
   names = sorted(p.name for p in (workdir / "samples").glob("*.png"))
-  assert names == ["step_00010_translation.png", "step_00020_translation.png"]
+  assert names == ["step_00020_translation.png"]
 
 
 def _edges(n: int) -> np.ndarray:
