@@ -247,19 +247,21 @@ def ada(key: jax.Array, images: jax.Array, p, ops: tuple[str, ...] = ADA_OPS) ->
       continue
     if op == "brightness":
       t = gate(op, normal(op) * 0.2, 0.0)
-      m = (eye + t[:, None, None] * jnp.array([1.0, 1, 1, 0])[:, None] * eye[3]) @ m
+      shift = jnp.zeros((4, 4)).at[:3, 3].set(1.0)  # + t to R, G and B
+      m = (eye[None] + t[:, None, None] * shift[None]) @ m
     elif op == "contrast":
       s = gate(op, jnp.exp2(normal(op) * 0.5), 1.0)
-      m = jnp.where(jnp.arange(4) < 3, s[:, None], 1.0)[:, :, None] * eye @ m
+      diagonal = jnp.where(jnp.arange(4)[None, :] < 3, s[:, None], 1.0)  # [B, 4]
+      m = (diagonal[:, :, None] * eye[None]) @ m
     elif op == "lumaflip":
       flip = gate(op, jnp.floor(uniform(op) * 2), 0.0)
-      m = (eye - 2 * vv * flip[:, None, None]) @ m
+      m = (eye[None] - 2 * vv[None] * flip[:, None, None]) @ m
     elif op == "hue":
       theta = gate(op, (uniform(op) * 2 - 1) * jnp.pi, 0.0)
       m = _rotate3d(v, theta) @ m
     elif op == "saturation":
       s = gate(op, jnp.exp2(normal(op)), 1.0)
-      m = (vv + (eye - vv) * s[:, None, None]) @ m
+      m = (vv[None] + (eye - vv)[None] * s[:, None, None]) @ m
   if any(op in ops for op in ADA_COLOR):
     exact = jax.lax.Precision.HIGHEST
     if c == 3:

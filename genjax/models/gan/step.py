@@ -61,7 +61,8 @@ def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: in
   generator = dcgan.Generator(
       image_size=size, channels=channels, width=m.g_width,
       upsample=m.upsample, kernel_size=m.g_kernel_size, num_classes=classes,
-      icnr=m.icnr, dtype=precision.compute_dtype(config),
+      icnr=m.icnr, dtype=precision.compute_dtype(config), norm=m.norm,
+      reference_size=config.batch_size,
   )
   discriminator = dcgan.Discriminator(
       width=m.d_width, num_layers=dcgan.num_upsamplings(size), kernel_size=m.d_kernel_size,
@@ -329,6 +330,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.upsample={config.model.upsample!r}; choose one of "
                      f"{list(layers.UPSAMPLE_METHODS)}.")
   m = config.model
+  if m.norm not in dcgan.NORMS:
+    raise ValueError(f"config.model.norm={m.norm!r} is not a normalisation; choose one of "
+                     f"{list(dcgan.NORMS)}.")
   for key, value in (("n_critic", config.n_critic), ("model.latent_dim", m.latent_dim),
                      ("model.g_width", m.g_width), ("model.d_width", m.d_width)):
     if not isinstance(value, int) or value < 1:
