@@ -132,8 +132,8 @@ def _augment(opts: Options, key: jax.Array, p: jax.Array):
   """x -> x through ADA's operations with probability `p`, or through
   `opts.diffaug`'s augmentations, each image its own draw (the identity when
   augmentation is off)."""
-  if opts.ada:
-    return lambda x: augment_lib.ada(key, x, p)
+  if opts.ada:  # nothing to compute while p is 0 (ADA's start)
+    return lambda x: jax.lax.cond(p > 0, lambda x: augment_lib.ada(key, x, p), lambda x: x, x)
   if not opts.diffaug:
     return lambda x: x
   return lambda x: augment_lib.diff_augment(x, key, opts.diffaug)
