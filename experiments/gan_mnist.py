@@ -49,7 +49,7 @@ PRESETS = {
     "diffaug": ({"diffaug": "color,translation,cutout"},
                 "Zhao et al. 2020: DiffAugment, color, translation and cutout on every image D sees"),
     "ada": ({"augment": "ada"},
-            "Karras et al. 2020: adaptive augmentation (bgc) of every image D sees, p from D's signs"),
+            "Karras et al. 2020: adaptive augmentation (bgc) of what D sees, p from its signs"),
     "tiny": ({"batch_size": 16, "num_steps": 20, "steps_per_call": 5, "eval_every": 10,
               "checkpoint_every": 10, "num_eval_samples": 16, "metrics_num_samples": 0,
               "model.latent_dim": 16, "model.g_width": 8, "model.d_width": 8},

@@ -161,7 +161,7 @@ def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake,
     if _on(opts.r1_gamma):
       penalties["r1"] = losses.r1_penalty(seen, real)
     ema = lecam_ema
-    if _on(opts.lecam_weight):  # the averages first take this batch's outputs, as Tseng et al.'s code
+    if _on(opts.lecam_weight):  # the averages take this batch first, as in Tseng et al.'s code
       means = jax.lax.stop_gradient(jnp.stack([jnp.mean(real_logits), jnp.mean(fake_logits)]))
       ema = opts.lecam_decay * lecam_ema + (1 - opts.lecam_decay) * means
       penalties["lecam"] = losses.lecam_regularizer(real_logits, fake_logits, ema[0], ema[1])
