@@ -5,37 +5,68 @@ Prints one JSON object (and writes it to --output when given):
   matmul_peak_gflops   float32 matrix-multiply throughput measured in this run
                        (best 1 s window of 4096^3 products, measured before
                        and after the experiments; the higher): the yardstick
-  <experiment>: {
-    images_per_sec     {k: median, min and max images/s over --windows timed
-                       windows}, for k = 1 and k = the config's
-                       steps_per_call train steps per compiled call (at most
-                       --max_steps_per_call); each window runs calls for at
-                       least --window_seconds after a warm-up call
-    compile_seconds    {k: seconds to lower and compile the k-step call}
-    unrolled           whether the k steps were unrolled or in a rolled scan
-                       (--unroll; by default as the loop runs them)
-    gflop_per_step     XLA's count of the step's floating-point operations
-    fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
-    profile            with --profile: where the best k's call spends its time,
-                       from a profiler trace of a few calls: op_ms_per_step
-                       (the compiled program's operations, summed; they may
-                       run at once, and tracing slows them, so it can exceed
-                       step_seconds: the shares are of operation time), share
-                       {matmul (dots, convolutions and the fusions holding
-                       them), fusion (elementwise work and reductions),
-                       copy, other} and top_ops
-    peak_rss_mb        peak resident memory of the process (each experiment
-                       runs in its own process)
-    peak_device_mb     peak accelerator memory, where the backend reports it
-    pytorch            {form: the PyTorch twin's figures} for each form of
-                       benchmarks/twins.py (nchw, channels_last,
-                       torch.compile), each in its own process: the same
-                       networks, batch, loss and optimiser; or why not
-    pytorch_best_form, genjax_over_pytorch_best
-                       the fastest form, and genjax's best images/s over its
+  <experiment>, or <experiment>@<batch> under --batches=realistic|tiny: {
+    batch_size
+    <precision>: {       for each --precision (float32, bfloat16)
+      genjax: {
+        images_per_sec     {k: median, min and max images/s over --windows timed
+                           windows}, for k = 1 and k = the config's
+                           steps_per_call train steps per compiled call (at most
+                           --max_steps_per_call); each window runs calls for at
+                           least --window_seconds after a warm-up call
+        compile_seconds    {k: seconds to lower and compile the k-step call}
+        unrolled           whether the k steps were unrolled or in a rolled scan
+                           (--unroll; by default as the loop runs them)
+        gflop_per_step     XLA's count of the step's floating-point operations
+        fraction_of_matmul_peak   achieved FLOP/s at the best k over the peak
+        profile            with --profile: where the best k's call spends its
+                           time, from a profiler trace of a few calls:
+                           op_ms_per_step (the compiled program's operations,
+                           summed; they may run at once, and tracing slows
+                           them, so it can exceed step_seconds: the shares are
+                           of operation time), share {matmul (dots,
+                           convolutions and the fusions holding them), fusion
+                           (elementwise work and reductions), copy, other} and
+                           top_ops
+        peak_rss_mb        peak resident memory of the process (each
+                           measurement runs in its own process)
+        peak_device_mb     peak accelerator memory (memory_stats()'s
+                           peak_bytes_in_use, with XLA's preallocation off),
+                           or null and peak_device_mb_why_none
+      }
+      pytorch            {form: the PyTorch twin's figures, with its
+                         peak_device_mb (torch.cuda.max_memory_allocated)} for
+                         each form of benchmarks/twins.py that applies (nchw,
+                         channels_last, compile, compile_channels_last,
+                         reduce_overhead), each in its own process, the step
+                         under bfloat16 autocast in the bfloat16 entry: the same
+                         networks, batch, loss and optimiser; {'unavailable':
+                         why} for a form this device cannot run, {'error': ...}
+                         for one that failed
+      genjax_best, pytorch_best_form, pytorch_best, genjax_over_pytorch_best
+                         genjax's best images/s (over k), the fastest twin
+                         form, its images/s, and the ratio, in this precision
+    }
+    best: {genjax: {precision, images_per_sec}, pytorch: {precision, form,
+           images_per_sec}, genjax_over_pytorch_best}: each side's best
+           over precisions and forms
   }
-  device_kind, device_count, backend
+  device_kind, device_count, backend, cpu_count, xla_preallocate
   config_overrides     the --set KEY=VALUE items, where any were given
+  settings             batches, precisions, repeats and the timing flags
+
+With --repeats=N every measurement runs N times, the list of measurements
+gone through in turn N times (genjax and the twins alternate); an entry's
+images_per_sec is then the median of its runs' medians and the min and max
+over all their windows, and repeat_medians lists the runs' medians.
+
+--batches: cpu (each config's own batch), realistic (REALISTIC_BATCHES:
+batches an accelerator trains with), or tiny (each experiment's `tiny`
+preset at the realistic setting's shape of batches: the GPU preset's logic
+in seconds on a CPU, for tests). --preset=gpu (benchmarks/gpu.sh) is the
+whole GPU comparison: realistic batches, both precisions, every form, and a
+time budget (--budget_seconds) after which what is left is recorded as
+skipped; eager forms and genjax are measured before torch.compile's forms.
 
 Each experiment trains on random uint8 images of its dataset's shape, on
 device like the loop's data: the step's cost does not depend on pixel values.
@@ -48,9 +79,11 @@ machine and compare ratios taken within one run.
   python -m benchmarks.benchmark --experiments=gan_mnist \
       --set=model.g_width=32 --set=model.d_width=64 --set=batch_size=64
                                                         # any config, twins too
+  python -m benchmarks.benchmark --precision=float32,bfloat16 --repeats=3
   python -m benchmarks.benchmark --nopytorch            # genjax alone
   python -m benchmarks.benchmark --experiments=vae_mnist:burda_vae --nopytorch --profile
                                                         # and where the step's time goes
+  benchmarks/gpu.sh                                     # on a GPU: results/gpu.json
 """
 
 import glob
@@ -59,9 +92,10 @@ import importlib.util
 import json
 import os
 import re
-import resource
+import statistics
 import sys
 import time
+from typing import NamedTuple
 
 from absl import app, flags
 
@@ -75,6 +109,15 @@ from genjax import runtime
 MAX_STEPS_PER_CALL = {"cyclegan_horse2zebra": 1}
 DEFAULT_EXPERIMENTS = ["gan_mnist", "gan_mnist:wgan_gp", "vae_mnist", "cyclegan_edges2fashion",
                        "cyclegan_horse2zebra"]
+# --batches=realistic: the batch sizes an accelerator trains each experiment
+# with (None: the config's own; the progressive GAN runs its last phase).
+REALISTIC_BATCHES = {"gan_mnist": (256,), "gan_mnist:wgan_gp": (256,), "vae_mnist": (1000,),
+                     "cyclegan_horse2zebra": (1, 4), "progan_fashion_mnist": (None,)}
+# --batches=tiny: the `tiny` presets, shaped like the realistic setting.
+TINY_BATCHES = {"cyclegan_horse2zebra": (1, 2)}
+GPU_PRESET = {"experiments": list(REALISTIC_BATCHES), "batches": "realistic",
+              "precision": ["float32", "bfloat16"], "windows": 3, "window_seconds": 1.0,
+              "budget_seconds": 450.0, "output": "benchmarks/results/gpu.json"}
 
 
 def _define_flags():
@@ -92,9 +135,21 @@ def _define_flags():
                     "the loop runs them (parallel.unroll_steps).")
   flags.DEFINE_boolean("pytorch", True, "Measure each experiment's PyTorch twin too, when "
                        "torch is installed.")
-  flags.DEFINE_list("pytorch_forms", [], "Twin forms to measure (nchw, channels_last, "
-                    "compile); empty = every form that applies.")
+  flags.DEFINE_list("pytorch_forms", [], "Twin forms to measure (benchmarks/twins.py's FORMS); "
+                    "empty = every form that applies.")
+  flags.DEFINE_list("precision", ["float32"], "Precisions to measure each side in: float32, "
+                    "bfloat16 (genjax's config.precision; the twins under bfloat16 autocast).")
+  flags.DEFINE_enum("batches", "cpu", ["cpu", "realistic", "tiny"],
+                    "Batch sizes: each config's own (cpu), REALISTIC_BATCHES, or the tiny "
+                    "presets at the realistic setting's shape (for tests).")
+  flags.DEFINE_enum("preset", "", ["", "gpu"], "gpu: the whole GPU comparison (GPU_PRESET; "
+                    "flags given on the command line win).")
+  flags.DEFINE_integer("repeats", 1, "Go through the list of measurements this many times, "
+                       "alternating; report medians over the runs.")
+  flags.DEFINE_float("budget_seconds", 0.0, "Stop starting measurements after this many "
+                     "seconds and record the rest as skipped (0: no budget).")
   flags.DEFINE_string("pytorch_form", "", "Internal: with --one, measure the twin in this form.")
+  flags.DEFINE_string("pytorch_precision", "float32", "Internal: the twin's precision.")
   flags.DEFINE_boolean("profile", False, "Also trace a few calls and report each kind of "
                        "operation's share of the step (matrix products, fusions, copies).")
   flags.DEFINE_string("output", "", "Also write the JSON here.")
@@ -210,6 +265,13 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
   state = jax.jit(lambda k: family.create_state(config, k, EXPERIMENTS[name], 10),
                   out_shardings=parallel.replicated(mesh))(init_key)
+  if config.family == "progan":  # its last phase, faded in, as the twin
+    import jax.numpy as jnp
+
+    from genjax.models.progan import step as progan
+
+    last = progan.schedule(config, EXPERIMENTS[name][0]).last_start
+    state = state.replace(step=jnp.asarray(last, jnp.int32))
   images_per_step = config.batch_size * family.batches_per_step(config)
 
   unrolled = calls.steps_unrolled(family, config, mesh) if unroll == "auto" else unroll == "on"
@@ -243,10 +305,14 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
     result["profile"] = op_profile(*best_call)
   result["step_seconds"] = _round(images_per_step / best_rate)
   result["achieved_gflops"] = round(result["gflop_per_step"] * best_rate / images_per_step, 1)
-  result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+  result["peak_rss_mb"] = common.peak_rss_mb()
   stats = jax.local_devices()[0].memory_stats() or {}
   if "peak_bytes_in_use" in stats:
     result["peak_device_mb"] = round(stats["peak_bytes_in_use"] / 2**20, 1)
+  else:
+    result["peak_device_mb"] = None
+    result["peak_device_mb_why_none"] = (f"the {jax.default_backend()} backend reports no "
+                                         "peak_bytes_in_use: see peak_rss_mb")
   return result
 
 
@@ -255,65 +321,188 @@ def _round(rate: float) -> float:
   return float(f"{rate:.4g}")
 
 
-def _run_child(args: list[str]) -> dict:
-  """This module with `args` in a fresh process (common.run_child)."""
-  return common.run_child(args, "benchmarks.benchmark")
-
-
 def measure_twin(name: str, form: str, windows: int, window_seconds: float,
-                 assignments=()) -> dict:
-  """The PyTorch twin of experiment `name` in `form` (benchmarks/twins.py)."""
+                 assignments=(), precision: str = "float32") -> dict:
+  """The PyTorch twin of experiment `name` in `form` and `precision` (benchmarks/twins.py)."""
   shape = EXPERIMENTS[name.partition(":")[0]]
   config = load_config(name, assignments)
   return twins.measure(config, shape, form, windows, window_seconds,
-                       num_images=common.synthetic_count(shape))
+                       num_images=common.synthetic_count(shape), precision=precision)
 
 
-def compare_twins(name: str, ours: dict, forms: list[str], timing: list[str]) -> dict:
-  """Runs each form of `name`'s twin in its own process; returns the report's
-  pytorch, pytorch_best_form and genjax_over_pytorch_best entries."""
-  family = load_config(name).family
-  forms = [f for f in (forms or twins.forms_for(family)) if f in twins.forms_for(family)]
-  results = {}
-  for form in forms:
-    print(f"Measuring {name}'s PyTorch twin, {form}...", file=sys.stderr)
-    results[form] = _run_child([f"--one={name}", f"--pytorch_form={form}", *timing])
-  out = {"pytorch": results}
-  rates = {f: r["images_per_sec"]["median"] for f, r in results.items() if "images_per_sec" in r}
-  if rates and ours.get("images_per_sec"):
-    best_form = max(rates, key=rates.get)
-    best = max(v["median"] for v in ours["images_per_sec"].values())
-    out["pytorch_best_form"] = best_form
-    out["genjax_over_pytorch_best"] = round(best / rates[best_form], 3)
-    for f, rate in rates.items():
-      results[f]["genjax_over_this"] = round(best / rate, 3)
+class Entry(NamedTuple):
+  """One row of the report: an experiment at one batch size."""
+
+  key: str  # the report's key: the experiment, with @batch where --batches chose one
+  experiment: str  # EXPERIMENT or EXPERIMENT:PRESET
+  assignments: tuple[str, ...]  # the --set items, the batch's among them
+
+
+def entries(experiments, batches: str, assignments=()) -> list[Entry]:
+  """The report's rows: each experiment at the batch sizes `batches` gives it."""
+  out = []
+  for e in experiments:
+    sizes = {"cpu": {}, "realistic": REALISTIC_BATCHES, "tiny": TINY_BATCHES}[batches]
+    sizes = sizes.get(e, (2,) if batches == "tiny" else (None,))
+    if batches == "tiny":
+      name, _, preset = e.partition(":")
+      e = f"{name}:{preset},tiny" if preset else f"{name}:tiny"
+    for size in sizes:
+      batch = () if size is None else (f"batch_size={size}",)
+      key = e if size is None or batches == "cpu" else f"{e}@{size}"
+      out.append(Entry(key, e, (*assignments, *batch)))
   return out
 
 
-def main(argv):
-  del argv
-  f = flags.FLAGS
-  runtime.configure()  # in this process and, through XLA_FLAGS, in every child
-  timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}",
-            *(f"--set={a}" for a in f.set)]
-  if f.pipeline:
-    if f.set:
-      raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
-                           "fixed config; drop --set, or measure --experiments instead.")
-    common.print_report(pipeline.measure(f.windows, f.window_seconds), f.output)
-    return
-  if f.one and f.pytorch_form:
-    print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds, f.set)))
-    return
-  if f.one:
-    print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
-                                        f.max_steps_per_call, f.set, f.unroll, f.profile)))
-    return
+class Job(NamedTuple):
+  """One measurement in its own process: genjax's step or a twin's form."""
 
+  entry: Entry
+  precision: str
+  side: str  # 'genjax' or a twin form
+
+
+def jobs_for(rows: list[Entry], precisions, forms, pytorch: bool) -> list[Job]:
+  """Every measurement of a pass: genjax and the eager twins first, then the
+  compiled forms (slow to compile: the first to go when a budget runs out)."""
+  jobs = []
+  for row in rows:
+    family = load_config(row.experiment, row.assignments).family
+    applies = twins.forms_for(family)
+    chosen = [f for f in (forms or applies) if f in applies] if pytorch else []
+    for precision in precisions:
+      jobs += [Job(row, precision, side) for side in ("genjax", *chosen)]
+  return sorted(jobs, key=lambda j: j.side != "genjax" and bool(twins.FORMS[j.side].compile_mode))
+
+
+def job_args(job: Job, f) -> list[str]:
+  """The child's command line of `job`."""
+  sets = [*(f"--set={a}" for a in job.entry.assignments)]
+  timing = [f"--windows={f.windows}", f"--window_seconds={f.window_seconds}"]
+  if job.side == "genjax":
+    if job.precision != "float32":
+      sets.append(f"--set=precision={job.precision}")
+    return [f"--one={job.entry.experiment}", f"--max_steps_per_call={f.max_steps_per_call}",
+            f"--unroll={f.unroll}", f"--profile={f.profile}", *timing, *sets]
+  return [f"--one={job.entry.experiment}", f"--pytorch_form={job.side}",
+          f"--pytorch_precision={job.precision}", *timing, *sets]
+
+
+def combine_runs(runs: list[dict]) -> dict:
+  """One measurement's result over its repeats: the first run's figures, its
+  images/s the median of the runs' medians and the range of all windows.
+  Where some runs were not measured (skipped, failed), the first measured
+  run, with the others under runs_not_measured."""
+  measured = [r for r in runs if "images_per_sec" in r]
+  if len(measured) < len(runs):  # a run skipped by the budget, or one that failed
+    others = [r for r in runs if "images_per_sec" not in r]
+    return (measured or others)[0] | ({"runs_not_measured": others} if measured else {})
+  if len(runs) == 1:
+    return runs[0]
+
+  def rates(get):
+    return {"median": _round(statistics.median(get(r)["median"] for r in runs)),
+            "min": min(get(r)["min"] for r in runs), "max": max(get(r)["max"] for r in runs)}
+
+  out = dict(runs[0])
+  if "median" in runs[0]["images_per_sec"]:  # a twin's
+    out["images_per_sec"] = rates(lambda r: r["images_per_sec"])
+    out["repeat_medians"] = [r["images_per_sec"]["median"] for r in runs]
+    out["step_seconds"] = round(out["images_per_step"] / out["images_per_sec"]["median"], 5)
+  else:  # genjax's, per k
+    out["images_per_sec"] = {k: rates(lambda r, k=k: r["images_per_sec"][k])
+                             for k in runs[0]["images_per_sec"]}
+    out["repeat_medians"] = {k: [r["images_per_sec"][k]["median"] for r in runs]
+                             for k in runs[0]["images_per_sec"]}
+  return out
+
+
+def _best_rate(result: dict) -> float | None:
+  """A result's images/s: the median (a twin's) or the best k's median (genjax's)."""
+  rates = result.get("images_per_sec")
+  if not rates:
+    return None
+  return rates["median"] if "median" in rates else max(v["median"] for v in rates.values())
+
+
+def compare(side: dict) -> dict:
+  """One precision's genjax_best, pytorch_best_form, pytorch_best and ratio,
+  and each twin form's genjax_over_this."""
+  ours = _best_rate(side.get("genjax", {}))
+  theirs = {f: _best_rate(r) for f, r in side.get("pytorch", {}).items()}
+  theirs = {f: v for f, v in theirs.items() if v}
+  out = {"genjax_best": ours}
+  if theirs:
+    best = max(theirs, key=theirs.get)
+    out |= {"pytorch_best_form": best, "pytorch_best": theirs[best]}
+    if ours:
+      out["genjax_over_pytorch_best"] = round(ours / theirs[best], 3)
+      for f, v in theirs.items():
+        side["pytorch"][f]["genjax_over_this"] = round(ours / v, 3)
+  return out
+
+
+def overall_best(row: dict, precisions) -> dict:
+  """Each side's best over precisions and forms, and genjax's over PyTorch's."""
+  out = {}
+  ours = [(row[p]["genjax_best"], p) for p in precisions if row[p].get("genjax_best")]
+  theirs = [(row[p]["pytorch_best"], p, row[p]["pytorch_best_form"]) for p in precisions
+            if row[p].get("pytorch_best")]
+  if ours:
+    rate, p = max(ours)
+    out["genjax"] = {"precision": p, "images_per_sec": rate}
+  if theirs:
+    rate, p, form = max(theirs)
+    out["pytorch"] = {"precision": p, "form": form, "images_per_sec": rate}
+  if ours and theirs:
+    out["genjax_over_pytorch_best"] = round(max(ours)[0] / max(theirs)[0], 3)
+  return out
+
+
+def run_jobs(jobs: list[Job], f, device: str, started: float) -> dict:
+  """{job: its combined result}: the jobs gone through --repeats times in
+  turn, each in its own process, within --budget_seconds of `started`."""
+  runs = {job: [] for job in jobs}
+  for repeat in range(f.repeats):
+    for job in jobs:
+      left = f.budget_seconds - (time.perf_counter() - started) if f.budget_seconds else None
+      if job.side != "genjax" and twins.unavailable(job.side, device):
+        runs[job][:1] = [{"unavailable": twins.unavailable(job.side, device)}]
+        continue
+      if left is not None and left <= 0:
+        runs[job].append({"skipped": f"the --budget_seconds={f.budget_seconds:g} were spent"})
+        continue
+      what = "genjax" if job.side == "genjax" else f"its PyTorch twin, {job.side}"
+      print(f"Measuring {job.entry.key} ({job.precision}), {what}"
+            + (f", run {repeat + 1} of {f.repeats}" if f.repeats > 1 else "") + "...",
+            file=sys.stderr)
+      runs[job].append(common.run_child(job_args(job, f), "benchmarks.benchmark", left))
+  return {job: combine_runs(r) for job, r in runs.items()}
+
+
+def _apply_preset(f) -> None:
+  """--preset: its values for the flags not given on the command line."""
+  if f.preset == "gpu":
+    for name, value in GPU_PRESET.items():
+      if not f[name].present:
+        setattr(f, name, value)
+
+
+def _check_flags(f) -> None:
+  """One-line UsageErrors naming a bad flag value and the choices."""
   bad_forms = [x for x in f.pytorch_forms if x not in twins.FORMS]
   if bad_forms:
     raise app.UsageError(f"--pytorch_forms: unknown {bad_forms}; choose from "
                          f"{list(twins.FORMS)}.")
+  bad = [p for p in f.precision if p not in twins.PRECISIONS]
+  if bad or not f.precision:
+    raise app.UsageError(f"--precision: unknown {bad}; choose from {list(twins.PRECISIONS)}.")
+  if f.repeats < 1:
+    raise app.UsageError(f"--repeats={f.repeats}: give 1 or more.")
+  if f.batches != "cpu" and any(a.startswith("batch_size=") for a in f.set):
+    raise app.UsageError(f"--batches={f.batches} chooses the batch sizes; drop "
+                         f"--set={[a for a in f.set if a.startswith('batch_size=')][0]} "
+                         "or use --batches=cpu.")
   unknown = [e for e in f.experiments if e.partition(":")[0] not in EXPERIMENTS]
   if unknown:
     raise app.UsageError(f"--experiments: unknown {unknown}; choose from {sorted(EXPERIMENTS)}.")
@@ -336,32 +525,74 @@ def main(argv):
         parallel.check_batch_size(config.batch_size, parallel.make_mesh())
       except ValueError as err:
         raise app.UsageError(f"{e}'s config with --set {list(f.set)} is invalid: {err}") from None
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  runtime.configure()  # in this process and, through XLA_FLAGS, in every child
+  # Peak device memory is the program's own, not the allocator's preallocated pool.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  if f.pipeline:
+    if f.set:
+      raise app.UsageError(f"--set {list(f.set)}: the --pipeline measurement has its own "
+                           "fixed config; drop --set, or measure --experiments instead.")
+    common.print_report(pipeline.measure(f.windows, f.window_seconds), f.output)
+    return
+  if f.one and f.pytorch_form:
+    print(json.dumps(measure_twin(f.one, f.pytorch_form, f.windows, f.window_seconds, f.set,
+                                  f.pytorch_precision)))
+    return
+  if f.one:
+    print(json.dumps(measure_experiment(f.one, f.windows, f.window_seconds,
+                                        f.max_steps_per_call, f.set, f.unroll, f.profile)))
+    return
+
+  _apply_preset(f)
+  _check_flags(f)
+  started = time.perf_counter()
   import jax
 
   report = {"backend": jax.default_backend(), "device_kind": jax.devices()[0].device_kind,
-            "device_count": jax.device_count(), "cpu_count": os.cpu_count()}
+            "device_count": jax.device_count(), "cpu_count": os.cpu_count(),
+            "xla_preallocate": os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"]}
   if f.set:
     report["config_overrides"] = list(f.set)
+  report["settings"] = {"batches": f.batches, "precision": list(f.precision),
+                        "repeats": f.repeats, "windows": f.windows,
+                        "window_seconds": f.window_seconds, "preset": f.preset,
+                        "budget_seconds": f.budget_seconds}
+  pytorch, device = f.pytorch, "cpu"
+  if f.pytorch and importlib.util.find_spec("torch") is None:
+    report["pytorch"] = "not measured: torch is not installed; pip install -e '.[bench]'."
+    pytorch = False
+  elif f.pytorch:
+    device = twins.default_device()
   print(f"Measuring the matmul peak on {report['device_count']} x {report['device_kind']}...",
         file=sys.stderr)
   first_peak = matmul_peak_gflops(f.windows)
-  for name in f.experiments:
-    print(f"Measuring {name}...", file=sys.stderr)
-    report[name] = _run_child([f"--one={name}", f"--max_steps_per_call={f.max_steps_per_call}",
-                               f"--unroll={f.unroll}", f"--profile={f.profile}", *timing])
+  rows = entries(f.experiments, f.batches, f.set)
+  results = run_jobs(jobs_for(rows, f.precision, f.pytorch_forms, pytorch), f, device, started)
   # Measured before and after the experiments; the higher is the yardstick.
   peaks = [first_peak, matmul_peak_gflops(f.windows)]
   report["matmul_peak_gflops"] = round(max(peaks), 1)
   report["matmul_peak_gflops_before_after"] = [round(p, 1) for p in peaks]
-  for name in f.experiments:
-    if "achieved_gflops" in report[name]:
-      report[name]["fraction_of_matmul_peak"] = round(
-          report[name]["achieved_gflops"] / report["matmul_peak_gflops"], 3)
-  if f.pytorch and importlib.util.find_spec("torch") is None:
-    report["pytorch"] = "not measured: torch is not installed; pip install -e '.[bench]'."
-  elif f.pytorch:
-    for name in f.experiments:
-      report[name].update(compare_twins(name, report[name], f.pytorch_forms, timing))
+  for row in rows:
+    out = report[row.key] = {"experiment": row.experiment,
+                             "batch_size": load_config(row.experiment, row.assignments).batch_size}
+    for precision in f.precision:
+      side = {"genjax": results[Job(row, precision, "genjax")], "pytorch": {
+          job.side: r for job, r in results.items()
+          if job.entry == row and job.precision == precision and job.side != "genjax"}}
+      if not pytorch:
+        del side["pytorch"]
+      ours = side["genjax"]
+      if "achieved_gflops" in ours:
+        ours["fraction_of_matmul_peak"] = round(
+            ours["achieved_gflops"] / report["matmul_peak_gflops"], 3)
+      out[precision] = side | compare(side)
+    out["best"] = overall_best(out, f.precision)
+  report["wall_seconds"] = round(time.perf_counter() - started, 1)
   common.print_report(report, f.output)
 
 

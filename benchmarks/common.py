@@ -14,6 +14,7 @@ EXPERIMENTS = {
     "vae_mnist": (28, 28, 1),
     "cyclegan_edges2fashion": (28, 28, 1),
     "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
+    "progan_fashion_mnist": (28, 28, 1),  # measured at its last phase (32x32, faded in)
 }
 
 
@@ -45,11 +46,30 @@ def timed_windows(run_once, items_per_call: int, windows: int, window_seconds: f
   return {"median": statistics.median(rates), "min": min(rates), "max": max(rates)}
 
 
-def run_child(args: list[str], module: str) -> dict:
+def peak_rss_mb() -> float:
+  """This process's peak resident memory in MiB: /proc's VmHWM where there is
+  one (getrusage's ru_maxrss keeps the parent's peak across fork and exec)."""
+  try:
+    with open("/proc/self/status") as status:
+      for line in status:
+        if line.startswith("VmHWM:"):
+          return round(int(line.split()[1]) / 1024, 1)
+  except OSError:
+    pass
+  import resource
+
+  scale = 2**20 if sys.platform == "darwin" else 2**10  # bytes on macOS, KiB elsewhere
+  return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
+
+
+def run_child(args: list[str], module: str, timeout: float | None = None) -> dict:
   """Runs `module` with `args` in a fresh process; returns the JSON of its
-  last line, or {'error': ...}."""
-  proc = subprocess.run([sys.executable, "-m", module, *args],
-                        capture_output=True, text=True)
+  last line, or {'error': ...} (also when it runs past `timeout` seconds)."""
+  try:
+    proc = subprocess.run([sys.executable, "-m", module, *args],
+                          capture_output=True, text=True, timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return {"error": f"stopped after {timeout:.0f} s, the time left to it"}
   if proc.returncode != 0:
     return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else
             f"exit status {proc.returncode}"}

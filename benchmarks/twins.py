@@ -31,18 +31,30 @@ writes it, with real batches gathered from uint8 images held in memory.
 
 TWINS is the one registry, by family name: each twin's networks
 (benchmarks/twin_networks.py), train step and forms. A twin runs in one of
-three forms (FORMS); the benchmark times every form that applies in its own
-process and compares genjax with the fastest:
+the forms of FORMS, a memory layout and a way of running the networks; the
+benchmark times every form that applies, each in its own process, and
+compares genjax with the fastest ("PyTorch's best form"):
 
-  nchw           eager, PyTorch's default memory layout
-  channels_last  eager, NHWC memory format (convolutional twins only)
-  compile        torch.compile (inductor) of each network
+  nchw                   eager, PyTorch's default memory layout
+  channels_last          eager, NHWC memory format (convolutional twins)
+  compile                torch.compile (inductor, mode 'default') of each network
+  compile_channels_last  the same, NHWC
+  reduce_overhead        torch.compile(mode='reduce-overhead'): inductor and
+                         CUDA graphs, NHWC for convolutional twins; GPU only
+                         (on the CPU make_step refuses it, naming 'compile')
+
+and in one of two precisions: float32, or bfloat16 under
+torch.autocast(bfloat16) around each forward pass and loss (weights,
+gradients and Adam's state stay float32; no loss scaling, which bfloat16's
+float32 range does not need), on the CPU and on CUDA alike: the twin of
+genjax's `config.precision=bfloat16`.
 
 On a machine with a CUDA GPU the twin runs there (synchronising after each
 step), else on the CPU with PyTorch's default threads. Needs torch (in the
 `dev` and `bench` extras); genjax itself never imports it.
 """
 
+import contextlib
 import copy
 import math
 import os
@@ -50,15 +62,32 @@ import random
 from typing import Callable, NamedTuple
 
 from benchmarks import twin_networks
-from benchmarks.common import timed_windows
+from benchmarks.common import peak_rss_mb, timed_windows
 
-FORMS = ("nchw", "channels_last", "compile")
+class Form(NamedTuple):
+  """How a twin runs: its networks' memory layout and torch.compile mode."""
+
+  channels_last: bool
+  compile_mode: str | None  # None: eager
+  gpu_only: bool = False
+
+
+FORMS = {
+    "nchw": Form(False, None),
+    "channels_last": Form(True, None),
+    "compile": Form(False, "default"),
+    "compile_channels_last": Form(True, "default"),
+    "reduce_overhead": Form(True, "reduce-overhead", gpu_only=True),
+}
+CONV_FORMS = tuple(FORMS)
+DENSE_FORMS = ("nchw", "compile", "reduce_overhead")  # no memory format for an MLP
+PRECISIONS = ("float32", "bfloat16")
 
 
 # --- train steps ----------------------------------------------------------
 
 
-def _gan_step(nets, config, images, device, torch, to_form):
+def _gan_step(nets, config, images, device, torch, to_form, amp):
   g, d = nets["generator"], nets["discriminator"]
   b, o, latent = config.batch_size, config.opt, config.model.latent_dim
   opt_g = torch.optim.Adam(g.parameters(), lr=o.g_lr, betas=(o.b1, o.b2))
@@ -79,38 +108,42 @@ def _gan_step(nets, config, images, device, torch, to_form):
     return to_form(images[idx].float() / 127.5 - 1.0)
 
   def d_update(real, fake):
-    logits = d(torch.cat([real, fake]))[:, 0]
-    if wgan_gp:
-      eps = torch.rand(b, 1, 1, 1, device=device)
-      x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
-      (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
-      gp = ((grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
-      loss = logits[b:].mean() - logits[:b].mean() + config.gp_weight * gp
-    else:
-      loss = bce(logits[:b], ones) + bce(logits[b:], zeros)
+    with amp():
+      logits = d(torch.cat([real, fake]))[:, 0].float()
+      if wgan_gp:
+        eps = torch.rand(b, 1, 1, 1, device=device)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(d(x_hat).sum(), x_hat, create_graph=True)
+        gp = ((grad.float().flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
+        loss = logits[b:].mean() - logits[:b].mean() + config.gp_weight * gp
+      else:
+        loss = bce(logits[:b], ones) + bce(logits[b:], zeros)
     opt_d.zero_grad(set_to_none=True)
     loss.backward()
     opt_d.step()
 
   def step():
     for _ in range(config.n_critic - 1):
-      with torch.no_grad():
+      with torch.no_grad(), amp():
         fake = g(torch.randn(b, latent, device=device))
       d_update(real_batch(), fake)
-    fake = g(torch.randn(b, latent, device=device))
+    with amp():
+      fake = g(torch.randn(b, latent, device=device))
     d_update(real_batch(), fake.detach())
     d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
-    logits = d(fake)[:, 0]
-    g_loss = -logits.mean() if wgan_gp else bce(logits, ones)
+    with amp():
+      logits = d(fake)[:, 0].float()
+      g_loss = -logits.mean() if wgan_gp else bce(logits, ones)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
     d.requires_grad_(True)
+    return g_loss.detach()
 
   return step, b * config.n_critic
 
 
-def _vae_step(nets, config, images, device, torch, to_form):
+def _vae_step(nets, config, images, device, torch, to_form, amp):
   del to_form
   enc, dec = nets["encoder"], nets["decoder"]
   b, k, o = config.batch_size, config.get("iwae_k_train", 0), config.opt
@@ -127,28 +160,30 @@ def _vae_step(nets, config, images, device, torch, to_form):
   def step():
     idx = torch.randint(0, flat.shape[0], (b,), device=device)
     x = torch.bernoulli(flat[idx].float() / 255.0)
-    mean, logvar = enc(x).chunk(2, dim=1)
-    std = torch.exp(0.5 * logvar)
-    if k == 0:  # the ELBO with the analytic KL
-      z = mean + std * torch.randn_like(mean)
-      log_px_z = -bce(dec(z), x, reduction="none").sum(1)
-      kl = 0.5 * (logvar.exp() + mean**2 - 1.0 - logvar).sum(1)
-      loss = -(log_px_z - kl).mean()
-    else:  # the IWAE-k bound, log mean_k p(x, z_k) / q(z_k | x) (k = 1: sampled KL)
-      eps = torch.randn(k, *mean.shape, device=device)
-      z = mean + std * eps
-      log_px_z = -bce(dec(z), x.expand(k, -1, -1), reduction="none").sum(-1)
-      log_pz = -0.5 * (z**2).sum(-1)
-      log_qz = -0.5 * (eps**2).sum(-1) - (0.5 * logvar).sum(-1)
-      loss = -(torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)).mean()
+    with amp():  # the networks in the autocast dtype, the bound in float32
+      mean, logvar = enc(x).float().chunk(2, dim=1)
+      std = torch.exp(0.5 * logvar)
+      if k == 0:  # the ELBO with the analytic KL
+        z = mean + std * torch.randn_like(mean)
+        log_px_z = -bce(dec(z).float(), x, reduction="none").sum(1)
+        kl = 0.5 * (logvar.exp() + mean**2 - 1.0 - logvar).sum(1)
+        loss = -(log_px_z - kl).mean()
+      else:  # the IWAE-k bound, log mean_k p(x, z_k) / q(z_k | x) (k = 1: sampled KL)
+        eps = torch.randn(k, *mean.shape, device=device)
+        z = mean + std * eps
+        log_px_z = -bce(dec(z).float(), x.expand(k, -1, -1), reduction="none").sum(-1)
+        log_pz = -0.5 * (z**2).sum(-1)
+        log_qz = -0.5 * (eps**2).sum(-1) - (0.5 * logvar).sum(-1)
+        loss = -(torch.logsumexp(log_px_z + log_pz - log_qz, 0) - math.log(k)).mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
+    return loss.detach()
 
   return step, b
 
 
-def _cyclegan_step(nets, config, images, device, torch, to_form):
+def _cyclegan_step(nets, config, images, device, torch, to_form, amp):
   g_ab, g_ba, d_a, d_b = nets["g_ab"], nets["g_ba"], nets["d_a"], nets["d_b"]
   b, o = config.batch_size, config.opt
   adam = dict(lr=o.lr, betas=(o.b1, o.b2))
@@ -179,16 +214,18 @@ def _cyclegan_step(nets, config, images, device, torch, to_form):
     return to_form(images[half][idx].float() / 127.5 - 1.0)
 
   def mse_to(x, target):
-    return (x - target).pow(2).mean()
+    return (x.float() - target).pow(2).mean()
 
   def step():
     real_a, real_b = batch(0), batch(1)
-    fake_b, fake_a = g_ab(real_a), g_ba(real_b)
-    loss = (mse_to(d_b(fake_b), 1.0) + mse_to(d_a(fake_a), 1.0)
-            + lam * ((g_ba(fake_b) - real_a).abs().mean() + (g_ab(fake_a) - real_b).abs().mean()))
-    if idt:
-      loss = loss + idt * lam * ((g_ab(real_b) - real_b).abs().mean()
-                                 + (g_ba(real_a) - real_a).abs().mean())
+    with amp():
+      fake_b, fake_a = g_ab(real_a), g_ba(real_b)
+      loss = (mse_to(d_b(fake_b), 1.0) + mse_to(d_a(fake_a), 1.0)
+              + lam * ((g_ba(fake_b) - real_a).abs().mean()
+                       + (g_ab(fake_a) - real_b).abs().mean()))
+      if idt:
+        loss = loss + idt * lam * ((g_ab(real_b) - real_b).abs().mean()
+                                   + (g_ba(real_a) - real_a).abs().mean())
     d_a.requires_grad_(False)
     d_b.requires_grad_(False)
     opt_g.zero_grad(set_to_none=True)
@@ -197,16 +234,18 @@ def _cyclegan_step(nets, config, images, device, torch, to_form):
     d_a.requires_grad_(True)
     d_b.requires_grad_(True)
     pooled_a, pooled_b = query(pools[0], fake_a.detach()), query(pools[1], fake_b.detach())
-    d_loss = 0.5 * (mse_to(d_a(real_a), 1.0) + mse_to(d_a(pooled_a), 0.0)
-                    + mse_to(d_b(real_b), 1.0) + mse_to(d_b(pooled_b), 0.0))
+    with amp():
+      d_loss = 0.5 * (mse_to(d_a(real_a), 1.0) + mse_to(d_a(pooled_a), 0.0)
+                      + mse_to(d_b(real_b), 1.0) + mse_to(d_b(pooled_b), 0.0))
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
+    return loss.detach()
 
   return step, b
 
 
-def _progan_step(nets, config, images, device, torch, to_form):
+def _progan_step(nets, config, images, device, torch, to_form, amp):
   g, d = nets["generator"], nets["discriminator"]
   level, alpha, b = g.levels - 1, 1.0, config.batch_size  # the last phase, faded in
   o = config.opt
@@ -220,19 +259,21 @@ def _progan_step(nets, config, images, device, torch, to_form):
     idx = torch.randint(0, images.shape[0], (b,), device=device)
     real = torch.nn.functional.pad(to_form(images[idx].float() / 127.5 - 1.0), padding,
                                    value=-1.0)
-    fake = g(torch.randn(b, config.model.latent_dim, device=device), level, alpha)
-    scores = d(torch.cat([real, fake.detach()]), level, alpha)
-    real_scores, fake_scores = scores[:b], scores[b:]
-    eps = torch.rand(b, 1, 1, 1, device=device)
-    x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(d(x_hat, level, alpha).sum(), x_hat, create_graph=True)
-    gp = ((grad.flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
-    d_loss = (fake_scores.mean() - real_scores.mean() + config.gp_weight * gp
-              + config.drift * real_scores.pow(2).mean())
+    with amp():
+      fake = g(torch.randn(b, config.model.latent_dim, device=device), level, alpha)
+      scores = d(torch.cat([real, fake.detach()]), level, alpha).float()
+      real_scores, fake_scores = scores[:b], scores[b:]
+      eps = torch.rand(b, 1, 1, 1, device=device)
+      x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
+      (grad,) = torch.autograd.grad(d(x_hat, level, alpha).sum(), x_hat, create_graph=True)
+      gp = ((grad.float().flatten(1).pow(2).sum(1) + 1e-12).sqrt() - 1).pow(2).mean()
+      d_loss = (fake_scores.mean() - real_scores.mean() + config.gp_weight * gp
+                + config.drift * real_scores.pow(2).mean())
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-    g_loss = -d(fake, level, alpha).mean()
+    with amp():
+      g_loss = -d(fake, level, alpha).float().mean()
     opt_g.zero_grad(set_to_none=True)
     d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
     g_loss.backward()
@@ -241,6 +282,7 @@ def _progan_step(nets, config, images, device, torch, to_form):
     with torch.no_grad():
       for e, p in zip(ema.parameters(), g.parameters()):
         e.lerp_(p, 1.0 - config.ema_decay)
+    return g_loss.detach()
 
   return step, b
 
@@ -249,15 +291,15 @@ class Twin(NamedTuple):
   """A family's PyTorch twin."""
 
   modules: Callable  # (config, image_shape) -> {name: torch module}
-  step: Callable  # (nets, config, images, device, torch, to_form) -> (step(), images per step)
-  forms: tuple[str, ...]  # the FORMS that apply: no memory format for an MLP
+  step: Callable  # (nets, config, images, device, torch, to_form, amp) -> (step(), images/step)
+  forms: tuple[str, ...]  # the FORMS that apply
 
 
 TWINS = {
-    "gan": Twin(twin_networks.dcgan_modules, _gan_step, FORMS),
-    "vae": Twin(twin_networks.vae_modules, _vae_step, ("nchw", "compile")),
-    "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, FORMS),
-    "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw",)),
+    "gan": Twin(twin_networks.dcgan_modules, _gan_step, CONV_FORMS),
+    "vae": Twin(twin_networks.vae_modules, _vae_step, DENSE_FORMS),
+    "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, CONV_FORMS),
+    "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw", "channels_last")),
 }
 
 
@@ -278,23 +320,49 @@ def modules(config, image_shape):
   return get(config.family).modules(config, image_shape)
 
 
-def make_step(config, image_shape, form: str, num_images: int = 60000, device: str = ""):
-  """(step, networks, images per step, device): the twin's train step in `form`,
-  on `num_images` random uint8 images held on the device: `device`, else a
-  CUDA GPU where there is one, else the CPU."""
+def default_device() -> str:
+  """'cuda' where torch sees a CUDA GPU, else 'cpu'."""
+  import torch
+
+  return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def unavailable(form: str, device: str) -> str | None:
+  """Why `form` cannot run on `device` ('cpu' or 'cuda'), or None where it can."""
+  if FORMS[form].gpu_only and device != "cuda":
+    return (f"form {form!r} (torch.compile mode {FORMS[form].compile_mode!r}) captures CUDA "
+            f"graphs: GPU only; on the {device.upper()} measure 'compile' or "
+            "'compile_channels_last' instead.")
+  return None
+
+
+def make_step(config, image_shape, form: str, num_images: int = 60000, device: str = "",
+              precision: str = "float32"):
+  """(step, networks, images per step, device): the twin's train step (it
+  returns the generator's loss, the VAE's negative bound) in `form` and `precision`, on `num_images` random uint8 images held on the device:
+  `device`, else a CUDA GPU where there is one, else the CPU."""
   import torch
 
   if form not in forms_for(config.family):
     raise ValueError(f"Form {form!r} does not apply to the {config.family} twin; "
                      f"choose from {forms_for(config.family)}.")
+  if precision not in PRECISIONS:
+    raise ValueError(f"Precision {precision!r} is not one of the twins'; choose from "
+                     f"{PRECISIONS}.")
+  device = torch.device(device or default_device())
+  why = unavailable(form, device.type)
+  if why:
+    raise ValueError(why[0].upper() + why[1:])
   torch.manual_seed(0)
   random.seed(0)
-  device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+  spec = FORMS[form]
   nets = {k: v.to(device) for k, v in modules(config, image_shape).items()}
-  layout = torch.channels_last if form == "channels_last" else torch.contiguous_format
-  if form == "channels_last":
+  layout = torch.channels_last if spec.channels_last else torch.contiguous_format
+  if spec.channels_last:
     nets = {k: v.to(memory_format=layout) for k, v in nets.items()}
-  run = {k: torch.compile(v) for k, v in nets.items()} if form == "compile" else nets
+  run = nets
+  if spec.compile_mode:
+    run = {k: torch.compile(v, mode=spec.compile_mode) for k, v in nets.items()}
   h, w, c = image_shape
   shape = (2, num_images, c, h, w) if config.family == "cyclegan" else (num_images, c, h, w)
   images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
@@ -302,29 +370,59 @@ def make_step(config, image_shape, form: str, num_images: int = 60000, device: s
   def to_form(x):
     return x.contiguous(memory_format=layout)
 
-  step, images_per_step = get(config.family).step(run, config, images, device, torch, to_form)
+  def amp():
+    if precision == "float32":
+      return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+  step, images_per_step = get(config.family).step(run, config, images, device, torch, to_form,
+                                                  amp)
+  if spec.compile_mode == "reduce-overhead":
+    inner = step
+
+    def step():  # a new CUDA graph tree iteration: the last step's outputs may be reused
+      torch.compiler.cudagraph_mark_step_begin()
+      return inner()
+
   return step, nets, images_per_step, device
 
 
-def measure(config, image_shape, form: str, windows: int, window_seconds: float,
-            num_images: int = 60000) -> dict:
-  """images/s of the twin's train step in `form` (median of timed windows)."""
+def peak_memory(device) -> dict:
+  """The process's peak resident memory, and torch's peak CUDA allocation on a
+  GPU (torch.cuda.max_memory_allocated) or None with the reason."""
   import torch
 
-  step, nets, images_per_step, device = make_step(config, image_shape, form, num_images)
+  out = {"peak_rss_mb": peak_rss_mb()}
+  if device.type == "cuda":
+    out["peak_device_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+  else:
+    out["peak_device_mb"] = None
+    out["peak_device_mb_why_none"] = "the CPU has no device memory: see peak_rss_mb"
+  return out
+
+
+def measure(config, image_shape, form: str, windows: int, window_seconds: float,
+            num_images: int = 60000, precision: str = "float32") -> dict:
+  """images/s of the twin's train step in `form` and `precision` (median of
+  timed windows), and its peak memory."""
+  import torch
+
+  step, nets, images_per_step, device = make_step(config, image_shape, form, num_images,
+                                                  precision=precision)
 
   def run_once():
     step()
     if device.type == "cuda":
       torch.cuda.synchronize()
 
-  if form == "compile":
+  if FORMS[form].compile_mode:
     run_once()  # the first calls compile (one graph per input shape); timed_windows warms once more
   rate = timed_windows(run_once, images_per_step, windows, window_seconds)
-  return {"torch_version": torch.__version__, "form": form, "device": str(device),
+  return {"torch_version": torch.__version__, "form": form, "precision": precision,
+          "device": str(device),
           "device_name": (torch.cuda.get_device_name() if device.type == "cuda" else "cpu"),
           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
           "batch_size": config.batch_size, "images_per_step": images_per_step,
           "parameters": sum(p.numel() for net in nets.values() for p in net.parameters()),
           "images_per_sec": {k: float(f"{v:.4g}") for k, v in rate.items()},
-          "step_seconds": round(images_per_step / rate["median"], 5)}
+          "step_seconds": round(images_per_step / rate["median"], 5), **peak_memory(device)}

@@ -13,9 +13,11 @@ and Adam(2e-4).
   python -m experiments.gan_folder --config=experiments/gan_folder.py:hinge_sn \\
       --config.data.path=~/photos --config.data.labels=folders --config.conditional=True
 
-No feature network is trained for a user's folder, so the FID/KID of the
-loop and of `genjax.evaluate` are off unless pytorch-fid's Inception weights
-are on disk (docs/evaluation.md); the grids are written as usual.
+FID/KID (of `genjax.evaluate`, and of the loop with metrics_num_samples > 0)
+are in Inception-v3 features where pytorch-fid's weights are on disk, else in
+a network trained on the folder's own images by
+`python -m genjax.metrics.train_classifier --workdir RUN`, else off
+(docs/evaluation.md); the grids are written as usual.
 """
 
 import ml_collections

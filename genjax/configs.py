@@ -52,7 +52,7 @@ RESUMABLE_KEYS = frozenset({
 })
 
 # Keys added after runs were written without them, per family ("*": every
-# family), with the value that does what those runs did. A new key joins this
+# family; "folder": every config with data.path), with the value that does what those runs did. A new key joins this
 # table when it is added, so that older workdirs resume and sample unchanged.
 ADDED_KEYS = {
     "*": {"grid_scale": 1, "population.seeds": 0, "population.sweep": "",
@@ -67,6 +67,8 @@ ADDED_KEYS = {
     "vae": {"metrics_num_samples": 0, "iwae_k_train": 0, "final_iwae_k": 0,
             "model.weight_init": "", "opt.schedule": "", "opt.variant": "",
             "opt.examples_per_pass": 0, "data.pipeline": "device", "data.threads": 4},
+    # Configs of a user's image folder (those with data.path), whatever the family.
+    "folder": {"data.background": "none"},
 }
 
 
@@ -76,7 +78,8 @@ def upgrade(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config = copy.deepcopy(config)
   family = config.get("family", "")
   with config.unlocked():
-    for key, value in {**ADDED_KEYS["*"], **ADDED_KEYS.get(family, {})}.items():
+    folder = ADDED_KEYS["folder"] if "path" in config.get("data", {}) else {}
+    for key, value in {**ADDED_KEYS["*"], **ADDED_KEYS.get(family, {}), **folder}.items():
       *parents, leaf = key.split(".")
       node = config
       for p in parents:
@@ -241,7 +244,8 @@ def use_image_folder(config: ml_collections.ConfigDict, image_size: int):
   data.labels = "none"  # none | folders (first-level subfolders are classes)
   data.test_percent = 5  # images held out for evaluation, chosen by a hash of their path
   data.pipeline = "auto"  # on the devices up to 1 GiB of images, else streamed
-  config.metrics_num_samples = 0  # no feature network for a folder (docs/data.md)
+  data.background = "white"  # under transparent pixels: white, black, #rrggbb or none (alpha dropped)
+  config.metrics_num_samples = 0  # FID in training: Inception or the folder's network (evaluation.md)
   return config
 
 

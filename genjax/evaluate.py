@@ -19,6 +19,12 @@ $GENJAX_INCEPTION_WEIGHTS, the torch.hub cache, or --inception_weights PATH),
 floor); without the file it says `unavailable` and why. On a CPU it is slow
 (about 15 images/s here), so `--noinception` skips it.
 
+A run on a user's folder (data.path) is scored in one feature space
+(genjax.metrics.folder_features): Inception-v3 where its weights are given
+or found, else the network trained on the folder's own images
+(`python -m genjax.metrics.train_classifier --workdir RUN`), else none.
+Every result names its features (`features`: name, file, SHA-256).
+
 Then the family's own measures over the test split (`--num_test` images;
 all by default), from its `evaluate_metrics` (genjax.models): for VAEs
 the test ELBO, active units and the IWAE-k negative log-likelihood in nats
@@ -43,7 +49,7 @@ from genjax.train import population
 from genjax.train import members as members_lib
 from genjax.train import workdir as rundir
 from genjax.models import sampling
-from genjax.metrics import distances, features, inception, scores
+from genjax.metrics import distances, features, folder_features, inception, scores
 
 
 def _log(message: str) -> None:
@@ -145,16 +151,21 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
     result["sample_metrics"] = "skipped (--num 0)"
   elif family.sample is not None:  # a generator of new images (not a translator)
     try:
-      scorer = scores.Scorer(config.data.name, test.images, seed=seed)
+      scorer = _scorer(config, test, seed, use_inception, inception_weights)
     except features.FeatureNetworkError as e:
       result["sample_metrics"] = f"unavailable: {e}"
   network = reference = None
   if scorer is not None:
+    result["features"] = scorer.identity
     record = scorer.network.record
-    result["feature_network"] = {k: record[k] for k in ("sha256", "test_accuracy", "data_source")}
+    if "test_accuracy" in record:  # a classifier's, with its accuracy
+      keys = ("sha256", "test_accuracy", "data_source") + (
+          ("task", "test_images", "chance") if "task" in record else ())  # a folder's own
+      result["feature_network"] = {k: record[k] for k in keys}
     if inception_unavailable:
       result["inception"] = inception_unavailable
-    elif use_inception:
+    elif use_inception and not folder_features.is_folder(config.data):
+      # (A folder's scorer is Inception itself where its weights are here.)
       network = inception.load(inception_weights)
       result["inception"] = {"weights": str(network.path), "sha256": network.sha256}
       reference = distances.feature_statistics(
@@ -209,6 +220,15 @@ def evaluate(workdir, num: int = 10000, seed: int = 0, checkpoint="latest", floo
     result["summary"] = _summary([e for e in result["members"] if not e.get("diverged")])
   result["seconds"] = round(time.perf_counter() - start, 1)
   return result
+
+
+def _scorer(config, test, seed: int, use_inception: bool, inception_weights) -> scores.Scorer:
+  """The scorer of a run's samples against its test split: in the dataset's
+  committed classifier, or for a folder in Inception or the folder's own network."""
+  network = None
+  if folder_features.is_folder(config.data):
+    network = folder_features.choose(config.data, inception_weights, use_inception)
+  return scores.Scorer(config.data.name, test.images, seed=seed, network=network)
 
 
 def _score(scorer, images, network, reference, what: str) -> dict:

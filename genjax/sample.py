@@ -3,15 +3,21 @@
   python -m genjax.sample --workdir runs/gan_mnist --num 1000 --out samples.npz
   python -m genjax.sample --workdir runs/gan_mnist --checkpoint best
   python -m genjax.sample --workdir runs/gan_mnist_cgan --labels 3,7   # conditional runs
+  python -m genjax.sample --workdir runs/biggan_folder --labels city,sea --truncation 0.5
   python -m genjax.sample --workdir runs/gan_mnist_seeds --member 2     # population runs
 
 The .npz file holds `images`: uint8 [N, H, W, C], and for conditional runs
-`labels` [N] (the --labels list repeated, or every class in turn). It is
+`labels` [N] (the --labels list repeated, or every class in turn). --labels
+names classes by number or, for a folder's classes, by name (run.json's
+`class_names`). --truncation T draws z from the normal truncated to
+[-T, T] (the truncation trick), for families whose sampler takes it. It is
 written a batch at a time into a temporary file beside --out, renamed to
 --out when complete: memory holds one batch whatever --num, and a count
 whose images would not fit on the disk is refused before any is drawn.
 """
 
+import functools
+import inspect
 import math
 import os
 import sys
@@ -46,10 +52,31 @@ class LabelCycle:
     return np.asarray(self[0:self.num], dtype)
 
 
-def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
+def class_numbers(wanted, info: dict) -> list[int]:
+  """--labels' items (class numbers, or names of run.json's `class_names`)
+  as class numbers; a name the run does not have is a ValueError listing
+  its classes."""
+  names = info.get("class_names") or []
+  out = []
+  for item in wanted:
+    if isinstance(item, str) and item in names:
+      out.append(names.index(item))
+    elif isinstance(item, int) or item.strip().lstrip("-").isdigit():
+      out.append(int(item))
+    elif names:
+      raise ValueError(f"--labels: {item!r} is not a class of this run; its classes are "
+                       f"{', '.join(names)}.")
+    else:
+      raise ValueError(f"--labels: {item!r} is not a class number, and this run's data has no "
+                       f"class names; its classes are 0..{info['num_classes'] - 1}.")
+  return out
+
+
+def sample_labels(config, info: dict, num: int, wanted: list | None):
   """The labels [num] (a LabelCycle) for a conditional run (None for an
-  unconditional one)."""
+  unconditional one); `wanted`: class numbers or names (`class_numbers`)."""
   num_classes = info["num_classes"]
+  wanted = class_numbers(wanted or [], info)
   if not config.get("conditional", False):
     if wanted:
       raise ValueError(f"--labels={','.join(map(str, wanted))}: this run is not conditional "
@@ -62,8 +89,28 @@ def sample_labels(config, info: dict, num: int, wanted: list[int] | None):
   return LabelCycle(wanted or np.arange(num_classes), num)
 
 
-def _prepare(workdir, num: int, seed: int, batch: int, checkpoint, labels, member):
+def check_truncation(truncation: float | None) -> None:
+  """A ValueError unless `truncation` is None or in (0, 2]."""
+  if truncation is not None and not 0 < truncation <= 2:
+    raise ValueError(f"--truncation={truncation:g} must be in (0, 2] (0.5 is usual; smaller "
+                     "trades variety for fidelity); omit it to sample the full normal.")
+
+
+def with_truncation(family, config, truncation: float | None):
+  """The family's sampler, with `truncation` where one is asked for; a
+  ValueError for a family whose sampler takes none."""
+  if truncation is None:
+    return family.sample
+  if "truncation" not in inspect.signature(family.sample).parameters:
+    raise ValueError(f"--truncation={truncation:g}: the {config.family!r} family's sampler "
+                     "takes no truncation; omit --truncation.")
+  return functools.partial(family.sample, truncation=truncation)
+
+
+def _prepare(workdir, num: int, seed: int, batch: int, checkpoint, labels, member,
+             truncation=None):
   """(Sampler, state, key, labels or None, image shape) for `num` images."""
+  check_truncation(truncation)
   config, info = rundir.read(workdir)
   rundir.check_member(config, member)
   if member is None and members_lib.active(config):
@@ -81,18 +128,20 @@ def _prepare(workdir, num: int, seed: int, batch: int, checkpoint, labels, membe
   if family.sample is None:
     raise ValueError(f"{workdir} holds a {config.family!r} run, which translates images and "
                      "draws no new ones; `python -m genjax.evaluate` measures it.")
-  sampler = sampling.Sampler(family.sample, config, batch)
+  sampler = sampling.Sampler(with_truncation(family, config, truncation), config, batch)
   return sampler, state, jax.random.key(seed), labels, tuple(info["image_shape"])
 
 
 def generate(workdir, num: int, seed: int = 0, batch: int = 500,
-             checkpoint: str | int = "latest", labels: list[int] | None = None,
-             member: int | None = None):
+             checkpoint: str | int = "latest", labels: list | None = None,
+             member: int | None = None, truncation: float | None = None):
   """(uint8 [num, H, W, C] images, labels [num] or None) from a checkpoint in
   `workdir`; of a population run, from member `member` (a diverged member is
-  sampled with a warning on stderr naming the step it diverged at)."""
+  sampled with a warning on stderr naming the step it diverged at).
+  `labels`: class numbers or names; `truncation`: the truncation trick's
+  bound, for a family whose sampler takes one."""
   sampler, state, key, labels, _ = _prepare(workdir, num, seed, batch, checkpoint, labels,
-                                            member)
+                                            member, truncation)
   images = sampler(state, num, key, labels)
   return images, (None if labels is None else np.asarray(labels))
 
@@ -145,8 +194,8 @@ def _write_array(archive: zipfile.ZipFile, name: str, shape, dtype, chunks) -> N
 
 
 def write(workdir, out: Path, num: int, seed: int = 0, batch: int = 500,
-          checkpoint: str | int = "latest", labels: list[int] | None = None,
-          member: int | None = None) -> tuple[int, ...]:
+          checkpoint: str | int = "latest", labels: list | None = None,
+          member: int | None = None, truncation: float | None = None) -> tuple[int, ...]:
   """Writes the images of `generate(...)` (and their labels) to the .npz
   `out` a batch at a time; returns the image shape. Until it is complete
   the file is `.<name>.tmp` beside `out`, removed on failure, so an existing
@@ -154,7 +203,7 @@ def write(workdir, out: Path, num: int, seed: int = 0, batch: int = 500,
   config, info = rundir.read(workdir)
   check_disk(out, num, info["image_shape"], bool(config.get("conditional", False)))
   sampler, state, key, labels, shape = _prepare(workdir, num, seed, batch, checkpoint, labels,
-                                                member)
+                                                member, truncation)
   tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
   try:
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as z:
@@ -181,8 +230,10 @@ def define_flags():
   flags.DEFINE_string("checkpoint", "latest", "'latest', 'best' (lowest FID) or a step number.")
   flags.DEFINE_integer("member", None, "Population runs (config.population): the member "
                        "to sample from.")
-  flags.DEFINE_list("labels", [], "Conditional runs: classes to draw, repeated to --num "
-                    "(default: every class in turn).")
+  flags.DEFINE_list("labels", [], "Conditional runs: classes to draw, by number or by "
+                    "folder name, repeated to --num (default: every class in turn).")
+  flags.DEFINE_float("truncation", None, "The truncation trick: z drawn from the normal "
+                     "truncated to [-T, T], T in (0, 2], for families that take it (biggan).")
 
 
 def main(argv):
@@ -197,13 +248,10 @@ def main(argv):
     raise app.UsageError(f"--seed={FLAGS.seed} must be in [0, 2**63).")
   try:
     out = check_output_path(FLAGS.out)
-    try:
-      wanted = [int(y) for y in FLAGS.labels]
-    except ValueError:
-      raise ValueError(f"--labels={','.join(FLAGS.labels)} must be class numbers, "
-                       "e.g. --labels=3,7.") from None
+    check_truncation(FLAGS.truncation)
     shape = write(FLAGS.workdir, out, FLAGS.num, FLAGS.seed, FLAGS.batch,
-                  rundir.parse_checkpoint(FLAGS.checkpoint), wanted, FLAGS.member)
+                  rundir.parse_checkpoint(FLAGS.checkpoint), FLAGS.labels, FLAGS.member,
+                  FLAGS.truncation)
   except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

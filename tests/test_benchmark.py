@@ -46,14 +46,19 @@ def test_benchmark_json_is_consistent(tmp_path):
   assert report["backend"] == "cpu" and report["device_count"] >= 1
   assert report["matmul_peak_gflops"] > 1
   assert report["config_overrides"] == ["batch_size=50"]
-  vae = report["vae_mnist"]
+  assert report["settings"]["precision"] == ["float32"] and report["settings"]["batches"] == "cpu"
+  assert set(report["vae_mnist"]) == {"experiment", "batch_size", "float32", "best"}
+  vae = report["vae_mnist"]["float32"]["genjax"]
   assert vae["batch_size"] == vae["images_per_step"] == 50  # --set reached the measuring child
   assert set(vae["images_per_sec"]) == {"1", "10"}  # k=1 and the config's steps_per_call
   assert set(vae["compile_seconds"]) == {"1", "10"}
   best = max(r["median"] for r in vae["images_per_sec"].values())
+  assert report["vae_mnist"]["best"] == {"genjax": {"precision": "float32", "images_per_sec": best}}
   assert abs(vae["achieved_gflops"] - vae["gflop_per_step"] * best / vae["images_per_step"]) < 0.2
   assert vae["fraction_of_matmul_peak"] == round(
       vae["achieved_gflops"] / report["matmul_peak_gflops"], 3)
+  # No device memory on the CPU: null, and why.
+  assert vae["peak_device_mb"] is None and "peak_rss_mb" in vae["peak_device_mb_why_none"]
   # The VAE's step: encoder + decoder MLPs over a batch of 50, forward and backward.
   assert 0.01 < vae["gflop_per_step"] < 10
   assert 100 < vae["peak_rss_mb"] < 20_000
@@ -242,3 +247,100 @@ def test_set_with_pipeline_is_refused():
       timeout=300)
   assert proc.returncode != 0
   assert "--pipeline" in proc.stderr and "batch_size=10" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_gpu_script_runs_its_comparison_tiny_on_the_cpu(tmp_path):
+  """benchmarks/gpu.sh with the tiny presets: genjax and the twin in both
+  precisions per row, the GPU-only form reported as such, each side's best,
+  and the device memory the CPU has not."""
+  pytest.importorskip("torch")
+  out = tmp_path / "gpu.json"
+  proc = subprocess.run(
+      ["bash", "benchmarks/gpu.sh", "--batches=tiny", "--experiments=vae_mnist",
+       "--pytorch_forms=nchw,reduce_overhead", "--windows=1", "--window_seconds=0.05",
+       "--max_steps_per_call=1", f"--output={out}"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(out.read_text())
+  assert report["settings"] | {"windows": 1} == {
+      "batches": "tiny", "precision": ["float32", "bfloat16"], "repeats": 1, "windows": 1,
+      "window_seconds": 0.05, "preset": "gpu", "budget_seconds": 450.0}
+  assert report["xla_preallocate"] == "false"
+  row = report["vae_mnist:tiny@2"]
+  assert row["experiment"] == "vae_mnist:tiny" and row["batch_size"] == 2
+  for precision in ("float32", "bfloat16"):
+    side = row[precision]
+    assert side["genjax"]["images_per_sec"]["1"]["median"] > 0
+    assert side["genjax"]["peak_device_mb"] is None
+    twin = side["pytorch"]["nchw"]
+    assert twin["precision"] == precision and twin["batch_size"] == 2
+    assert twin["images_per_sec"]["median"] > 0 and twin["peak_device_mb"] is None
+    assert "GPU only" in side["pytorch"]["reduce_overhead"]["unavailable"]
+    assert side["pytorch_best_form"] == "nchw"
+    assert side["genjax_over_pytorch_best"] == round(
+        side["genjax_best"] / twin["images_per_sec"]["median"], 3)
+  best = row["best"]
+  assert best["genjax"]["images_per_sec"] == max(row[p]["genjax_best"] for p in
+                                                 ("float32", "bfloat16"))
+  assert best["pytorch"]["images_per_sec"] == row[best["pytorch"]["precision"]]["pytorch_best"]
+
+
+def test_batch_settings_name_each_row():
+  rows = benchmark.entries(["gan_mnist", "cyclegan_horse2zebra", "progan_fashion_mnist"],
+                           "realistic", ["model.g_width=8"])
+  assert [(r.key, r.assignments) for r in rows] == [
+      ("gan_mnist@256", ("model.g_width=8", "batch_size=256")),
+      ("cyclegan_horse2zebra@1", ("model.g_width=8", "batch_size=1")),
+      ("cyclegan_horse2zebra@4", ("model.g_width=8", "batch_size=4")),
+      ("progan_fashion_mnist", ("model.g_width=8",))]  # its own batch, its last phase
+  assert [r.key for r in benchmark.entries(["gan_mnist:wgan_gp", "vae_mnist"], "tiny")] == [
+      "gan_mnist:wgan_gp,tiny@2", "vae_mnist:tiny@2"]
+  assert [r.key for r in benchmark.entries(["gan_mnist:wgan_gp"], "cpu")] == ["gan_mnist:wgan_gp"]
+  assert {e.partition(":")[0] for e in benchmark.REALISTIC_BATCHES} <= set(common.EXPERIMENTS)
+
+
+def test_repeats_alternate_and_a_spent_budget_skips(monkeypatch):
+  """Each measurement runs once per pass, the passes in turn; the medians of
+  the runs' medians are reported; past the budget nothing more starts, and a
+  GPU-only form is reported unavailable on the CPU, not run."""
+  order, rates = [], iter([10.0, 30.0, 20.0, 40.0])
+
+  def fake_child(args, module, timeout):
+    order.append(args[1])
+    rate = next(rates)
+    return {"images_per_step": 5, "images_per_sec": {"median": rate, "min": rate - 1,
+                                                     "max": rate + 1}}
+
+  monkeypatch.setattr(common, "run_child", fake_child)
+  row = benchmark.entries(["vae_mnist"], "cpu")[0]
+  jobs = [benchmark.Job(row, "float32", "nchw"), benchmark.Job(row, "float32", "compile"),
+          benchmark.Job(row, "float32", "reduce_overhead")]
+  flags_ = type("F", (), {"repeats": 2, "budget_seconds": 0.0, "windows": 1,
+                          "window_seconds": 0.1})
+  out = benchmark.run_jobs(jobs, flags_, "cpu", started=0.0)
+  assert order == ["--pytorch_form=nchw", "--pytorch_form=compile"] * 2
+  assert out[jobs[0]]["images_per_sec"] == {"median": 15.0, "min": 9.0, "max": 21.0}
+  assert out[jobs[0]]["repeat_medians"] == [10.0, 20.0]
+  assert out[jobs[1]]["images_per_sec"]["median"] == 35.0
+  assert "GPU only" in out[jobs[2]]["unavailable"]
+  flags_.budget_seconds, flags_.repeats = 5.0, 1
+  out = benchmark.run_jobs(jobs[:1], flags_, "cpu", started=-100.0)
+  assert out[jobs[0]] == {"skipped": "the --budget_seconds=5 were spent"}
+  # a second run the budget left out: the measured run's figures, and what was not
+  measured = {"images_per_sec": {"median": 3.0, "min": 2.0, "max": 4.0}}
+  assert benchmark.combine_runs([measured, out[jobs[0]]]) == measured | {
+      "runs_not_measured": [{"skipped": "the --budget_seconds=5 were spent"}]}
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--precision=float16", ["--precision: unknown ['float16']", "'bfloat16'"]),
+    ("--pytorch_forms=compiled", ["--pytorch_forms: unknown ['compiled']", "'reduce_overhead'"]),
+])
+def test_bad_precision_and_form_are_named(flag, words):
+  proc = subprocess.run(
+      [sys.executable, "-m", "benchmarks.benchmark", flag],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=300)
+  assert proc.returncode != 0
+  assert all(w in proc.stderr for w in words), proc.stderr[-2000:]

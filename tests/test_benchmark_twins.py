@@ -187,3 +187,34 @@ def test_progan_twin_step_updates_the_final_phase_networks():
   assert images_per_step == config.batch_size
   with pytest.raises(ValueError, match="'compile' does not apply to the progan twin"):
     twins.make_step(config, (28, 28, 1), "compile", num_images=8)
+
+
+@pytest.mark.parametrize("experiment, form", [("gan_mnist:wgan_gp,tiny", "channels_last"),
+                                              ("vae_mnist:tiny", "nchw"),
+                                              ("cyclegan_edges2fashion:tiny", "channels_last")])
+def test_twin_in_bfloat16_autocast_computes_in_bfloat16_and_trains(experiment, form):
+  """Under bfloat16 autocast the networks' layers compute in bfloat16, the
+  weights stay float32 and move, and the step's loss is finite."""
+  config = common.load_config(experiment)
+  step, nets, _, _ = twins.make_step(config, (28, 28, 1), form, num_images=32,
+                                     precision="bfloat16")
+  dtypes = []
+  layer = next(m for net in nets.values() for m in net.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+  layer.register_forward_hook(lambda m, args, out: dtypes.append(out.dtype))
+  before = [p.detach().clone() for p in layer.parameters()]
+  losses = [step() for _ in range(2)]
+  assert all(torch.isfinite(loss) and loss.dtype == torch.float32 for loss in losses), losses
+  assert dtypes and set(dtypes) == {torch.bfloat16}
+  assert all(p.dtype == torch.float32 and not torch.equal(a, p)
+             for a, p in zip(before, layer.parameters()))
+
+
+def test_gpu_only_form_and_unknown_precision_are_refused_by_name():
+  config = common.load_config("gan_mnist:tiny")
+  with pytest.raises(ValueError, match="'reduce_overhead'.*GPU only.*'compile'"):
+    twins.make_step(config, (28, 28, 1), "reduce_overhead", num_images=8, device="cpu")
+  with pytest.raises(ValueError, match="Precision 'float16'.*'bfloat16'"):
+    twins.make_step(config, (28, 28, 1), "nchw", num_images=8, precision="float16")
+  assert twins.unavailable("reduce_overhead", "cuda") is None
+  assert twins.unavailable("compile_channels_last", "cpu") is None

@@ -1,6 +1,7 @@
 """scripts/make_rgb_folder.py, run as a user runs it: a small slice of the real
-RGB photos of Debian's endless-sky-data, written as class folders that
-genjax's folder loader reads."""
+RGB photos of Debian's endless-sky-data, and the Noto emoji of the npm package
+emoji-datasource-google, written as class folders that genjax's folder
+loader reads."""
 
 import hashlib
 import shutil
@@ -22,8 +23,8 @@ INSTALLED = Path("/usr/share/games/endless-sky/images/land")
 CACHE = Path.home() / ".cache" / "genjax" / "debs"
 
 
-def make(out: Path, *args: str) -> str:
-  result = subprocess.run([sys.executable, str(SCRIPT), str(out), "--cache", str(CACHE), *args],
+def make(out: Path, *args: str, cache: Path = CACHE) -> str:
+  result = subprocess.run([sys.executable, str(SCRIPT), str(out), "--cache", str(cache), *args],
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr
   return result.stdout
@@ -66,3 +67,50 @@ def test_a_slice_of_the_photos_is_an_rgb_class_folder_the_loader_reads(tmp_path,
   assert train.num_classes == 20 and train.images.shape[1:] == (64, 64, 3)
   assert train.images.dtype == np.uint8
   assert set(np.unique(train.labels)) <= set(range(20)) and len(np.unique(train.labels)) > 15
+
+
+EMOJI_CACHE = Path.home() / ".cache" / "genjax" / "npm"  # the script's default cache
+EMOJI_CLASSES = {"activities": 85, "animals-nature": 159, "flags": 270, "food-drink": 131,
+                 "objects": 264, "people-body": 386, "smileys-emotion": 169, "symbols": 224,
+                 "travel-places": 218}  # the counts the script's docstring gives
+
+
+def test_the_emoji_source_writes_its_nine_categories_as_rgba_class_folders(tmp_path):
+  """The real npm package (from the cache, else `npm pack`): every category
+  but Component, skin-tone variants left out, --limit per class."""
+  full, sliced = tmp_path / "full", tmp_path / "sliced"
+  said = make(full, "--source", "emoji", cache=EMOJI_CACHE)
+  assert "1906 PNG images of 64x64 (emoji on a transparent background) in 9 classes" in said
+  assert {d.name: len(list(d.glob("*.png"))) for d in full.iterdir() if d.is_dir()} \
+      == EMOJI_CLASSES
+  assert not list(full.glob("people-body/*_1f3f*.png"))  # no skin-tone variants
+  notice = (full / "LICENSE.txt").read_text()
+  assert "Apache License 2.0" in notice and "The MIT License" in notice
+
+  make(sliced, "--source", "emoji", "--limit", "4", "--skin-tones", "--component",
+       cache=EMOJI_CACHE)
+  counts = {d.name: len(list(d.glob("*.png"))) for d in sliced.iterdir() if d.is_dir()}
+  assert counts == {**{label: 4 for label in EMOJI_CLASSES}, "component": 4}
+  assert list(sliced.glob("people-body/*_1f3f*.png"))  # the variants, when asked for
+  for path in sliced.glob("*/*.png"):
+    twin = full / path.relative_to(sliced)
+    assert not twin.exists() or path.read_bytes() == twin.read_bytes()  # copied byte for byte
+    with Image.open(path) as image:
+      assert image.size == (64, 64) and image.mode in ("RGBA", "LA", "P")
+      alpha = np.asarray(image.convert("RGBA"))[..., 3]
+    assert alpha.min() == 0 and alpha.max() == 255  # a drawing on a transparent background
+
+
+def test_a_corrupted_emoji_tarball_is_refused_in_one_line(tmp_path):
+  make(tmp_path / "warm", "--source", "emoji", "--limit", "1", cache=EMOJI_CACHE)
+  tarball = EMOJI_CACHE / "emoji-datasource-google-16.0.0.tgz"
+  broken = tmp_path / "broken.tgz"
+  data = bytearray(tarball.read_bytes())
+  data[len(data) // 2] ^= 0xFF  # one flipped byte
+  broken.write_bytes(bytes(data))
+  result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "out"), "--source",
+                           "emoji", "--tarball", str(broken)], capture_output=True, text=True,
+                          timeout=300)
+  assert result.returncode == 1 and not (tmp_path / "out").exists()
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and str(broken) in lines[0] and "integrity" in lines[0], result.stderr

@@ -2,9 +2,12 @@
 
 Every JPEG, PNG and WebP file under the folder, recursively, in the sorted
 order of their paths relative to it. Each is turned upright by its EXIF
-orientation, converted to the configured channels (1: greyscale, 3: RGB;
-16-bit greyscale PNGs scaled to 8 bits as round(v / 257), 16-bit RGB(A) by
-PIL's high byte), resized so that its shorter side is `image_size` and
+orientation; an image with transparency (RGBA, LA, or a palette or tRNS
+transparent colour) is composited on `background` (white unless set;
+`None` drops the alpha channel and keeps each pixel's stored colour, PIL's
+`convert`); it is converted to the configured channels (1: greyscale, 3:
+RGB; 16-bit greyscale PNGs scaled to 8 bits as round(v / 257), 16-bit
+RGB(A) by PIL's high byte), resized so that its shorter side is `image_size` and
 centre-cropped to a square (`PIL.ImageOps.fit`, bicubic). With
 `labels="folders"` the first-level subfolder of each image is its class
 (classes in sorted order of the subfolder names), for conditional models.
@@ -18,8 +21,11 @@ Files that cannot be used are skipped, and the run prints one line per kind
 with the count and the first few names, and records the counts in
 `run.json`: files that do not decode (truncated, not an image), found by a
 scan that decodes every file once, in threads; files too large to decode;
-names that are not UTF-8 (named by their bytes). A folder in which no file
-is usable is an error. The scan's result is kept in `~/.cache/genjax/folders/`
+names that are not UTF-8 (named by their bytes). It says, in one line each,
+how many images have transparent pixels (and the background they are
+composited on), and how many greyscale images are converted to RGB (or
+colour images to greyscale) for the configured channels. A folder in which
+no file is usable is an error. The scan's result is kept in `~/.cache/genjax/folders/`
 ($GENJAX_CACHE) under a hash of the folder's file list (names, sizes,
 modification times), so a folder is scanned once until it changes; a cache
 file that is unreadable or does not list the folder's files is rebuilt.
@@ -45,7 +51,9 @@ IMAGE_SIZES = (28, 32, 64, 128, 256)  # sizes the GAN generators are built for
 MAX_MEGAPIXELS = 40
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _DRAFTED = ("JPEG", "MPO")  # formats PIL decodes at a reduced scale (Image.draft)
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
+_GREY_MODES = ("1", "L", "LA", "La", "I", "F", *_SIXTEEN_BIT_GREY)
+BACKGROUNDS = {"white": (255, 255, 255), "black": (0, 0, 0)}
 _STATUSES = ("ok", "unreadable", "unchecked")  # unchecked: too large to decode when scanned
 
 
@@ -70,6 +78,46 @@ def max_pixels() -> int:
     raise FolderError(f"GENJAX_MAX_MEGAPIXELS={text!r} must be a positive number of "
                       f"megapixels (default {MAX_MEGAPIXELS}); unset it for the default.")
   return int(value * 10**6)
+
+
+def parse_background(text: str) -> tuple[int, int, int] | None:
+  """'white', 'black' or '#rrggbb' as an RGB triple; 'none' as None (alpha dropped)."""
+  value = str(text).strip().lower()
+  if value == "none":
+    return None
+  if value in BACKGROUNDS:
+    return BACKGROUNDS[value]
+  if len(value) == 7 and value[0] == "#":
+    try:
+      return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+    except ValueError:
+      pass
+  raise FolderError(f"data.background={text!r}: 'white', 'black', '#rrggbb' (e.g. '#808080') "
+                    "or 'none' (the alpha channel dropped, each pixel's stored colour kept).")
+
+
+def has_alpha(image: Image.Image) -> bool:
+  """Whether `image` (as opened) carries transparency: an alpha band or a transparent colour."""
+  return "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info
+
+
+def is_transparent(image: Image.Image) -> bool:
+  """Whether any pixel of the loaded `image` is less than opaque."""
+  if not has_alpha(image):
+    return False
+  if "A" not in image.getbands():
+    image = image.convert("RGBA")
+  return image.getchannel("A").getextrema()[0] < 255
+
+
+def flatten(image: Image.Image, background: tuple[int, int, int] | None) -> Image.Image:
+  """`image` composited on `background` (opaque RGB) when it carries transparency;
+  as it is otherwise, or when `background` is None."""
+  if background is None or not has_alpha(image):
+    return image
+  rgba = image.convert("RGBA")
+  return Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)),
+                               rgba).convert("RGB")
 
 
 def decoded_pixels(width: int, height: int, image_format: str, image_size: int) -> float:
@@ -116,16 +164,18 @@ def _upright_8bit(image: Image.Image) -> Image.Image:
   return image
 
 
-def decode(path, image_size: int, channels: int, limit: int | None = None) -> np.ndarray:
-  """One image file as uint8 [image_size, image_size, channels]; FolderError
-  when it would be more than `limit` pixels decoded."""
+def decode(path, image_size: int, channels: int, limit: int | None = None,
+           background: tuple[int, int, int] | None = BACKGROUNDS["white"]) -> np.ndarray:
+  """One image file as uint8 [image_size, image_size, channels], composited on
+  `background` where transparent; FolderError when it would be more than
+  `limit` pixels decoded."""
   with Image.open(path) as opened:
     _draft(opened, image_size)
     if limit and opened.width * opened.height > limit:
       raise FolderError(f"{path} is {opened.width}x{opened.height} once decoded, more than "
                         f"{limit / 10**6:g} megapixels; shrink it, or raise "
                         "$GENJAX_MAX_MEGAPIXELS.")
-    image, mode = _upright_8bit(opened), "L" if channels == 1 else "RGB"
+    image, mode = flatten(_upright_8bit(opened), background), "L" if channels == 1 else "RGB"
     image = image if image.mode == mode else image.convert(mode)  # no copy when it is
     image = ImageOps.fit(image, (image_size, image_size), Image.Resampling.BICUBIC)
     out = np.asarray(image, np.uint8)
@@ -150,13 +200,14 @@ class ImageFolder:
   too_large: tuple[str, ...] = ()  # relative paths of the files above the pixel bound
   bad_names: tuple[bytes, ...] = ()  # relative paths, as bytes, that are not UTF-8
   limit: int | None = None  # the pixel bound decoding was checked against
+  background: tuple[int, int, int] | None = BACKGROUNDS["white"]  # None: alpha dropped
 
   def __len__(self) -> int:
     return len(self.files)
 
   def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-    return (decode(self.root / self.files[i], self.image_size, self.channels, self.limit),
-            int(self.labels[i]))
+    return (decode(self.root / self.files[i], self.image_size, self.channels, self.limit,
+                   self.background), int(self.labels[i]))
 
   @property
   def num_classes(self) -> int:
@@ -200,24 +251,26 @@ def _listing(root: Path, files: list[Path]) -> list[list]:
 
 
 def _inspect(path: Path, image_size: int, limit: int) -> list:
-  """[status, width, height, format] of one file, decoding it only when it is
-  within `limit` pixels decoded (status 'unchecked' when it is not)."""
+  """[status, width, height, format, mode, transparent] of one file, decoding
+  it only when it is within `limit` pixels decoded (status 'unchecked' when it
+  is not)."""
   try:
     with Image.open(path) as image:
-      size, image_format = list(image.size), image.format or ""
+      size, image_format, mode = list(image.size), image.format or "", image.mode
       _draft(image, image_size)
       if image.width * image.height > limit:
-        return ["unchecked", *size, image_format]
+        return ["unchecked", *size, image_format, mode, has_alpha(image)]
       image.load()  # decodes the whole file: a truncated one fails here
-    return ["ok", *size, image_format]
+      return ["ok", *size, image_format, mode, is_transparent(image)]
   except Image.DecompressionBombError:  # above PIL's own bound: size not given
-    return ["unchecked", -1, -1, ""]
+    return ["unchecked", -1, -1, "", "", False]
   except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
-    return ["unreadable", 0, 0, ""]
+    return ["unreadable", 0, 0, "", "", False]
 
 
 def _read_cache(path: Path, listing: list[list]) -> tuple[list[list] | None, str]:
-  """The cached [status, width, height, format] of each file, or None and why not."""
+  """The cached [status, width, height, format, mode, transparent] of each
+  file, or None and why not."""
   try:
     cached = json.loads(path.read_text())
     if cached.get("version") != _CACHE_VERSION:
@@ -229,11 +282,12 @@ def _read_cache(path: Path, listing: list[list]) -> tuple[list[list] | None, str
     for entry, (name, size, mtime) in zip(entries, listing):
       if entry[:3] != [name, size, mtime]:
         return None, f"does not list {name} as the folder holds it"
-      status, width, height, image_format = entry[3:]
+      status, width, height, image_format, mode, transparent = entry[3:]
       if status not in _STATUSES or not all(isinstance(v, int) for v in (width, height)) \
-          or not isinstance(image_format, str):
+          or not all(isinstance(v, str) for v in (image_format, mode)) \
+          or not isinstance(transparent, bool):
         return None, f"has a malformed entry for {name}"
-      out.append([status, width, height, image_format])
+      out.append([status, width, height, image_format, mode, transparent])
     return out, ""
   except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
     return None, f"is unreadable ({type(e).__name__})"
@@ -255,9 +309,10 @@ def _check(paths: list[Path], image_size: int, limit: int, threads: int) -> list
 
 
 def _scan(root: Path, files: list[Path], image_size: int, limit: int, threads: int,
-          log) -> list[str]:
-  """Each file's status for `image_size` and `limit`: 'ok', 'unreadable' or
-  'large'; the decoding is cached per content of the folder's file list."""
+          log) -> tuple[list[str], list[str], list[bool]]:
+  """Each file's status for `image_size` and `limit` ('ok', 'unreadable' or
+  'large'), PIL mode and whether it has transparent pixels; the decoding is
+  cached per content of the folder's file list."""
   listing = _listing(root, files)
   key = hashlib.sha256(str(root.resolve()).encode())
   for name, size, mtime in listing:
@@ -270,21 +325,42 @@ def _scan(root: Path, files: list[Path], image_size: int, limit: int, threads: i
         f"decodes (once; cached in {path}).")
     checks = _check(files, image_size, limit, threads)
     _write_cache(path, root, listing, checks)
-  large = [decoded_pixels(w, h, f, image_size) > limit for _, w, h, f in checks]
+  large = [decoded_pixels(w, h, f, image_size) > limit for _, w, h, f, *_ in checks]
   again = [i for i, (c, big) in enumerate(zip(checks, large)) if c[0] == "unchecked" and not big]
   if again:  # too large at an earlier scan's bound, within this one's
     for i, result in zip(again, _check([files[i] for i in again], image_size, limit, threads)):
       checks[i] = result
     _write_cache(path, root, listing, checks)
-  return ["large" if big or c[0] == "unchecked" else c[0] for c, big in zip(checks, large)]
+  status = ["large" if big or c[0] == "unchecked" else c[0] for c, big in zip(checks, large)]
+  return status, [c[4] for c in checks], [c[5] for c in checks]
 
 
 def _names(items) -> str:
   return ", ".join(map(str, items[:5])) + (", ..." if len(items) > 5 else "")
 
 
+def _conversion_notes(root: Path, modes: list[str], transparent: list[bool], channels: int,
+                      background: str) -> list[str]:
+  """The lines that say how many of the used images are composited and converted."""
+  total, notes = len(modes), []
+  if any(transparent):
+    how = (f"composited on {background} (data.background; 'none' drops the alpha)"
+           if parse_background(background) else "kept at their stored colours, the alpha "
+           "dropped (data.background='none'; 'white', 'black' or '#rrggbb' composites)")
+    notes.append(f"{root}: {sum(transparent)} of {total} images have transparent pixels, "
+                 f"{how}.")
+  grey = sum(m in _GREY_MODES for m in modes)
+  if channels == 3 and grey:
+    notes.append(f"{root}: {grey} of {total} images are greyscale, converted to RGB "
+                 "(data.channels=3).")
+  if channels == 1 and total - grey:
+    notes.append(f"{root}: {total - grey} of {total} images are colour, converted to "
+                 "greyscale (data.channels=1).")
+  return notes
+
+
 def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
-                threads: int = 8, log=None) -> ImageFolder:
+                threads: int = 8, log=None, background: str = "white") -> ImageFolder:
   """The readable images under `path` (see the module docstring).
 
   Args:
@@ -294,6 +370,8 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
     labels: "none" (every image class 0) or "folders" (first-level subfolders).
     threads: decoding threads of the scan.
     log: where messages go (default: stderr).
+    background: what transparent pixels are composited on: 'white', 'black',
+      '#rrggbb', or 'none' (the alpha dropped, the stored colours kept).
 
   The pixel bound is $GENJAX_MAX_MEGAPIXELS, else MAX_MEGAPIXELS.
   """
@@ -312,7 +390,7 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
   if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
     raise FolderError(f"threads={threads!r} must be an integer >= 1 (the scan's decoding "
                       "threads).")
-  limit = max_pixels()
+  limit, colour = max_pixels(), parse_background(background)
   files, bad_names = _list_images(root)
   if bad_names:
     log(f"WARNING: {len(bad_names)} files under {root} have names that are not UTF-8 and are "
@@ -321,7 +399,7 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
     raise FolderError(f"data.path={path!r} holds no {'/'.join(IMAGE_SUFFIXES)} files "
                       "(searched recursively)" + (f", none with a UTF-8 name (first: "
                                                   f"{bad_names[0]!r})." if bad_names else "."))
-  status = _scan(root, files, image_size, limit, threads, log)
+  status, modes, transparent = _scan(root, files, image_size, limit, threads, log)
   kinds = {k: [str(f.relative_to(root)) for f, s in zip(files, status) if s == k]
            for k in ("ok", "unreadable", "large")}
   bad, large = kinds["unreadable"], kinds["large"]
@@ -333,6 +411,10 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
     log(f"WARNING: {len(bad)} of {len(files)} files under {root} cannot be decoded and are "
         f"skipped: {_names(bad)}.")
   good = [root / f for f in kinds["ok"]]
+  used = [i for i, s in enumerate(status) if s == "ok"]
+  for note in _conversion_notes(root, [modes[i] for i in used], [transparent[i] for i in used],
+                                channels, background):
+    log(note)
   if not good:
     first = (bad or large)[0]
     raise FolderError(f"None of the {len(files)} image files under {path!r} can be decoded "
@@ -349,4 +431,5 @@ def open_folder(path: str, image_size: int, channels: int, labels: str = "none",
   else:
     class_names, label_array = (), np.zeros(len(relative), np.int32)
   return ImageFolder(root, tuple(str(r) for r in relative), label_array, class_names,
-                     image_size, channels, tuple(bad), tuple(large), tuple(bad_names), limit)
+                     image_size, channels, tuple(bad), tuple(large), tuple(bad_names), limit,
+                     colour)

@@ -18,6 +18,7 @@ class ArrayDataset:
   labels: np.ndarray  # [N] int64
   num_classes: int
   source: str  # where it came from, for the run's log
+  class_names: tuple[str, ...] = ()  # a folder's classes (label i is class_names[i]); () if unnamed
 
   def __len__(self) -> int:
     return self.images.shape[0]
@@ -45,6 +46,7 @@ class StreamedDataset:
   image_shape: tuple[int, int, int]
   num_classes: int
   source: str
+  class_names: tuple[str, ...] = ()  # a folder's classes (label i is class_names[i]); () if unnamed
 
   def __len__(self) -> int:
     return len(self.examples)
@@ -83,7 +85,7 @@ def materialize(dataset: StreamedDataset, threads: int = 4) -> ArrayDataset:
   with concurrent.futures.ThreadPoolExecutor(threads) as pool:
     for i, (image, label) in enumerate(pool.map(dataset.__getitem__, range(len(dataset)))):
       images[i], labels[i] = image, label
-  return ArrayDataset(images, labels, dataset.num_classes, dataset.source)
+  return ArrayDataset(images, labels, dataset.num_classes, dataset.source, dataset.class_names)
 
 
 @dataclasses.dataclass(frozen=True)

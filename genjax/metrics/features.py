@@ -73,13 +73,21 @@ def sha256(path: Path) -> str:
 class FeatureNetwork:
   """A loaded, hash-checked classifier: `network(images) -> (logits, features)`."""
 
-  def __init__(self, dataset: str, params, record: dict):
+  def __init__(self, dataset: str, params, record: dict, path: Path | None = None):
     self.dataset = dataset
     self.params = params
     self.record = record
+    self.path = path
     self.module = Classifier(num_classes=record["num_classes"],
                              widths=tuple(record.get("widths", (32, 64))))
     self._apply = jax.jit(lambda p, x: self.module.apply({"params": p}, x))
+
+  @property
+  def identity(self) -> dict:
+    """What these features are: {'name', 'file', 'sha256'}, as results name them."""
+    name = self.record.get("name", f"{self.dataset} classifier (genjax.metrics.features)")
+    return {"name": name, "file": str(self.path or self.record.get("file", "")),
+            "sha256": self.record.get("sha256", "")}
 
   def __call__(self, images, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """Logits [N, K] and features [N, D] (float32 numpy) of uint8 or [-1, 1] images.
@@ -115,7 +123,7 @@ def _network(dataset: str, path: Path, sha: str) -> FeatureNetwork:
   del sha  # part of the cache key: a changed file is a new network
   record = json.loads(path.with_suffix(".json").read_text())
   params = serialization.msgpack_restore(path.read_bytes())
-  return FeatureNetwork(dataset, jax.tree.map(jnp.asarray, params), record)
+  return FeatureNetwork(dataset, jax.tree.map(jnp.asarray, params), record, path)
 
 
 def load(dataset: str, directory: Path = WEIGHTS_DIR, expected_sha256: str | None = None):

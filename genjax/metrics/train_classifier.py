@@ -3,6 +3,14 @@
   python -m genjax.metrics.train_classifier --dataset fashion_mnist
   python -m genjax.metrics.train_classifier --dataset mnist --epochs 60 --augment elastic
   python -m genjax.metrics.train_classifier --dataset mnist --folds 3   # choose a recipe
+  python -m genjax.metrics.train_classifier --workdir runs/gan_folder   # a run's folder
+  python -m genjax.metrics.train_classifier --folder ~/photos --image_size 64 --labels folders
+
+`--workdir` or `--folder` trains the feature network of a user's image
+folder instead (genjax.metrics.folder_features): a classifier of its
+classes, or without classes a rotation predictor, on the folder's training
+split as the run reads it, scored on its test split, and kept in
+~/.cache/genjax/features/<key of the folder's content>/.
 
 Adam with cosine decay, a fixed seed and random 2-pixel shifts (and
 horizontal flips for datasets whose classes allow them) or, with
@@ -25,6 +33,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 from absl import app, flags, logging
@@ -32,7 +41,7 @@ from absl import app, flags, logging
 from genjax import data
 from genjax import images as images_lib
 from genjax import runtime
-from genjax.metrics import features
+from genjax.metrics import features, folder_features
 
 FLIP_DATASETS = {"fashion_mnist", "cifar10"}  # classes unchanged by a horizontal flip
 
@@ -102,32 +111,11 @@ AUGMENTATIONS = {
 }
 
 
-def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
-          data_dir=None, idx_dir=None, log=print, augmentation: str = "shift",
-          widths: tuple[int, ...] = (32, 64), dropout: float = 0.0, folds: int = 0,
-          fold: int = 0):
-  """(params, record) of a classifier trained on `name`'s training split.
-
-  folds > 1 trains on all but the `fold`-th of `folds` parts of the training
-  split (a fixed random partition) and reports the accuracy on that part as
-  `validation_accuracy`, leaving the test split unread: the number to choose
-  a recipe by (see `cross_validate`).
-  """
-  if augmentation not in AUGMENTATIONS:
-    raise ValueError(f"augmentation={augmentation!r}: choose from {sorted(AUGMENTATIONS)}.")
-  train_data = data.load(name, "train", data_dir=data_dir, idx_dir=idx_dir, download=False)
-  validation = None
-  if folds:
-    if not 1 < folds <= len(train_data) or not 0 <= fold < folds:
-      raise ValueError(f"folds={folds}, fold={fold}: need 1 < folds <= {len(train_data)} "
-                       "(the training images) and 0 <= fold < folds.")
-    order = np.random.default_rng(1234).permutation(len(train_data))
-    held = np.zeros(len(train_data), bool)
-    held[order[fold::folds]] = True
-    part = lambda mask: data.ArrayDataset(train_data.images[mask], train_data.labels[mask],
-                                          train_data.num_classes, train_data.source)
-    train_data, validation = part(~held), part(held)
-  widths = tuple(widths)
+def fit(train_data: data.ArrayDataset, epochs: int, batch_size: int, lr: float, seed: int,
+        augmentation: str = "shift", widths: tuple[int, ...] = (32, 64), dropout: float = 0.0,
+        flip: bool = False, log=print):
+  """(params, seconds) of a Classifier trained on `train_data`'s images and labels:
+  Adam with cosine decay, `augmentation` of each batch, a fixed seed."""
   model = features.Classifier(num_classes=train_data.num_classes, widths=widths, dropout=dropout)
   init_key, data_key, aug_key = jax.random.split(jax.random.key(seed), 3)
   params = model.init(init_key, jnp.zeros((1, *train_data.images.shape[1:])))["params"]
@@ -137,7 +125,6 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
   opt_state = tx.init(params)
   images = jnp.asarray(train_data.images)
   labels = jnp.asarray(train_data.labels)
-  flip = name in FLIP_DATASETS
 
   @jax.jit
   def step(params, opt_state, i):
@@ -169,6 +156,38 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
       log(f"epoch {(i + 1) // steps_per_epoch}/{epochs}: loss "
           f"{float(np.mean(jax.device_get(losses))):.4f} ({time.perf_counter() - start:.0f} s)")
       losses = []
+  return params, round(time.perf_counter() - start, 1)
+
+
+def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
+          data_dir=None, idx_dir=None, log=print, augmentation: str = "shift",
+          widths: tuple[int, ...] = (32, 64), dropout: float = 0.0, folds: int = 0,
+          fold: int = 0):
+  """(params, record) of a classifier trained on `name`'s training split.
+
+  folds > 1 trains on all but the `fold`-th of `folds` parts of the training
+  split (a fixed random partition) and reports the accuracy on that part as
+  `validation_accuracy`, leaving the test split unread: the number to choose
+  a recipe by (see `cross_validate`).
+  """
+  if augmentation not in AUGMENTATIONS:
+    raise ValueError(f"augmentation={augmentation!r}: choose from {sorted(AUGMENTATIONS)}.")
+  train_data = data.load(name, "train", data_dir=data_dir, idx_dir=idx_dir, download=False)
+  validation = None
+  if folds:
+    if not 1 < folds <= len(train_data) or not 0 <= fold < folds:
+      raise ValueError(f"folds={folds}, fold={fold}: need 1 < folds <= {len(train_data)} "
+                       "(the training images) and 0 <= fold < folds.")
+    order = np.random.default_rng(1234).permutation(len(train_data))
+    held = np.zeros(len(train_data), bool)
+    held[order[fold::folds]] = True
+    part = lambda mask: data.ArrayDataset(train_data.images[mask], train_data.labels[mask],
+                                          train_data.num_classes, train_data.source)
+    train_data, validation = part(~held), part(held)
+  widths = tuple(widths)
+  flip = name in FLIP_DATASETS
+  params, seconds = fit(train_data, epochs, batch_size, lr, seed, augmentation, widths, dropout,
+                        flip, log)
   record = {
       "dataset": name, "data_source": train_data.source, "num_classes": train_data.num_classes,
       "image_shape": list(train_data.images.shape[1:]), "train_images": len(train_data),
@@ -177,7 +196,7 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
                                                      if flip and augmentation == "shift" else ""),
       "architecture": f"Classifier(widths={widths}, feature_dim=128, dropout={dropout})",
       "widths": list(widths), "dropout": dropout,
-      "train_seconds": round(time.perf_counter() - start, 1),
+      "train_seconds": seconds,
   }
   network = features.FeatureNetwork(name, params, record)
   record["train_accuracy"] = round(accuracy(network, train_data), 5)
@@ -188,6 +207,56 @@ def train(name: str, epochs: int, batch_size: int, lr: float, seed: int,
     test_data = data.load(name, "test", data_dir=data_dir, idx_dir=idx_dir, download=False)
     record["test_images"] = len(test_data)
     record["test_accuracy"] = round(accuracy(network, test_data), 5)
+  return params, record
+
+
+def rotations(dataset: data.ArrayDataset) -> data.ArrayDataset:
+  """Each image turned by 0, 90, 180 and 270 degrees, labelled 0 to 3."""
+  turned = [np.rot90(dataset.images, k, axes=(1, 2)) for k in range(4)]
+  labels = np.repeat(np.arange(4, dtype=np.int32), len(dataset))
+  return data.ArrayDataset(np.concatenate(turned), labels, 4, dataset.source)
+
+
+def folder_widths(image_size: int) -> tuple[int, ...]:
+  """Conv stages for a folder's images: a stage of 64 more per doubling above 32
+  px, so that the feature layer sees 7x7 or 8x8 maps at every size."""
+  return (32, 64) + (64,) * max(0, int(np.log2(image_size // 32)))
+
+
+def train_folder(data_config, epochs: int = 10, batch_size: int = 64, lr: float = 1e-3,
+                 seed: int = 0, log=print):
+  """(params, record) of the feature network of a user's folder
+  (genjax.metrics.folder_features): a classifier of its classes, or of the
+  rotation of its images where it has fewer than two."""
+  options = folder_features.reading(data_config)
+  train_data = data.load_from_config(options, "train")
+  test_data = data.load_from_config(options, "test")
+  classes = options.labels == "folders" and train_data.num_classes >= 2
+  if classes:
+    name = f"classifier of the {train_data.num_classes} classes of the folder {options.path}"
+  else:
+    name = f"rotation predictor (0/90/180/270 degrees) on the folder {options.path}"
+    train_data, test_data = rotations(train_data), rotations(test_data)
+  widths = folder_widths(options.image_size)
+  params, seconds = fit(train_data, epochs, min(batch_size, len(train_data)), lr, seed, "shift",
+                        widths, 0.0, classes, log)
+  shares = np.bincount(test_data.labels, minlength=train_data.num_classes) / len(test_data)
+  record = {
+      "name": name, "dataset": folder_features.NAME, "task": "classes" if classes else "rotation",
+      "folder": options.path, "key": folder_features.folder_key(options),
+      "reading": options.to_dict(), "data_source": train_data.source,
+      "num_classes": train_data.num_classes, "image_shape": list(train_data.images.shape[1:]),
+      "train_images": len(train_data), "epochs": epochs, "batch_size": batch_size, "lr": lr,
+      "seed": seed, "augmentation": AUGMENTATIONS["shift"] + (", horizontal flip" if classes
+                                                              else ""),
+      "architecture": f"Classifier(widths={widths}, feature_dim=128, dropout=0.0)",
+      "widths": list(widths), "dropout": 0.0, "train_seconds": seconds,
+  }
+  network = features.FeatureNetwork(folder_features.NAME, params, record)
+  record["train_accuracy"] = round(accuracy(network, train_data), 5)
+  record["test_images"] = len(test_data)
+  record["test_accuracy"] = round(accuracy(network, test_data), 5)
+  record["chance"] = round(float(shares.max()), 5)  # always answering the commonest label
   return params, record
 
 
@@ -225,9 +294,54 @@ def define_flags():
   flags.DEFINE_float("dropout", 0.0, "Dropout on the features before the last layer.")
   flags.DEFINE_integer("folds", 0, "K > 1: cross-validate the recipe over K parts of the "
                        "training split instead of training the weights (0: train them).")
+  flags.DEFINE_string("workdir", "", "A run on a user's folder: train that folder's feature "
+                      "network as the run reads it.")
+  flags.DEFINE_string("folder", "", "A folder of images: train its feature network.")
+  flags.DEFINE_integer("image_size", 64, "--folder: side of the square images.")
+  flags.DEFINE_integer("channels", 3, "--folder: 1 (greyscale) or 3 (RGB).")
+  flags.DEFINE_enum("labels", "none", ["none", "folders"], "--folder: folders: subfolders are "
+                    "classes (a classifier of them); none: a rotation predictor.")
+  flags.DEFINE_string("background", "white", "--folder: what transparent pixels are "
+                      "composited on (white, black, #rrggbb, none).")
+  flags.DEFINE_integer("test_percent", 5, "--folder: images held out (by path hash).")
   flags.DEFINE_enum("augment", "shift", sorted(AUGMENTATIONS),
                     "shift: up to 2 pixels; affine: rotation <= 12 degrees, scale 0.9-1.1, "
                     "shift <= 2 pixels (bilinear); elastic: affine and elastic distortion.")
+
+
+def folder_data_config(FLAGS):  # pylint: disable=invalid-name
+  """The `config.data` of --workdir's run, or of --folder and its options."""
+  if FLAGS.workdir and FLAGS.folder:
+    raise app.UsageError("--workdir and --folder: give one (a run reads its folder as its "
+                         "config says; --folder takes the reading options as flags).")
+  if FLAGS.workdir:
+    from genjax.train import workdir as rundir  # pylint: disable=import-outside-toplevel
+    config, _ = rundir.read(FLAGS.workdir)
+    if not folder_features.is_folder(config.data):
+      raise app.UsageError(f"--workdir={FLAGS.workdir} trains on {config.data.name!r}, not a "
+                           "folder (data.path is empty); its feature network is "
+                           f"`--dataset {config.data.name}`.")
+    return config.data
+  return folder_features.reading(ml_collections.ConfigDict(
+      {"path": FLAGS.folder, "image_size": FLAGS.image_size, "channels": FLAGS.channels,
+       "labels": FLAGS.labels, "background": FLAGS.background,
+       "test_percent": FLAGS.test_percent}))
+
+
+def train_for_folder(FLAGS, log) -> None:  # pylint: disable=invalid-name
+  data_config = folder_data_config(FLAGS)
+  try:
+    params, record = train_folder(data_config, FLAGS.epochs, FLAGS.batch_size, FLAGS.lr,
+                                  FLAGS.seed, log)
+  except ValueError as e:  # a folder that cannot be read: the loader's one line
+    raise app.UsageError(str(e)) from None
+  directory = folder_features.network_dir(data_config)
+  record = features.save(folder_features.NAME, params, record, directory)
+  print(json.dumps(record, indent=2))
+  log(f"Saved in {directory}: test accuracy {record['test_accuracy']:.4f} on "
+      f"{record['test_images']} held-out images (chance {record['chance']:.4f}). genjax.evaluate "
+      "and the loop's FID of runs that read this folder so use it, unless Inception weights "
+      "are given.")
 
 
 def main(argv):
@@ -240,6 +354,9 @@ def main(argv):
                 augmentation=FLAGS.augment, widths=tuple(int(w) for w in FLAGS.widths),
                 dropout=FLAGS.dropout)
   log = lambda m: print(m, file=sys.stderr)
+  if FLAGS.workdir or FLAGS.folder:
+    train_for_folder(FLAGS, log)
+    return
   if FLAGS.folds:
     if FLAGS.folds < 2:
       raise app.UsageError(f"--folds={FLAGS.folds}: cross-validation needs at least 2 folds.")

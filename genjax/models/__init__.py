@@ -168,4 +168,4 @@ def get(name: str) -> Family:
 
 
 # Importing each family's folder registers it (its __init__ calls `register`).
-from genjax.models import cyclegan, gan, progan, vae  # noqa: E402,F401  pylint: disable=wrong-import-position
+from genjax.models import biggan, cyclegan, gan, progan, vae  # noqa: E402,F401  pylint: disable=wrong-import-position

@@ -274,6 +274,16 @@ class Upsample2x(nn.Module):
     )
 
 
+def spectral_norm(module: nn.Module, x: jax.Array, update_stats: bool) -> jax.Array:
+  """module(x) with each of its weight matrices divided by its largest
+  singular value (Miyato et al. 2018), as flax's nn.SpectralNorm computes
+  it: one power iteration per call with `update_stats`, its vectors in the
+  `batch_stats` collection (kernels [..., F] flattened to [-1, F]; biases
+  and scalars unchanged). Call it inside a compact module; dtype None: the
+  power iteration runs on the float32 weights whatever the compute dtype."""
+  return nn.SpectralNorm(module)(x, update_stats=update_stats)
+
+
 class VirtualBatchNorm(nn.Module):
   """Virtual batch normalisation (Salimans et al. 2016, "Improved techniques
   for training GANs"): each example is normalised with the statistics of a

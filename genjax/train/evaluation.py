@@ -1,5 +1,6 @@
 """The loop's evaluation: a family's grids and scalars, FID/KID of its samples
-in the dataset's feature network, and the lowest-FID state kept.
+in the dataset's feature network (a folder's: Inception or its own network,
+genjax.metrics.folder_features), and the lowest-FID state kept.
 
 `make_evaluator` gives one model's whole evaluation (what the loop and a
 population's per-member evaluation call); `Evaluation` is the periodic
@@ -7,6 +8,7 @@ action: it writes the grids and scalars and keeps `best_checkpoint/`.
 """
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import jax
 import ml_collections
 
 from genjax import checkpoint, models, viz
-from genjax.metrics import features, scores
+from genjax.metrics import features, folder_features, scores
 from genjax.models.sampling import Sampler
 
 # Scalars whose breakdowns ('fid/member_3') the log line prints.
@@ -26,21 +28,40 @@ def make_scorer(family: models.Family, config: ml_collections.ConfigDict, test):
   if family.sample is None or not config.metrics_num_samples:  # translators have none
     return None
   try:
-    return scores.Scorer(config.data.name, test.images, kid_subsets=10)
+    network = (folder_features.choose(config.data) if folder_features.is_folder(config.data)
+               else None)
+    return scores.Scorer(config.data.name, test.images, kid_subsets=10, network=network)
   except features.FeatureNetworkError as e:
     print(f"Sample metrics off during training: {e}", file=sys.stderr)
     return None
 
 
+FEATURES_FILE = "features.json"  # a folder run's record of the features its FIDs are in
+
+
+def check_features(workdir: Path, used: dict) -> None:
+  """Records in `workdir` the features a folder run's FIDs are in, or refuses
+  (scores.FeatureMismatch) features other than those it recorded: its
+  TensorBoard curve and best_checkpoint/ compare every FID with the earlier ones."""
+  path = Path(workdir) / FEATURES_FILE
+  if path.exists():
+    scores.check_same_features(json.loads(path.read_text()), used, str(path))
+  else:
+    path.write_text(json.dumps(used, indent=2) + "\n")
+
+
 def make_evaluator(family: models.Family, config: ml_collections.ConfigDict, key: jax.Array,
-                   test) -> models.Evaluator:
+                   test, workdir: Path | None = None) -> models.Evaluator:
   """state -> (grids, scalars): the family's evaluator, plus FID/KID of
   `config.metrics_num_samples` samples where the dataset has a feature
-  network (`make_scorer`)."""
+  network (`make_scorer`). A folder run's features are checked against those
+  recorded in `workdir` (`check_features`)."""
   evaluate = family.make_evaluator(config, key, test)
   scorer = make_scorer(family, config, test)
   if scorer is None:
     return evaluate
+  if workdir is not None and folder_features.is_folder(config.data):
+    check_features(workdir, scorer.identity)
   sampler = Sampler(family.sample, config, min(500, config.metrics_num_samples))
 
   def evaluate_with_scores(state):
@@ -60,7 +81,7 @@ class Evaluation:
   def __init__(self, family: models.Family, config: ml_collections.ConfigDict, test,
                key: jax.Array, workdir: Path, writer, stack: contextlib.ExitStack):
     self.config, self.workdir, self.writer, self.stack = config, workdir, writer, stack
-    self.evaluate = make_evaluator(family, config, key, test)
+    self.evaluate = make_evaluator(family, config, key, test, workdir)
     self.best = None
 
   def _keep_if_best(self, state, step: int, fid: float) -> None:

@@ -194,7 +194,8 @@ def _start(family: models.Family, config: ml_collections.ConfigDict, workdir: Pa
   test = _load_split_process_0_first(family, config, "test")
   if jax.process_index() == 0:  # the run's record, once everything above has succeeded
     (workdir / "config.json").write_text(config.to_json(indent=2))
-    workdir_lib.write_info(workdir, image_shape, train.num_classes, history)
+    workdir_lib.write_info(workdir, image_shape, train.num_classes, history,
+                           getattr(train, "class_names", ()))
   return _Start(mesh, dataset, host_stream, test, state, start,
                 train_key, data_key, eval_key, state_sharding)
 

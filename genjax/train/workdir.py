@@ -134,9 +134,14 @@ def check_data(workdir: Path, record: dict, allow_changes=()) -> list[dict]:
   return history + [record]
 
 
-def write_info(workdir: Path, image_shape, num_classes: int, history: list[dict]) -> None:
+def write_info(workdir: Path, image_shape, num_classes: int, history: list[dict],
+               class_names=()) -> None:
+  """Writes run.json: the image shape, the class count, the data's history
+  and, for a folder with classes, their names (label i is class_names[i])."""
   info = {"image_shape": list(image_shape), "num_classes": num_classes,
           "data_source": history[-1]["source"], "data": history}
+  if class_names:
+    info["class_names"] = list(class_names)
   (Path(workdir) / "run.json").write_text(json.dumps(info, indent=2))
 
 
@@ -264,6 +269,35 @@ def recorded_divergences(workdir, up_to_step: int) -> dict[int, int]:
           if m not in found or event.wall_time >= found[m][0]:
             found[m] = (event.wall_time, int(round(value.simple_value)))
   return {m: step for m, (_, step) in found.items()}
+
+
+def read_scalars(workdir, prefix: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps [N], values [N])} of the run's TensorBoard scalars whose tag
+  starts with `prefix` ("eval/" for the evaluations: `eval/fid`, and in a
+  population `eval/fid/member_m` per member beside the mean), in step order.
+  Where a resumed run wrote a step again, its latest value wins."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+  found = {}  # tag -> {step: (wall time, value)}
+  for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+    try:
+      records = list(_tfrecords(path))
+    except OSError:
+      continue
+    for record in records:
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(record)
+      except Exception:  # pylint: disable=broad-except  # a damaged record
+        continue
+      for value in event.summary.value:
+        if value.tag.startswith(prefix) and value.WhichOneof("value") == "simple_value":
+          steps = found.setdefault(value.tag, {})
+          if event.step not in steps or event.wall_time >= steps[event.step][0]:
+            steps[event.step] = (event.wall_time, value.simple_value)
+  return {tag: (np.array(sorted(steps), np.int64),
+                np.array([steps[s][1] for s in sorted(steps)], np.float64))
+          for tag, steps in sorted(found.items())}
 
 
 def _tfrecords(path: Path):

