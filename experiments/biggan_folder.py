@@ -31,6 +31,7 @@ PRESETS = {
                "eval_every": 2000, "checkpoint_every": 2000},
               "Brock et al. 2019 at 128 px: ch 96, batch 256, Adam(1e-4 G, 4e-4 D, 0, 0.999), "
               "2 D steps (at 64 px: add --config.model.ch=64 --config.model.attention=32)"),
+    "ada": ({"augment": "ada"}, "Karras et al. 2020: adaptive augmentation (bgc) of what D sees"),
     "tiny": ({"batch_size": 8, "num_steps": 4, "steps_per_call": 1, "eval_every": 4,
               "checkpoint_every": 2, "num_eval_samples": 8, "metrics_num_samples": 0,
               "data.image_size": 32, "model.ch": 4, "model.attention": 16,
@@ -54,8 +55,16 @@ def _base_config() -> ml_collections.ConfigDict:
   config.conditional = False  # class-conditional G and projection D (needs data.labels=folders)
   config.ortho_weight = 1e-4  # BigGAN's orthogonal regularisation of G; 0 = off
   config.ema_decay = 0.999  # samples and evaluations from an EMA of G's weights; 0 = off
-  config.augment = "none"  # none | diffaugment: what every image D sees passes through
-  config.diffaug = "color,translation,cutout"  # augment=diffaugment: DiffAugment's policy
+  # What every image D sees, real or generated, passes through: none |
+  # diffaugment (Zhao et al. 2020, the `diffaug` policy) | ada (Karras et al.
+  # 2020: the bgc pipeline with probability p, raised while more than
+  # ada_target of D's real outputs are positive, else lowered).
+  config.augment = "none"
+  config.diffaug = ""  # augment=diffaugment: DiffAugment's policy, e.g. color,translation,cutout
+  config.ada_target = 0.6  # the target of r_t = E[sign(D(x_real))]
+  config.ada_kimg = 100.0  # thousands of images for p to go from 0 to 1 (500 in ADA)
+  config.ada_p_init = 0.0  # p at step 0
+  config.lecam_weight = 0.0  # LeCam regularisation of D (Tseng et al. 2021; 0.3 with BigGAN); 0 = off
 
   config.model = ml_collections.ConfigDict()
   config.model.ch = 8  # channel multiplier: widths are ch x BigGAN's per-resolution multipliers

@@ -279,3 +279,54 @@ def ada_adjust(p, real_sign_mean, num_images, speed_images, target: float = 0.6)
   images p takes to go from 0 to 1."""
   p = p + jnp.sign(real_sign_mean - target) * (num_images / speed_images)
   return jnp.clip(p, 0.0, 1.0).astype(jnp.float32)
+
+
+def augment_name(config) -> str:
+  """config.augment, where a `diffaug` policy with augment='none' (GAN
+  configs from before `augment`) means 'diffaugment'."""
+  if config.augment == "none" and config.diffaug:
+    return "diffaugment"
+  return config.augment
+
+
+def augmenter(name: str, policy: tuple[str, ...], key: jax.Array, p: jax.Array):
+  """x -> x as a GAN's discriminator sees it: through ADA's operations with
+  probability `p` (name 'ada'; nothing is computed while p is 0, ADA's
+  start), through DiffAugment's `policy` ('diffaugment'), or unchanged
+  ('none'); each image its own draw from `key`, differentiably."""
+  if name == "ada":
+    return lambda x: jax.lax.cond(p > 0, lambda x: ada(key, x, p), lambda x: x, x)
+  if name == "diffaugment":
+    return lambda x: diff_augment(x, key, policy)
+  return lambda x: x
+
+
+def check_config(config) -> None:
+  """The augmentation keys every GAN experiment has (`augment`, `diffaug`,
+  `ada_target`, `ada_kimg`, `ada_p_init`, `lecam_weight`), checked; raises
+  ValueError naming the bad key."""
+  diffaug = config.diffaug
+  if not isinstance(diffaug, str):
+    raise ValueError(f"config.diffaug={diffaug!r} must be a string such as "
+                     f"'{','.join(DIFF_AUGMENTS)}' ('' for none).")
+  parse_augment_policy(diffaug)
+  if config.augment not in AUGMENTS:
+    raise ValueError(f"config.augment={config.augment!r} is not an augmentation; choose one of "
+                     f"{list(AUGMENTS)}.")
+  if config.augment == "ada" and diffaug:
+    raise ValueError(f"config.augment='ada' and config.diffaug={diffaug!r} both augment; set "
+                     "config.diffaug='' for ADA, or config.augment='diffaugment' for DiffAugment.")
+  if config.augment == "diffaugment" and not diffaug:
+    raise ValueError("config.augment='diffaugment' needs a policy in config.diffaug, e.g. "
+                     f"'{','.join(DIFF_AUGMENTS)}'.")
+  if not isinstance(config.ada_target, (int, float)) or not 0 <= config.ada_target <= 1:
+    raise ValueError(f"config.ada_target={config.ada_target!r} must be in [0, 1] (0.6 in ADA).")
+  if not isinstance(config.ada_kimg, (int, float)) or config.ada_kimg <= 0:
+    raise ValueError(f"config.ada_kimg={config.ada_kimg!r} must be positive (thousands of images "
+                     "for p to go from 0 to 1; 500 in ADA).")
+  if not isinstance(config.ada_p_init, (int, float)) or not 0 <= config.ada_p_init <= 1:
+    raise ValueError(f"config.ada_p_init={config.ada_p_init!r} must be in [0, 1].")
+  lecam = config.lecam_weight
+  if not isinstance(lecam, (int, float)) or lecam < 0:
+    raise ValueError(f"config.lecam_weight={lecam!r} must be a number >= 0 (0 turns it off; 0.3 "
+                     "in Tseng et al. with BigGAN).")

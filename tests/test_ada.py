@@ -179,4 +179,4 @@ def test_bad_augment_values_are_named():
     with pytest.raises(ValueError, match=message):
       gan.validate_config(_tiny(**overrides))
   # the configs from before `augment`: a diffaug policy alone turns DiffAugment on
-  assert gan.augment_name(_tiny(diffaug="color")) == "diffaugment"
+  assert augment.augment_name(_tiny(diffaug="color")) == "diffaugment"

@@ -56,10 +56,11 @@ def tiny_config(photos: Path, **overrides):
 
 @pytest.fixture(scope="module")
 def runs(photos, tmp_path_factory, monkeypatch_module):
-  """A 4-step conditional run, and the same run stopped at step 2 and resumed."""
+  """A 4-step conditional run with ADA (p from 0.1, moving 0.08 a step) and
+  LeCam, and the same run stopped at step 2 and resumed."""
   monkeypatch_module.setenv("GENJAX_CACHE", str(tmp_path_factory.mktemp("cache")))
   root = tmp_path_factory.mktemp("runs")
-  config = tiny_config(photos)
+  config = tiny_config(photos, augment="ada", ada_p_init=0.1, ada_kimg=0.1, lecam_weight=0.1)
   full, metrics = loop.train_and_evaluate(config, root / "full")
   half = config.copy_and_resolve_references()
   half.num_steps = 2
@@ -137,7 +138,9 @@ def test_a_resumed_run_is_bitwise_the_uninterrupted_one(runs):
   assert int(full.step) == int(resumed.step) == 4
   assert params_equal(full, resumed)  # networks, optimiser states, EMA, SN vectors: every leaf
   assert np.isfinite(list(metrics.values())).all() and metrics["ortho"] > 0
-  assert float(full.ada_p) == 0.0
+  # ADA's p moved from 0.1 by 0.08 a step and resumed with the run; LeCam's averages too
+  assert float(full.ada_p) == float(resumed.ada_p) != pytest.approx(0.1)
+  assert np.all(full.lecam_ema != 0) and metrics["lecam"] > 0
   info = (root / "full" / "run.json").read_text()
   assert all(name in info for name in CLASSES)  # the folder's class names are recorded
   grids = sorted(p.name for p in (root / "full" / "samples").glob("*.png"))
@@ -153,14 +156,15 @@ def test_the_hinge_update_of_d_separates_real_photos_from_samples(runs):
   real_labels = jnp.asarray(train.labels[:8], jnp.int32)
   fake_labels = jnp.arange(8, dtype=jnp.int32) % len(CLASSES)
   fake = biggan.generate(state, jax.random.normal(jax.random.key(1), (8, 16)), fake_labels)
-  opts = biggan.make_train_step(config).keywords["opts"]
+  opts = biggan.make_train_step(config).keywords["opts"]._replace(augment="none",
+                                                                   lecam_weight=0.0)
   update = jax.jit(lambda d: biggan._discriminator_update(  # pylint: disable=protected-access
-      d, biggan.augmenter(opts, state.ada_p), real, real_labels, fake, fake_labels,
-      jax.random.key(2)))
+      d, opts, biggan.augmenter(opts, state.ada_p), real, real_labels, fake, fake_labels,
+      jax.random.key(2), state.lecam_ema))
   d = state.discriminator
   trace = []
   for _ in range(4):
-    d, loss, real_logits, fake_logits = update(d)
+    d, loss, real_logits, fake_logits, _, _ = update(d)
     trace.append((float(loss), float(real_logits.mean() - fake_logits.mean())))
   losses, margins = zip(*trace)  # each value is the one before that update
   assert losses[-1] < losses[0] and margins[-1] > margins[0]
@@ -194,8 +198,9 @@ def test_sampling_by_class_name_and_with_truncation(runs):
 @pytest.mark.parametrize("key, value, message", [
     ("data.image_size", 48, r"config\.data\.image_size=48: .* 32, 64, 128, 256 pixels"),
     ("data.image_size", 512, r"config\.data\.image_size=512"),
-    ("augment", "ada", r"config\.augment='ada' is not an augmentation; choose one of none, "
-                       r"diffaugment"),
+    ("augment", "adaptive", r"config\.augment='adaptive' is not an augmentation; choose one of "
+                            r"\['none', 'diffaugment', 'ada'\]"),
+    ("lecam_weight", -0.1, r"config\.lecam_weight=-0\.1 must be a number >= 0"),
     ("model.attention", 12, r"config\.model\.attention=12 must be 0 \(none\) or a resolution"),
     ("d_steps", 0, r"config\.d_steps=0 must be a positive integer"),
     ("ortho_weight", -1.0, r"config\.ortho_weight=-1\.0 must be a number >= 0"),

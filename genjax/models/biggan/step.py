@@ -13,9 +13,13 @@ One step, from one state pytree:
 G and D have their own Adam(lr, b1=0, b2=0.999) (two time-scale learning
 rates, `opt.g_lr` and `opt.d_lr`). Every image D sees, real or generated, in
 its loss and in G's, passes through one augmentation function of (key,
-images) built by `augmenter`: the identity (`augment='none'`) or DiffAugment
-(`augment='diffaugment'`, policy `diffaug`). The state's `ada_p` is the
-probability an adaptive augmentation would use; 0 while none is chosen.
+images) (genjax.augment.augmenter): the identity (`augment='none'`),
+DiffAugment (`augment='diffaugment'`, policy `diffaug`) or adaptive
+discriminator augmentation (`augment='ada'`, Karras et al. 2020), whose
+probability `ada_p` lives in the state, so that a resumed run continues with
+it, and follows r_t = E[sign(D(x_real))] over the step's real batches
+towards `ada_target`. `lecam_weight` adds LeCam regularisation (Tseng et al.
+2021) to D's loss, its two moving averages in the state as `lecam_ema`.
 """
 
 import functools
@@ -33,7 +37,6 @@ from genjax.models.biggan import networks as nets
 from genjax.nn import precision
 from genjax.state import TrainState
 
-AUGMENTS = ("none", "diffaugment")
 
 
 @flax.struct.dataclass
@@ -42,7 +45,8 @@ class BigGANState:
   generator: TrainState  # batch_stats: batch-norm statistics and power-iteration vectors
   discriminator: TrainState  # batch_stats: power-iteration vectors
   ema_params: Any  # exponential moving average of generator.params
-  ada_p: jax.Array  # [] float32, adaptive augmentation's probability; 0 when off
+  ada_p: jax.Array  # [] float32, ADA's augmentation probability; 0 when ADA is off
+  lecam_ema: jax.Array  # [2] float32, EMAs of D's mean output on real, fake images (LeCam)
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape, num_classes: int = 0):
@@ -76,7 +80,8 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
       generator=adam(generator.apply, g_vars, config.opt.g_lr),
       discriminator=adam(discriminator.apply, d_vars, config.opt.d_lr),
       ema_params=g_vars["params"],
-      ada_p=jnp.zeros((), jnp.float32),
+      ada_p=jnp.asarray(config.ada_p_init if config.augment == "ada" else 0.0, jnp.float32),
+      lecam_ema=jnp.zeros((2,), jnp.float32),
   )
 
 
@@ -86,18 +91,19 @@ class Options(NamedTuple):
   conditional: bool  # labels into G and D; the class count is read off the state
   ortho_weight: float
   ema_decay: float
-  augment: str  # one of AUGMENTS
+  augment: str  # one of genjax.augment.AUGMENTS
   diffaug: tuple[str, ...]  # DiffAugment's policy (augment='diffaugment')
+  ada_target: float  # ADA: the r_t that p steers towards
+  ada_speed: float  # ADA: images for p to go from 0 to 1
+  lecam_weight: float  # LeCam regularisation of D; 0 = off
+  lecam_decay: float = 0.99  # LeCam: decay of the EMAs of D's outputs
 
 
 def augmenter(opts: Options, p: jax.Array) -> Callable[[jax.Array, jax.Array], jax.Array]:
   """The augmentation of every image D sees: (key, images [B, H, W, C]) ->
-  images, differentiable, so G learns through it. `p` is the state's
-  `ada_p`, the probability an adaptive augmentation applies."""
-  del p  # read by adaptive augmentation only
-  if opts.augment == "diffaugment":
-    return lambda key, x: augment_lib.diff_augment(x, key, opts.diffaug)
-  return lambda key, x: x
+  images, differentiable, so G learns through it; `p` is the state's
+  `ada_p`."""
+  return lambda key, x: augment_lib.augmenter(opts.augment, opts.diffaug, key, p)(x)
 
 
 def ortho_penalty(params) -> jax.Array:
@@ -132,8 +138,11 @@ def _latents(key, batch_size: int, latent_dim: int, num_classes: int):
   return z, labels
 
 
-def _discriminator_update(d: TrainState, augment, real, real_labels, fake, fake_labels, key):
-  """One hinge-loss update of D on real and fake [B, H, W, C], seen through `augment`."""
+def _discriminator_update(d: TrainState, opts: Options, augment, real, real_labels, fake,
+                          fake_labels, key, lecam_ema):
+  """One hinge-loss update of D on real and fake [B, H, W, C], seen through
+  `augment`, with LeCam's term when `opts.lecam_weight`; returns (d, loss,
+  real logits, fake logits, LeCam's term, lecam_ema updated with this batch)."""
   b = real.shape[0]
 
   def loss_fn(params):
@@ -142,12 +151,25 @@ def _discriminator_update(d: TrainState, augment, real, real_labels, fake, fake_
                                  jnp.concatenate([real_labels, fake_labels]),
                                  update_stats=True, mutable=["batch_stats"])
     real_logits, fake_logits = logits[:b], logits[b:]  # [B] each
-    return (losses.hinge_discriminator_loss(real_logits, fake_logits),
-            (real_logits, fake_logits, updates["batch_stats"]))
+    loss = losses.hinge_discriminator_loss(real_logits, fake_logits)
+    ema, lecam = lecam_ema, jnp.zeros((), jnp.float32)
+    if _on(opts.lecam_weight):  # the averages take this batch first, as in Tseng et al.'s code
+      means = jax.lax.stop_gradient(jnp.stack([jnp.mean(real_logits), jnp.mean(fake_logits)]))
+      ema = opts.lecam_decay * lecam_ema + (1 - opts.lecam_decay) * means
+      lecam = losses.lecam_regularizer(real_logits, fake_logits, ema[0], ema[1])
+    return (loss + opts.lecam_weight * lecam,
+            (loss, real_logits, fake_logits, updates["batch_stats"], lecam, ema))
 
-  (d_loss, (real_logits, fake_logits, batch_stats)), grads = jax.value_and_grad(
-      loss_fn, has_aux=True)(d.params)
-  return d.apply_gradients(grads=grads, batch_stats=batch_stats), d_loss, real_logits, fake_logits
+  (_, (d_loss, real_logits, fake_logits, batch_stats, lecam, lecam_ema)), grads = (
+      jax.value_and_grad(loss_fn, has_aux=True)(d.params))
+  return (d.apply_gradients(grads=grads, batch_stats=batch_stats), d_loss, real_logits,
+          fake_logits, lecam, lecam_ema)
+
+
+def _on(weight) -> bool:
+  """Whether a term weighted by `weight` is computed: always for a traced
+  weight (members may differ; a weight of 0 then adds nothing)."""
+  return isinstance(weight, jax.Array) or weight != 0
 
 
 def train_step(state: BigGANState, batch, key: jax.Array, *, opts: Options):
@@ -162,19 +184,23 @@ def train_step(state: BigGANState, batch, key: jax.Array, *, opts: Options):
   augment = augmenter(opts, state.ada_p)
   keys = jax.random.split(key, opts.d_steps + 1)
 
-  batch_stats = g.batch_stats
+  batch_stats, lecam_ema = g.batch_stats, state.lecam_ema
+  real_signs = []  # ADA's r_t: the signs of D's outputs on every real batch of the step
   for i in range(opts.d_steps - 1):  # a few updates: unrolled, one fused program
     z, fake_labels = _latents(keys[i], batch_size, opts.latent_dim, num_classes)
     fake, batch_stats = _generate_train(g, g.params, batch_stats, z, fake_labels)
-    d, _, _, _ = _discriminator_update(d, augment, real[i], real_labels[i], fake, fake_labels,
-                                       jax.random.fold_in(keys[i], 2))
+    d, _, real_logits, _, _, lecam_ema = _discriminator_update(
+        d, opts, augment, real[i], real_labels[i], fake, fake_labels,
+        jax.random.fold_in(keys[i], 2), lecam_ema)
+    real_signs.append(jnp.sign(real_logits))
 
   z_BxZ, fake_labels = _latents(keys[-2], batch_size, opts.latent_dim, num_classes)
   fake, g_vjp, batch_stats = jax.vjp(
       lambda p: _generate_train(g, p, batch_stats, z_BxZ, fake_labels), g.params, has_aux=True)
-  d, d_loss, real_logits, fake_logits = _discriminator_update(
-      d, augment, real[-1], real_labels[-1], fake, fake_labels,
-      jax.random.fold_in(keys[-2], 2))
+  d, d_loss, real_logits, fake_logits, lecam, lecam_ema = _discriminator_update(
+      d, opts, augment, real[-1], real_labels[-1], fake, fake_labels,
+      jax.random.fold_in(keys[-2], 2), lecam_ema)
+  real_signs.append(jnp.sign(real_logits))
 
   critic = lambda x: d.apply_fn(d.variables(), augment(keys[-1], x), fake_labels)
   g_loss, d_fake = jax.value_and_grad(
@@ -194,8 +220,16 @@ def train_step(state: BigGANState, batch, key: jax.Array, *, opts: Options):
       "d_fake": jnp.mean(fake_logits),
       "ortho": ortho,
   }
-  return state.replace(step=state.step + 1, generator=g, discriminator=d,
-                       ema_params=ema), metrics
+  ada_p = state.ada_p
+  if opts.augment == "ada":  # p follows D's overfitting: r_t over this step's reals
+    r_t = jnp.mean(jnp.concatenate(real_signs).astype(jnp.float32))
+    ada_p = augment_lib.ada_adjust(ada_p, r_t, opts.d_steps * batch_size, opts.ada_speed,
+                                   opts.ada_target)
+    metrics.update(ada_p=ada_p, ada_rt=r_t)
+  if _on(opts.lecam_weight):
+    metrics["lecam"] = lecam
+  return state.replace(step=state.step + 1, generator=g, discriminator=d, ema_params=ema,
+                       ada_p=ada_p, lecam_ema=lecam_ema), metrics
 
 
 def _number(value):
@@ -209,6 +243,8 @@ def make_train_step(config: ml_collections.ConfigDict):
       conditional=config.conditional, ortho_weight=_number(config.ortho_weight),
       ema_decay=_number(config.ema_decay), augment=config.augment,
       diffaug=augment_lib.parse_augment_policy(config.diffaug),
+      ada_target=_number(config.ada_target), ada_speed=_number(config.ada_kimg) * 1000.0,
+      lecam_weight=_number(config.lecam_weight),
   )
   return functools.partial(train_step, opts=opts)
 
@@ -272,16 +308,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if m.attention != 0 and m.attention not in resolutions:
     raise ValueError(f"config.model.attention={m.attention!r} must be 0 (none) or a resolution "
                      f"of the networks: {', '.join(map(str, resolutions))}.")
-  if config.augment not in AUGMENTS:
-    raise ValueError(f"config.augment={config.augment!r} is not an augmentation; choose one "
-                     f"of {', '.join(AUGMENTS)}.")
-  if not isinstance(config.diffaug, str):
-    raise ValueError(f"config.diffaug={config.diffaug!r} must be a string such as "
-                     f"'{','.join(augment_lib.DIFF_AUGMENTS)}'.")
-  augment_lib.parse_augment_policy(config.diffaug)
-  if config.augment == "diffaugment" and not config.diffaug:
-    raise ValueError("config.augment='diffaugment' needs a policy in config.diffaug, e.g. "
-                     f"'{','.join(augment_lib.DIFF_AUGMENTS)}'.")
+  augment_lib.check_config(config)
   for key in ("ortho_weight",):
     if not isinstance(config[key], (int, float)) or config[key] < 0:
       raise ValueError(f"config.{key}={config[key]!r} must be a number >= 0 (0 turns it off).")

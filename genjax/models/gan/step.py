@@ -129,14 +129,10 @@ def _critic(d: TrainState, params, batch_stats, labels):
 
 
 def _augment(opts: Options, key: jax.Array, p: jax.Array):
-  """x -> x through ADA's operations with probability `p`, or through
-  `opts.diffaug`'s augmentations, each image its own draw (the identity when
-  augmentation is off)."""
-  if opts.ada:  # nothing to compute while p is 0 (ADA's start)
-    return lambda x: jax.lax.cond(p > 0, lambda x: augment_lib.ada(key, x, p), lambda x: x, x)
-  if not opts.diffaug:
-    return lambda x: x
-  return lambda x: augment_lib.diff_augment(x, key, opts.diffaug)
+  """x -> x as D sees it (genjax.augment.augmenter): ADA with probability
+  `p`, `opts.diffaug`'s augmentations, or the identity."""
+  name = "ada" if opts.ada else "diffaugment" if opts.diffaug else "none"
+  return augment_lib.augmenter(name, opts.diffaug, key, p)
 
 
 def _discriminator_update(d: TrainState, opts: Options, real, real_labels, fake, fake_labels,
@@ -261,14 +257,6 @@ def _on(weight) -> bool:
   return isinstance(weight, jax.Array) or weight != 0
 
 
-def augment_name(config: ml_collections.ConfigDict) -> str:
-  """config.augment, where a `diffaug` policy with augment='none' (the
-  configs from before `augment`) means 'diffaugment'."""
-  if config.augment == "none" and config.diffaug:
-    return "diffaugment"
-  return config.augment
-
-
 def make_train_step(config: ml_collections.ConfigDict):
   opts = Options(
       loss=losses.get_gan_loss(config.loss), n_critic=config.n_critic,
@@ -279,8 +267,8 @@ def make_train_step(config: ml_collections.ConfigDict):
       ema_decay=_number(config.ema_decay),
       probabilities=config.loss in ("minimax", "non_saturating"),
       diffaug=(augment_lib.parse_augment_policy(config.diffaug)
-               if augment_name(config) == "diffaugment" else ()),
-      ada=augment_name(config) == "ada",
+               if augment_lib.augment_name(config) == "diffaugment" else ()),
+      ada=augment_lib.augment_name(config) == "ada",
       ada_target=_number(config.ada_target),
       ada_speed=_number(config.ada_kimg) * 1000.0,
       lecam_weight=_number(config.lecam_weight),
@@ -352,30 +340,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.loss == "wasserstein" and not config.clip_value:
     raise ValueError("config.loss='wasserstein' needs config.clip_value > 0 (0.01 in WGAN) to "
                      "keep the critic Lipschitz; for the gradient penalty use loss='wgan_gp'.")
-  diffaug = config.diffaug
-  if not isinstance(diffaug, str):
-    raise ValueError(f"config.diffaug={diffaug!r} must be a string such as "
-                     f"'{','.join(augment_lib.DIFF_AUGMENTS)}' ('' for none).")
-  augment_lib.parse_augment_policy(diffaug)
-  if config.augment not in augment_lib.AUGMENTS:
-    raise ValueError(f"config.augment={config.augment!r} is not an augmentation; choose one of "
-                     f"{list(augment_lib.AUGMENTS)}.")
-  if config.augment == "ada" and diffaug:
-    raise ValueError(f"config.augment='ada' and config.diffaug={diffaug!r} both augment; set "
-                     "config.diffaug='' for ADA, or config.augment='diffaugment' for DiffAugment.")
-  if config.augment == "diffaugment" and not diffaug:
-    raise ValueError("config.augment='diffaugment' needs a policy in config.diffaug, e.g. "
-                     f"'{','.join(augment_lib.DIFF_AUGMENTS)}'.")
-  if not isinstance(config.ada_target, (int, float)) or not 0 <= config.ada_target <= 1:
-    raise ValueError(f"config.ada_target={config.ada_target!r} must be in [0, 1] (0.6 in ADA).")
-  if not isinstance(config.ada_kimg, (int, float)) or config.ada_kimg <= 0:
-    raise ValueError(f"config.ada_kimg={config.ada_kimg!r} must be positive (thousands of images "
-                     "for p to go from 0 to 1; 500 in ADA).")
-  if not isinstance(config.ada_p_init, (int, float)) or not 0 <= config.ada_p_init <= 1:
-    raise ValueError(f"config.ada_p_init={config.ada_p_init!r} must be in [0, 1].")
-  lecam = config.lecam_weight
-  if not isinstance(lecam, (int, float)) or lecam < 0:
-    raise ValueError(f"config.lecam_weight={lecam!r} must be a number >= 0 (0 turns it off; 0.3 "
-                     "in Tseng et al. with BigGAN).")
+  augment_lib.check_config(config)
   if config.loss == "wgan_gp" and not config.gp_weight:
     raise ValueError("config.loss='wgan_gp' needs config.gp_weight > 0 (10 in WGAN-GP).")
