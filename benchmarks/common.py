@@ -15,6 +15,7 @@ EXPERIMENTS = {
     "cyclegan_edges2fashion": (28, 28, 1),
     "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
     "progan_fashion_mnist": (28, 28, 1),  # measured at its last phase (32x32, faded in)
+    "biggan_folder": (64, 64, 3),  # a folder at the default preset's 64 px: random pixels
 }
 
 

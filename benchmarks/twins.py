@@ -287,6 +287,76 @@ def _progan_step(nets, config, images, device, torch, to_form, amp):
   return step, b
 
 
+def _biggan_step(nets, config, images, device, torch, to_form, amp):
+  g, d = nets["generator"], nets["discriminator"]
+  b, o, latent = config.batch_size, config.opt, config.model.latent_dim
+  classes = g.num_classes
+  if config.augment != "none":
+    raise ValueError(f"The PyTorch BigGAN twin trains without augmentation, not "
+                     f"augment={config.augment!r}.")
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.g_lr, betas=(o.b1, o.b2))
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.d_lr, betas=(o.b1, o.b2))
+  plain_g = getattr(g, "_orig_mod", g)  # under torch.compile, the module it wraps
+  ema = copy.deepcopy(plain_g).requires_grad_(False)
+  relu = torch.nn.functional.relu
+  # BigGAN-PyTorch's `ortho`: every weight of G but the shared class embedding
+  # (the spectral norm's unnormalised weights, as genjax's kernels)
+  ortho = [p for n, p in plain_g.named_parameters()
+           if p.ndim >= 2 and not n.startswith("shared.")]
+
+  def labels():
+    if not classes:
+      return None
+    return torch.randint(0, classes, (b,), device=device)
+
+  def real_batch():
+    idx = torch.randint(0, images.shape[0], (b,), device=device)
+    return to_form(images[idx].float() / 127.5 - 1.0)
+
+  def d_update(real, fake, fake_labels):
+    real_labels = labels()
+    with amp():
+      both = None if not classes else torch.cat([real_labels, fake_labels])
+      logits = d(torch.cat([real, fake]), both).float()
+      loss = relu(1.0 - logits[:b]).mean() + relu(1.0 + logits[b:]).mean()  # hinge
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+
+  def step():
+    for _ in range(config.d_steps - 1):
+      fake_labels = labels()
+      with torch.no_grad(), amp():
+        fake = g(torch.randn(b, latent, device=device), fake_labels)
+      d_update(real_batch(), fake, fake_labels)
+    fake_labels = labels()
+    with amp():
+      fake = g(torch.randn(b, latent, device=device), fake_labels)
+    d_update(real_batch(), fake.detach(), fake_labels)
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
+    d.eval()  # and leaves D's power iteration where it is
+    with amp():
+      g_loss = -d(fake, fake_labels).float().mean()
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    d.requires_grad_(True)
+    d.train()
+    if config.ortho_weight:
+      with torch.no_grad():  # the gradient of ||W W^T * (1 - I)||_F^2 / 2, as genjax's
+        for p in ortho:
+          w = p.flatten(1)
+          gram = w @ w.T
+          gram.fill_diagonal_(0.0)
+          p.grad.add_((2.0 * config.ortho_weight * (gram @ w)).view_as(p))
+    opt_g.step()
+    with torch.no_grad():
+      for e, p in zip(ema.parameters(), plain_g.parameters()):
+        e.lerp_(p, 1.0 - config.ema_decay)
+    return g_loss.detach()
+
+  return step, b * config.d_steps
+
+
 class Twin(NamedTuple):
   """A family's PyTorch twin."""
 
@@ -300,6 +370,7 @@ TWINS = {
     "vae": Twin(twin_networks.vae_modules, _vae_step, DENSE_FORMS),
     "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, CONV_FORMS),
     "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw", "channels_last")),
+    "biggan": Twin(twin_networks.biggan_modules, _biggan_step, CONV_FORMS),
 }
 
 

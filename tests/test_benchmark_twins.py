@@ -18,7 +18,11 @@ NETWORKS = {
     "gan": {"generator": "generator", "discriminator": "discriminator"},
     "vae": {"encoder": "encoder", "decoder": "decoder"},
     "cyclegan": {"g_ab": "g_ab", "g_ba": "g_ba", "d_a": "d_a", "d_b": "d_b"},
+    "biggan": {"generator": "generator", "discriminator": "discriminator"},
 }
+# the benchmark's default experiments, and twins measured on request (with --set items)
+TWIN_EXPERIMENTS = [*((e, ()) for e in benchmark.DEFAULT_EXPERIMENTS), ("biggan_folder", ()),
+                    ("biggan_folder", ("conditional=True",))]
 
 
 def _genjax_state(config, shape):
@@ -41,19 +45,20 @@ def _genjax_output_shape(ts, x_shape, *args, **kwargs):
   return out.shape
 
 
-def _twin_output_shape(net, x_shape):
+def _twin_output_shape(net, x_shape, *args):
   """NHWC-ordered output shape of a twin network on NHWC-shaped inputs."""
   x = torch.zeros(x_shape)
   if x.ndim == 4:
     x = x.permute(0, 3, 1, 2)
   with torch.no_grad():
-    out = net.eval()(x)
+    out = net.eval()(x, *args)
   return tuple(out.permute(0, 2, 3, 1).shape) if out.ndim == 4 else tuple(out.shape)
 
 
-@pytest.mark.parametrize("experiment", benchmark.DEFAULT_EXPERIMENTS)
-def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
-  config = common.load_config(experiment)
+@pytest.mark.parametrize("experiment, assignments", TWIN_EXPERIMENTS,
+                         ids=[",".join((e, *a)) for e, a in TWIN_EXPERIMENTS])
+def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignments):
+  config = common.load_config(experiment, assignments)
   shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
   nets = twins.modules(config, shape)
@@ -72,6 +77,13 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
     assert _twin_output_shape(nets["generator"], z) == g_shape == (b, *shape)
     d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
     assert _twin_output_shape(nets["discriminator"], (b, *shape)) == (b, 1)
+    assert d_shape == (b,)
+  elif config.family == "biggan":
+    z, labels = (b, config.model.latent_dim), jnp.arange(b, dtype=jnp.int32)
+    g_shape = _genjax_output_shape(state.generator, z, labels, train=False)
+    assert _twin_output_shape(nets["generator"], z, torch.arange(b)) == g_shape == (b, *shape)
+    d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
+    assert _twin_output_shape(nets["discriminator"], (b, *shape), torch.arange(b)) == d_shape
     assert d_shape == (b,)
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
@@ -121,13 +133,36 @@ def test_each_twin_step_updates_every_network(experiment):
   assert images_per_step == config.batch_size * config.get("n_critic", 1)
 
 
+@pytest.mark.parametrize("form", ["nchw", "channels_last"])
+def test_biggan_twin_step_updates_every_weight(form):
+  """One step of the conditional BigGAN twin (2 D steps, orthogonal
+  regularisation, hinge loss) moves every weight of G and D, the shared
+  embedding and the projection included, and the G's EMA."""
+  config = common.load_config("biggan_folder:tiny", ("conditional=True", "d_steps=2"))
+  step, nets, images_per_step, _ = twins.make_step(config, (32, 32, 3), form, num_images=32)
+  before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
+            for k, net in nets.items()}
+  loss = step()
+  assert torch.isfinite(loss)
+  for name, net in nets.items():
+    assert net.num_classes == 10
+    unchanged = [n for n, p in net.named_parameters() if torch.equal(before[name][n], p)]
+    assert not unchanged, f"{name}: {unchanged}"
+    assert all(p.requires_grad for p in net.parameters()) and net.training
+  assert images_per_step == 2 * config.batch_size
+
+
 def test_twins_refuse_options_they_do_not_train():
   for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
-                                 ("vae_mnist", "beta", 4.0)]:
+                                 ("vae_mnist", "beta", 4.0),
+                                 ("biggan_folder:tiny", "augment", "diffaugment")]:
     config = common.load_config(experiment)
     config[key] = value
+    shape = (32, 32, 3) if config.family == "biggan" else (28, 28, 1)
     with pytest.raises(ValueError, match="twin"):
-      twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
+      twins.make_step(config, shape, "nchw", num_images=8)
+  with pytest.raises(ValueError, match=r"BigGAN twin makes square images.*\(28, 28, 1\)"):
+    twins.make_step(common.load_config("biggan_folder:tiny"), (28, 28, 1), "nchw", num_images=8)
 
 
 def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
