@@ -28,6 +28,15 @@ writes it, with real batches gathered from uint8 images held in memory.
             stddev, the fade-in blend; real images padded with -1 to the
             final size, WGAN-GP with the drift term, Adam, the generator's
             loss through the updated discriminator, the EMA of its weights.
+  biggan    BigGAN's residual G and D with self-attention at
+            `model.attention`, spectral norm on every weight (one power
+            iteration per training-mode call), with `conditional`
+            class-conditional batch norm from a shared embedding,
+            hierarchical latents and a projection D; the hinge loss,
+            `d_steps` D updates on fresh batches and fakes, then G's loss
+            through the updated D (its power iteration left as it is) on the
+            last fakes, BigGAN's off-diagonal orthogonal regularisation of
+            G's weights, Adam(b1, b2) with the two learning rates, G's EMA.
 
 TWINS is the one registry, by family name: each twin's networks
 (benchmarks/twin_networks.py), train step and forms. A twin runs in one of
@@ -287,6 +296,16 @@ def _progan_step(nets, config, images, device, torch, to_form, amp):
   return step, b
 
 
+def ortho_grad(weight):
+  """BigGAN-PyTorch's `ortho` update of a weight [F, ...] (one row per
+  output): 2 (W W^T * (1 - I)) W, the gradient of ||W W^T * (1 - I)||_F^2 / 2
+  (genjax.models.biggan.step.ortho_penalty)."""
+  w = weight.flatten(1)
+  gram = w @ w.T
+  gram.fill_diagonal_(0.0)
+  return (2.0 * gram @ w).view_as(weight)
+
+
 def _biggan_step(nets, config, images, device, torch, to_form, amp):
   g, d = nets["generator"], nets["discriminator"]
   b, o, latent = config.batch_size, config.opt, config.model.latent_dim
@@ -342,12 +361,9 @@ def _biggan_step(nets, config, images, device, torch, to_form, amp):
     d.requires_grad_(True)
     d.train()
     if config.ortho_weight:
-      with torch.no_grad():  # the gradient of ||W W^T * (1 - I)||_F^2 / 2, as genjax's
+      with torch.no_grad():
         for p in ortho:
-          w = p.flatten(1)
-          gram = w @ w.T
-          gram.fill_diagonal_(0.0)
-          p.grad.add_((2.0 * config.ortho_weight * (gram @ w)).view_as(p))
+          p.grad.add_(ortho_grad(p), alpha=config.ortho_weight)
     opt_g.step()
     with torch.no_grad():
       for e, p in zip(ema.parameters(), plain_g.parameters()):

@@ -152,6 +152,19 @@ def test_biggan_twin_step_updates_every_weight(form):
   assert images_per_step == 2 * config.batch_size
 
 
+def test_biggan_twin_orthogonal_regularisation_is_genjax_gradient():
+  """The twin's update of a conv weight [F, C, k, k] is the gradient of
+  genjax's penalty at the same kernel [k, k, C, F]."""
+  from genjax.models.biggan import step as biggan
+
+  kernel = jax.random.normal(jax.random.key(0), (3, 3, 4, 6))
+  ours = jax.grad(biggan.ortho_penalty)({"conv": {"kernel": kernel}})["conv"]["kernel"]
+  weight = torch.tensor(jax.device_get(kernel)).permute(3, 2, 0, 1)
+  theirs = twins.ortho_grad(weight).permute(2, 3, 1, 0)
+  assert torch.allclose(theirs, torch.tensor(jax.device_get(ours)), rtol=1e-4, atol=1e-4)
+  assert float(jnp.abs(ours).max()) > 1.0  # not a vanishing comparison
+
+
 def test_twins_refuse_options_they_do_not_train():
   for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
                                  ("vae_mnist", "beta", 4.0),
@@ -226,13 +239,14 @@ def test_progan_twin_step_updates_the_final_phase_networks():
 
 @pytest.mark.parametrize("experiment, form", [("gan_mnist:wgan_gp,tiny", "channels_last"),
                                               ("vae_mnist:tiny", "nchw"),
-                                              ("cyclegan_edges2fashion:tiny", "channels_last")])
+                                              ("cyclegan_edges2fashion:tiny", "channels_last"),
+                                              ("biggan_folder:tiny", "channels_last")])
 def test_twin_in_bfloat16_autocast_computes_in_bfloat16_and_trains(experiment, form):
   """Under bfloat16 autocast the networks' layers compute in bfloat16, the
   weights stay float32 and move, and the step's loss is finite."""
   config = common.load_config(experiment)
-  step, nets, _, _ = twins.make_step(config, (28, 28, 1), form, num_images=32,
-                                     precision="bfloat16")
+  shape = (32, 32, 3) if config.family == "biggan" else (28, 28, 1)
+  step, nets, _, _ = twins.make_step(config, shape, form, num_images=32, precision="bfloat16")
   dtypes = []
   layer = next(m for net in nets.values() for m in net.modules()
                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
