@@ -19,9 +19,16 @@ A row whose run and evaluation are already in runs/report is not redone, so
 an interrupted report continues where it stopped; delete the row's folder to
 redo it. A finished row scored with other feature-network weights than the
 committed ones is scored again from its checkpoint, not trained again.
+
+Each row's evaluation scalars against steps, read from its run's TensorBoard
+event files (FID and the others the family reports; one line per member, the
+mean ± standard deviation as a band), go to --plots/<row>.png.
+`--plot_runs=DIR,...` only draws those runs' plots (any run directory, a
+single run or a population) to --plots/<folder name>.png, and trains nothing.
 """
 
 import json
+import os
 import re
 import sys
 import time
@@ -29,8 +36,8 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from genjax import configs, evaluate, runtime
-from genjax.train import loop
+from genjax import configs, evaluate, runtime, viz
+from genjax.train import loop, workdir as workdir_lib
 from genjax.metrics import features
 
 # name -> (experiment module, preset, config overrides, what the row shows).
@@ -55,6 +62,10 @@ flags.DEFINE_integer("num", 10000, "Samples scored per row.")
 flags.DEFINE_integer("iwae_k", 1000, "VAE rows: importance samples per test image.")
 flags.DEFINE_string("out", "docs/results.md", "The markdown table.")
 flags.DEFINE_string("readme", "README.md", "Updated between its results markers; '' = leave it.")
+flags.DEFINE_string("plots", "docs/plots", "Folder of the rows' PNG plots of FID and the other "
+                    "evaluation scalars against steps; '' = none.")
+flags.DEFINE_list("plot_runs", [], "Run directories to plot to --plots/<folder>.png instead of "
+                  "running rows.")
 flags.DEFINE_string("note", "", "A paragraph added to the notes of the table: what the rows' train "
                     "times shared the machine with, say.")
 
@@ -258,6 +269,37 @@ def write_readme(readme: Path, text: str) -> None:
   readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}{END}", content))
 
 
+# The evaluation scalars a plot shows, FID first, where the run has them.
+PLOTTED = ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "eval/classifier_score",
+           "eval/elbo", "eval/ab_psnr_db")
+
+
+def plot_run(run_dir: Path, out: Path, title: str = "", most: int = 3) -> Path | None:
+  """Draws up to `most` of the run's PLOTTED scalars against steps to `out`;
+  None (and a line on stderr) where the run has none of them."""
+  scalars = workdir_lib.read_scalars(run_dir, "eval/")
+  names = [n for n in PLOTTED if n in scalars or f"{n}/member_0" in scalars][:most]
+  if not names:
+    print(f"{run_dir}: no evaluation scalars in its TensorBoard files; no plot.", file=sys.stderr)
+    return None
+  viz.save_scalar_plot(out, scalars, names, title)
+  print(f"plot: {out}", file=sys.stderr)
+  return out
+
+
+def plots_section(drawn: list[tuple[dict, Path]], page_dir: Path) -> str:
+  """Markdown embedding each row's plot, linked relative to the page's folder."""
+  if not drawn:
+    return ""
+  lines = ["", "## Evaluation scalars against steps", "",
+           "Read from each row's TensorBoard files: one line per seed, the mean ± standard "
+           "deviation over the seeds as a band.", ""]
+  for r, path in drawn:
+    rel = os.path.relpath(path, page_dir)
+    lines += [f"{r['model']}, {r['dataset']}:", "", f"![{r['name']}]({rel})", ""]
+  return "\n".join(lines)
+
+
 def main(argv):
   del argv
   runtime.configure()
@@ -270,10 +312,23 @@ def main(argv):
     raise app.UsageError(f"--steps_scale={FLAGS.steps_scale} must be positive.")
   if FLAGS.seeds < 1:
     raise app.UsageError(f"--seeds={FLAGS.seeds} must be at least 1.")
+  if FLAGS.plot_runs:
+    missing = [d for d in FLAGS.plot_runs if not (Path(d) / "tensorboard").is_dir()]
+    if missing:
+      raise app.UsageError(f"--plot_runs: {missing} have no tensorboard/ folder; name run "
+                           "directories (the --workdir of a training run).")
+    for run_dir in map(Path, FLAGS.plot_runs):
+      plot_run(run_dir, Path(FLAGS.plots or "docs/plots") / f"{run_dir.name}.png", run_dir.name)
+    return
   results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
                      FLAGS.seeds)
              for name in FLAGS.rows]
   text = table(results, note=FLAGS.note)
+  if FLAGS.plots:
+    drawn = [(r, plot_run(Path(FLAGS.workdir) / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
+                          f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds"))
+             for r in results]
+    text += plots_section([(r, path) for r, path in drawn if path], Path(FLAGS.out).parent)
   Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
   Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m benchmarks.report`.\n\n{text}")
   if FLAGS.readme:

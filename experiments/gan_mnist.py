@@ -48,6 +48,8 @@ PRESETS = {
     "dcgan_ema": ({"ema_decay": 0.999}, "DCGAN sampled from an EMA of G's weights (Yazici et al. 2019)"),
     "diffaug": ({"diffaug": "color,translation,cutout"},
                 "Zhao et al. 2020: DiffAugment, color, translation and cutout on every image D sees"),
+    "ada": ({"augment": "ada"},
+            "Karras et al. 2020: adaptive augmentation (bgc) of what D sees, p from its signs"),
     "tiny": ({"batch_size": 16, "num_steps": 20, "steps_per_call": 5, "eval_every": 10,
               "checkpoint_every": 10, "num_eval_samples": 16, "metrics_num_samples": 0,
               "model.latent_dim": 16, "model.g_width": 8, "model.d_width": 8},
@@ -86,6 +88,19 @@ def _base_config() -> ml_collections.ConfigDict:
   # or generated, differentiable so G learns through them; for few training
   # images. A comma-separated subset of color,translation,cutout; "" = off.
   config.diffaug = ""
+  # none | diffaugment (the `diffaug` policy) | ada. A non-empty `diffaug` with
+  # augment=none also turns DiffAugment on, as before this key existed.
+  config.augment = "none"
+  # ADA (Karras et al. 2020): each operation applied with probability p, raised
+  # while more than ada_target of D's real outputs are positive, else lowered.
+  config.ada_target = 0.6  # the target of r_t = E[sign(D(x_real))]
+  # thousands of images for p to go from 0 to 1: 500 in the paper, 100 so that
+  # p can follow D within a CPU run of a few thousand steps
+  config.ada_kimg = 100.0
+  config.ada_p_init = 0.0  # p at step 0
+  # LeCam (Tseng et al. 2021): D's outputs pulled towards EMAs (decay 0.99) of
+  # its mean outputs on the other kind of image; 0 = off
+  config.lecam_weight = 0.0
 
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 100  # z ~ N(0, I)
@@ -96,6 +111,10 @@ def _base_config() -> ml_collections.ConfigDict:
   config.model.g_kernel_size = 3
   config.model.d_kernel_size = 4
   config.model.spectral_norm = False  # spectral normalisation of every D layer
+  # batch | virtual_batch: G's normalisation; virtual_batch (Salimans et al.
+  # 2016) normalises each image with a fixed reference batch's statistics and
+  # its own, so that an image does not depend on the rest of its batch
+  config.model.norm = "batch"
 
   config.opt = ml_collections.ConfigDict()
   config.opt.name = "adam"  # adam | rmsprop (WGAN)

@@ -30,16 +30,32 @@ def describe_error(error: BaseException, limit: int = 200) -> str:
   return f"{type(error).__name__}: {text[:limit]}"
 
 
-def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
-  """{('generator', 'params', 'Dense_0', 'kernel'): shape} of a state pytree or
-  of a checkpoint's metadata tree (the same names either way)."""
+def _names(path) -> tuple[str, ...]:
+  """A pytree key path as names: ('generator', 'params', 'Dense_0', 'kernel'),
+  the same for a state pytree and for a checkpoint's metadata tree."""
   def name(key):
     for attr in ("name", "key", "idx"):
       if hasattr(key, attr):
         return str(getattr(key, attr))
     return str(key)
-  return {tuple(name(k) for k in path): tuple(x.shape)
-          for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  return tuple(name(k) for k in path)
+
+
+def _named_leaves(tree):
+  return [(_names(path), x) for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _added_fields(stored, target) -> set[str]:
+  """The top-level fields of the state `target` that the checkpoint's tree
+  `stored` has no array of (fields added to a family's state since)."""
+  fields = lambda tree: {path[0] for path, _ in _named_leaves(tree) if path}
+  return fields(target) - fields(stored)
+
+
+def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
+  """{('generator', 'params', 'Dense_0', 'kernel'): shape} of a state pytree or
+  of a checkpoint's metadata tree."""
+  return {path: tuple(getattr(x, "shape", ())) for path, x in _named_leaves(tree)}
 
 
 class Checkpointer:
@@ -92,26 +108,57 @@ class Checkpointer:
     return self._best
 
   def restore(self, target: Any, step: Optional[int] = None) -> Any:
-    """Restores `step` (default: latest) shaped and sharded like `target`."""
+    """Restores `step` (default: latest) shaped and sharded like `target`.
+
+    A checkpoint written before a family's state gained a field (ADA's p,
+    LeCam's averages) restores too: the fields it lacks are `target`'s, the
+    initial values of a fresh state, or zeros where `target` is abstract
+    (`jax.ShapeDtypeStruct`s). Any other difference of arrays fails."""
     step = self.latest_step() if step is None else step
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    stored = self._stored_tree(step)
+    if stored is None or not _added_fields(stored, target):
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    by_path = {path: x for path, x in _named_leaves(abstract)}
+    subset = jax.tree_util.tree_map_with_path(
+        lambda path, _: by_path[_names(path)], stored)
+    restored = dict(_named_leaves(
+        self.manager.restore(step, args=ocp.args.StandardRestore(subset))))
+
+    def fill(path, x):
+      name = _names(path)
+      if name in restored:
+        return restored[name]
+      if isinstance(x, jax.Array):
+        return x
+      return jax.device_put(jax.numpy.zeros(x.shape, x.dtype), x.sharding)
+
+    return jax.tree_util.tree_map_with_path(fill, target)
+
+  def _stored_tree(self, step: int):
+    """The checkpoint's tree of array metadata at `step`, or None if unreadable."""
+    try:
+      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
+      return meta.item_metadata.tree
+    except Exception:  # pylint: disable=broad-except
+      return None
 
   def shape_changes(self, target: Any, step: Optional[int] = None) -> list[str]:
     """'path: stored (32,) -> now (64,)' for every array of `target` whose
     shape differs from the one stored at `step` (default: latest), read from
     the checkpoint's metadata without restoring it; [] when they fit or the
-    metadata cannot be read (restoring then says what is wrong)."""
+    metadata cannot be read (restoring then says what is wrong). A state
+    field the checkpoint lacks is no change: `restore` adds it."""
     step = self.latest_step() if step is None else step
-    try:
-      meta = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "default")
-      stored = _shapes(meta.item_metadata.tree)
-    except Exception:  # pylint: disable=broad-except
+    stored_tree = self._stored_tree(step)
+    if stored_tree is None:
       return []
+    stored = _shapes(stored_tree)
     now = _shapes(target)
     changes = [f"{'.'.join(path)}: stored {stored.get(path, 'nothing')} -> now "
                f"{now.get(path, 'nothing')}"
-               for path in sorted(set(stored) | set(now)) if stored.get(path) != now.get(path)]
+               for path in sorted(set(stored) | set(now)) if stored.get(path) != now.get(path)
+               and path[0] not in _added_fields(stored_tree, target)]
     return changes
 
   def restore_latest(self, target: Any) -> Optional[Any]:

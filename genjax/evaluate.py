@@ -30,8 +30,11 @@ all by default), from its `evaluate_metrics` (genjax.models): for VAEs
 the test ELBO, active units and the IWAE-k negative log-likelihood in nats
 (Burda et al. 2016; `--iwae_k 0` skips the IWAE bound); for CycleGAN the
 cycle-reconstruction L1 both ways and, on edges2fashion's paired test
-split, the A -> B error against the true edge maps and the share of B -> A
-translations classified as the source garment's class.
+split, the A -> B error (L1, PSNR, SSIM) against the true edge maps and the
+share of B -> A translations classified as the source garment's class; for
+pix2pix the L1, PSNR and SSIM of the outputs against the targets of the test
+pairs, their FID in the feature network, and the same for the identity
+baseline (`--num 0`: a translator draws no samples).
 """
 
 import json

@@ -108,6 +108,19 @@ def r1_penalty(critic: Callable[[jax.Array], jax.Array], real: jax.Array) -> jax
   return 0.5 * jnp.mean(jnp.sum(grads**2, axis=tuple(range(1, grads.ndim))))
 
 
+def lecam_regularizer(real_logits: jax.Array, fake_logits: jax.Array, ema_real: jax.Array,
+                      ema_fake: jax.Array) -> jax.Array:
+  """LeCam regularisation of D (Tseng et al. 2021), added to D's loss:
+  R = E||D(x) - alpha_F||^2 + E||D(G(z)) - alpha_R||^2, with alpha_R and
+  alpha_F moving averages of D's mean outputs on real and fake images, taken
+  as constants. It keeps D's real and fake outputs from drifting apart.
+
+  real_logits, fake_logits: [B] each; ema_real, ema_fake: [].
+  """
+  ema_real, ema_fake = jax.lax.stop_gradient(ema_real), jax.lax.stop_gradient(ema_fake)
+  return jnp.mean((real_logits - ema_fake) ** 2) + jnp.mean((fake_logits - ema_real) ** 2)
+
+
 def get_gan_loss(name: str) -> GANLoss:
   """Looks a GAN objective up by its config name."""
   try:

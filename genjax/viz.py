@@ -1,4 +1,4 @@
-"""Image grids and PNG files."""
+"""Image grids, PNG files and plots of a run's scalars."""
 
 import math
 from pathlib import Path
@@ -51,3 +51,55 @@ def scatter(points: np.ndarray, labels: np.ndarray, size: int = 480) -> np.ndarr
   fig.tight_layout()
   canvas.draw()
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def plot_scalar(ax, scalars: dict, name: str, label: str | None = None) -> None:
+  """Draws the scalar `name` ("eval/fid") against steps on a matplotlib Axes.
+
+  `scalars` is `genjax.train.workdir.read_scalars(workdir)`'s {tag: (steps,
+  values)}. A population's run has `name/member_m` per member: each is a
+  thin line, and the mean ± standard deviation (n-1) over the members at the
+  steps where every member has a value is a thick line with a band. A single
+  run's `name` is one line.
+  """
+  prefix = f"{name}/member_"
+  members = {int(tag[len(prefix):]): curve for tag, curve in scalars.items()
+             if tag.startswith(prefix) and tag[len(prefix):].isdigit()}
+  if not members:
+    if name not in scalars:
+      raise KeyError(f"no scalar {name!r}; the run has {', '.join(sorted(scalars)) or 'none'}.")
+    steps, values = scalars[name]
+    ax.plot(steps, values, marker="o", markersize=3, label=label)
+  else:
+    for m, (steps, values) in sorted(members.items()):
+      ax.plot(steps, values, linewidth=1, alpha=0.6, label=f"member {m}")
+    common = sorted(set.intersection(*(set(s.tolist()) for s, _ in members.values())))
+    if len(members) > 1 and common:
+      stacked = np.stack([v[np.searchsorted(s, common)] for s, v in members.values()])
+      mean, std = stacked.mean(0), stacked.std(0, ddof=1)
+      ax.plot(common, mean, color="black", linewidth=2,
+              label=label or f"mean ± std of {len(members)}")
+      ax.fill_between(common, mean - std, mean + std, color="black", alpha=0.15)
+  ax.set_xlabel("step")
+  ax.set_ylabel(name.removeprefix("eval/").removeprefix("train/"))
+  ax.grid(alpha=0.3)
+  if ax.get_legend_handles_labels()[0]:
+    ax.legend(fontsize=7)
+
+
+def save_scalar_plot(path: Path, scalars: dict, names: list[str], title: str = "") -> None:
+  """A PNG with one panel per scalar in `names` (`plot_scalar` each), drawn on
+  its own Agg canvas (no pyplot state)."""
+  # pylint: disable=g-import-not-at-top
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  fig = Figure(figsize=(4.2 * len(names), 3.2), dpi=100, layout="constrained")
+  FigureCanvasAgg(fig)
+  for i, name in enumerate(names):
+    plot_scalar(fig.add_subplot(1, len(names), i + 1), scalars, name)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(path, metadata={"Software": None})

@@ -165,3 +165,61 @@ def test_cifar10_config_trains_on_32x32_rgb(preset):
                                              jax.random.key(2))
   assert all(np.isfinite(float(v)) for v in metrics.values())
   assert gan.sample(new, jax.random.key(3), 5, config).shape == (5, 32, 32, 3)
+
+
+def _tiny_model(**overrides):
+  config = gan_mnist.get_config()
+  config.model.latent_dim, config.model.g_width, config.model.d_width = 8, 4, 4
+  return configs.apply_overrides(config, overrides)
+
+
+def test_lecam_adds_to_d_loss_and_its_averages_follow_d():
+  """LeCam (Tseng et al. 2021): the regulariser changes D's update, and its
+  averages take 1 - 0.99 of D's mean outputs on real and fake images."""
+  config = _tiny_model(loss="hinge", lecam_weight=0.5)  # hinge: d_real, d_fake are raw outputs
+  state = gan.create_state(config, jax.random.key(0), (28, 28, 1))
+  batch = _batch(1)
+  new, metrics = gan.make_train_step(config)(state, batch, jax.random.key(2))
+  plain, plain_metrics = gan.make_train_step(_tiny_model(loss="hinge"))(state, batch,
+                                                                       jax.random.key(2))
+  ema = 0.01 * np.array([metrics["d_real"], metrics["d_fake"]])
+  np.testing.assert_allclose(new.lecam_ema, ema, rtol=1e-5)
+  assert np.array_equal(plain.lecam_ema, [0.0, 0.0]) and "lecam" not in plain_metrics
+  assert float(metrics["d_loss"]) == float(plain_metrics["d_loss"])  # the same D before the update
+  assert metrics["lecam"] > 0 and not params_equal(new.discriminator.params,
+                                                   plain.discriminator.params)
+  again, _ = gan.make_train_step(config)(new, batch, jax.random.key(3))
+  assert not np.array_equal(again.lecam_ema, new.lecam_ema)
+
+
+@pytest.mark.parametrize("norm", ["virtual_batch", "batch"])
+def test_virtual_batch_norm_makes_an_image_independent_of_its_batch(norm):
+  """With virtual batch norm, G(z) of an image is the same whatever the rest
+  of its batch, in training and inference; with batch norm in training it
+  is not."""
+  config = _tiny_model(**{"model.norm": norm})
+  state = gan.create_state(config, jax.random.key(0), (28, 28, 1))
+  g = state.generator
+  z = jax.random.normal(jax.random.key(1), (8, 8))
+  other = z.at[1:].set(3 * jax.random.normal(jax.random.key(2), (7, 8)))
+  labels = jnp.zeros(8, jnp.int32)
+  train = lambda z: gan._generate_train(g, g.params, g.batch_stats, z, labels[:len(z)])[0][0]
+  same = [np.allclose(train(z), train(other), atol=1e-6), np.allclose(train(z), train(z[:1]))]
+  assert same == ([True, True] if norm == "virtual_batch" else [False, False])
+  if norm == "virtual_batch":
+    np.testing.assert_allclose(gan.generate(state, z)[0], train(z), atol=1e-6)
+    reference = g.batch_stats["vbn_reference_z"]
+    assert reference.shape == (config.batch_size, 8)  # drawn once, with a fixed key
+    again = gan.create_state(config, jax.random.key(5), (28, 28, 1)).generator.batch_stats
+    assert np.array_equal(again["vbn_reference_z"], reference)
+    new, _ = gan.make_train_step(config)(state, _batch(1), jax.random.key(3))
+    assert np.array_equal(new.generator.batch_stats["vbn_reference_z"], reference)
+
+
+def test_unknown_augment_and_norm_names_are_named():
+  with pytest.raises(ValueError, match=r"config.augment='adda'.*\['none', 'diffaugment', 'ada'\]"):
+    gan.validate_config(_tiny_model(augment="adda"))
+  with pytest.raises(ValueError, match=r"config.model.norm='layer'.*\['batch', 'virtual_batch'\]"):
+    gan.validate_config(_tiny_model(**{"model.norm": "layer"}))
+  with pytest.raises(ValueError, match="lecam_weight=-1.0"):
+    gan.validate_config(_tiny_model(lecam_weight=-1.0))

@@ -6,7 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from tensorboardX import SummaryWriter
+
 from benchmarks import report
+from genjax.train import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -17,7 +22,8 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   out = tmp_path / "results.md"
   command = [sys.executable, "-m", "benchmarks.report", "--rows=gan_mnist",
              "--steps_scale=0.00075", "--num=300", "--seeds=2", f"--workdir={tmp_path / 'runs'}",
-             f"--out={out}", f"--readme={readme}", "--note=Shared the CPU with a test."]
+             f"--out={out}", f"--readme={readme}", "--note=Shared the CPU with a test.",
+             f"--plots={tmp_path / 'plots'}"]
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -37,13 +43,15 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   cell = f"| {summary['mean']:.3g} ± {summary['std']:.2g} |"
   assert cell in rows[1] and rows[2].startswith("| floor: training images | mnist |")
   assert f"seed 0: FID {fids[0]:.3g}; seed 1: FID {fids[1]:.3g}" in text
-  assert text.rstrip().endswith(report.DCGAN_NOTE + " Shared the CPU with a test.")  # --note
+  assert f"{report.DCGAN_NOTE} Shared the CPU with a test.\n" in text  # --note, after the notes
   text = readme.read_text()
   readme_rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
   assert "old table" not in text and len(readme_rows) == 3  # the compact table
   assert readme_rows[1].startswith("| DCGAN, non-saturating loss | mnist | 12 | 2 |")
   assert cell in readme_rows[1] and "`python" not in readme_rows[1]
   assert text.startswith("# title\n\nbefore\n") and text.endswith(f"{report.END}\nafter\n")
+  assert (tmp_path / "plots" / "gan_mnist.png").read_bytes().startswith(b"\x89PNG")
+  assert "![gan_mnist](plots/gan_mnist.png)" in out.read_text()  # beside the table
   # A second run reads the finished row instead of training again.
   proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
   assert proc.returncode == 0 and "[gan_mnist] already done" in proc.stderr, proc.stderr[-3000:]
@@ -69,3 +77,26 @@ def test_unknown_row_is_named(tmp_path):
       capture_output=True, text=True, cwd=ROOT, timeout=120,
       env=dict(os.environ, PYTHONPATH=str(ROOT)))
   assert proc.returncode != 0 and "unknown ['gan_mnsit']" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_scalars_are_read_from_event_files_and_plotted(tmp_path):
+  run = tmp_path / "pop_run"
+  with SummaryWriter(str(run / "tensorboard")) as writer:
+    for step in (100, 200, 300):
+      for m in range(3):
+        writer.add_scalar(f"eval/fid/member_{m}", 100.0 - step / 10 + m, step)
+      writer.add_scalar("eval/fid", 101.0 - step / 10, step)
+      writer.add_scalar("train/d_loss", 0.5, step)
+  # A resumed run writes step 300 again, to a file of its own.
+  with SummaryWriter(str(run / "tensorboard"), filename_suffix=".2") as writer:
+    writer.add_scalar("eval/fid/member_0", 7.0, 300)
+  scalars = workdir_lib.read_scalars(run, "eval/")
+  assert sorted(scalars) == ["eval/fid", *(f"eval/fid/member_{m}" for m in range(3))]
+  steps, values = scalars["eval/fid/member_0"]
+  assert steps.tolist() == [100, 200, 300] and values.tolist() == [90.0, 80.0, 7.0]
+  assert report.plot_run(run, tmp_path / "plots" / "pop.png", "a population") is not None
+  image = np.asarray(Image.open(tmp_path / "plots" / "pop.png"))
+  assert image.shape[0] > 200 and image.std() > 0  # a drawn figure, not a blank canvas
+  (tmp_path / "empty" / "tensorboard").mkdir(parents=True)
+  assert report.plot_run(tmp_path / "empty", tmp_path / "plots" / "empty.png") is None
+  assert not (tmp_path / "plots" / "empty.png").exists()

@@ -77,6 +77,27 @@ def _images_to_device(dataset: data.ArrayDataset, mesh) -> device.DeviceData:
 
 
 @dataclasses.dataclass(frozen=True)
+class Translator:
+  """What `genjax.translate` needs of a trained translator.
+
+  Attributes:
+    directions: the directions it translates ('ab'; CycleGAN: 'ab', 'ba').
+    size: the side of the square images its networks take and give.
+    prepare: uint8 [H, W, C] of any size -> uint8 [size, size, C], resized
+      and cropped as the run's training images were.
+    how: a sentence saying what `prepare` does, for the user.
+    apply: (state, images [N, size, size, C] in [-1, 1], direction, key) ->
+      images of the same shape.
+  """
+
+  directions: tuple[str, ...]
+  size: int
+  prepare: Callable[[np.ndarray], np.ndarray]
+  how: str
+  apply: Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
   """A model family: pure functions, no state of its own.
 
@@ -95,6 +116,8 @@ class Family:
     evaluate_metrics: (state, config, test split, key, *, progress,
       **options) -> dict, the family's own measures for `genjax.evaluate`;
       None if it has none beyond the sample metrics.
+    translator: (config, image_shape) -> Translator, for `genjax.translate`;
+      None for a family that does not translate images.
     metric_options: the names of `genjax.evaluate`'s options that
       `evaluate_metrics` takes as keyword arguments (e.g. `iwae_k`).
     batches_per_step: config -> batches drawn for one step (GANs: n_critic).
@@ -131,6 +154,7 @@ class Family:
   sample: Optional[Callable[..., jax.Array]] = None
   evaluate_metrics: Optional[Callable[..., dict]] = None
   metric_options: tuple[str, ...] = ()
+  translator: Optional[Callable[[Config, tuple], Translator]] = None
   batches_per_step: Callable[[Config], int] = lambda config: 1
   load_split: Callable[[Config, str], Any] = _load_image_split
   to_device: Callable[[Any, Any], Any] = _images_to_device
@@ -168,4 +192,4 @@ def get(name: str) -> Family:
 
 
 # Importing each family's folder registers it (its __init__ calls `register`).
-from genjax.models import biggan, cyclegan, gan, progan, vae  # noqa: E402,F401  pylint: disable=wrong-import-position
+from genjax.models import biggan, cyclegan, gan, pix2pix, progan, vae  # noqa: E402,F401  pylint: disable=wrong-import-position

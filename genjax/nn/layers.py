@@ -282,3 +282,39 @@ def spectral_norm(module: nn.Module, x: jax.Array, update_stats: bool) -> jax.Ar
   and scalars unchanged). Call it inside a compact module; dtype None: the
   power iteration runs on the float32 weights whatever the compute dtype."""
   return nn.SpectralNorm(module)(x, update_stats=update_stats)
+
+
+class VirtualBatchNorm(nn.Module):
+  """Virtual batch normalisation (Salimans et al. 2016, "Improved techniques
+  for training GANs"): each example is normalised with the statistics of a
+  fixed reference batch combined with its own, weighted 1/(R+1) for itself
+  and R/(R+1) for the reference batch of R examples, so that its output
+  does not depend on the rest of its batch. The reference examples, which
+  lead the batch, are normalised with the reference statistics alone.
+
+  Rows [N * P, C] in, example-major (P rows per example, e.g. its pixels);
+  the first `reference_size` examples are the reference batch. Statistics
+  are float32 at any compute dtype; a learned scale and bias per channel.
+  """
+
+  reference_size: int
+  epsilon: float = 1e-5
+  dtype: Any = None  # compute dtype of the output; None: that of the inputs
+
+  @nn.compact
+  def __call__(self, rows: jax.Array, num_examples: int) -> jax.Array:
+    c = rows.shape[-1]
+    scale = self.param("scale", nn.initializers.ones, (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    x = rows.astype(jnp.float32).reshape(num_examples, -1, c)  # [N, P, C]
+    mean, mean_sq = jnp.mean(x, axis=1), jnp.mean(x * x, axis=1)  # [N, C] each
+    r = self.reference_size
+    ref_mean, ref_sq = jnp.mean(mean[:r], axis=0), jnp.mean(mean_sq[:r], axis=0)  # [C]
+    own = 1.0 / (r + 1)
+    mix = lambda ref, per_example: jnp.concatenate(
+        [jnp.broadcast_to(ref, (r, c)), own * per_example[r:] + (1 - own) * ref[None]])
+    mean, mean_sq = mix(ref_mean, mean), mix(ref_sq, mean_sq)  # [N, C]
+    var = jnp.maximum(mean_sq - mean * mean, 0.0)
+    y = (x - mean[:, None]) * jax.lax.rsqrt(var + self.epsilon)[:, None]
+    y = y * scale[None, None] + bias[None, None]
+    return y.reshape(rows.shape).astype(self.dtype or rows.dtype)

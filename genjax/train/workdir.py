@@ -271,6 +271,35 @@ def recorded_divergences(workdir, up_to_step: int) -> dict[int, int]:
   return {m: step for m, (_, step) in found.items()}
 
 
+def read_scalars(workdir, prefix: str = "") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """{tag: (steps [N], values [N])} of the run's TensorBoard scalars whose tag
+  starts with `prefix` ("eval/" for the evaluations: `eval/fid`, and in a
+  population `eval/fid/member_m` per member beside the mean), in step order.
+  Where a resumed run wrote a step again, its latest value wins."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+
+  found = {}  # tag -> {step: (wall time, value)}
+  for path in sorted((Path(workdir) / "tensorboard").glob("events.out.tfevents.*")):
+    try:
+      records = list(_tfrecords(path))
+    except OSError:
+      continue
+    for record in records:
+      event = event_pb2.Event()
+      try:
+        event.ParseFromString(record)
+      except Exception:  # pylint: disable=broad-except  # a damaged record
+        continue
+      for value in event.summary.value:
+        if value.tag.startswith(prefix) and value.WhichOneof("value") == "simple_value":
+          steps = found.setdefault(value.tag, {})
+          if event.step not in steps or event.wall_time >= steps[event.step][0]:
+            steps[event.step] = (event.wall_time, value.simple_value)
+  return {tag: (np.array(sorted(steps), np.int64),
+                np.array([steps[s][1] for s in sorted(steps)], np.float64))
+          for tag, steps in sorted(found.items())}
+
+
 def _tfrecords(path: Path):
   """The records of a TFRecord file (TensorBoard's event files): each a
   length (uint64), its CRC, the data and its CRC; a truncated tail ends it."""

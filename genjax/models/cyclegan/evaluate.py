@@ -1,8 +1,8 @@
 """CycleGAN evaluations: translation grids and translation metrics.
 
 On every test split: the cycle-reconstruction L1 both ways. On a paired test
-split (edges2fashion, where b[i] is the truth for a[i]): the A -> B L1 and
-PSNR against the truth, on [0, 1] pixels, and, where domain A has a feature
+split (edges2fashion, where b[i] is the truth for a[i]): the A -> B L1,
+PSNR and SSIM against the truth, on [0, 1] pixels (genjax.metrics.image_quality), and, where domain A has a feature
 network, the share of B -> A translations it classifies as the source
 image's class.
 """
@@ -15,7 +15,7 @@ import numpy as np
 from genjax import images as images_lib
 from genjax import viz
 from genjax.data import unpaired
-from genjax.metrics import features
+from genjax.metrics import features, image_quality
 from genjax.models.cyclegan import step as cyclegan
 
 
@@ -27,7 +27,7 @@ def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDa
   translate = cyclegan.translate
   ab = jax.jit(lambda s, x: (lambda y: (y, translate(s, y, "ba")))(translate(s, x, "ab")))
   ba = jax.jit(lambda s, x: (lambda y: (y, translate(s, y, "ab")))(translate(s, x, "ba")))
-  sums = {"cycle_l1_a": 0.0, "cycle_l1_b": 0.0, "ab_l1": 0.0, "ab_psnr": 0.0}
+  sums = {"cycle_l1_a": 0.0, "cycle_l1_b": 0.0, "ab_l1": 0.0, "ab_psnr": 0.0, "ab_ssim": 0.0}
   n = len(test)
   recognised = 0
   for i in range(0, n, batch):
@@ -43,13 +43,15 @@ def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDa
       sums["ab_l1"] += float(jnp.sum(jnp.mean(jnp.abs(diff), axis=(1, 2, 3))))
       mse = jnp.maximum(jnp.mean(diff**2, axis=(1, 2, 3)), 1e-10)
       sums["ab_psnr"] += float(jnp.sum(10.0 * jnp.log10(1.0 / mse)))
+      sums["ab_ssim"] += float(jnp.sum(image_quality.ssim(fake_b, xb)))
       if classifier is not None:
         logits, _ = classifier(np.asarray(fake_a))
         recognised += int(np.sum(logits.argmax(1) == test.a.labels[i:i + batch]))
   out = {"cycle_l1_a": sums["cycle_l1_a"] / n, "cycle_l1_b": sums["cycle_l1_b"] / n,
          "num_test_pairs": n}
   if test.paired:
-    out.update(ab_l1=sums["ab_l1"] / n, ab_psnr_db=sums["ab_psnr"] / n)
+    out.update(ab_l1=sums["ab_l1"] / n, ab_psnr_db=sums["ab_psnr"] / n,
+               ab_ssim=sums["ab_ssim"] / n)
     if classifier is not None:
       out["ba_class_recognised"] = recognised / n
   return out

@@ -1,4 +1,5 @@
-"""GANs: the DCGAN family of losses, conditional, EMA and DiffAugment options."""
+"""GANs: the DCGAN family of losses, conditional, EMA, augmentation (DiffAugment,
+ADA), LeCam and virtual batch norm options."""
 
 from genjax.models import Family, register
 from genjax.models.gan import evaluate, step

@@ -1,0 +1,133 @@
+"""pix2pix networks (Isola et al. 2017): a U-Net generator and a PatchGAN on pairs.
+
+As in the authors' code: 4x4 convolutions of stride 2 (leaky ReLU 0.2 in the
+encoder, ReLU and transposed convolutions in the decoder), weights drawn from
+N(0, 0.02), no normalisation on the outermost layers and the innermost
+encoder layer, and each decoder layer's output concatenated with its mirror
+encoder layer's (the skip connections). Dropout (0.5) on the decoder layers
+just outside the innermost is the generator's only noise, and it is active
+at test time too, as the paper's.
+
+Normalisation is batch norm (the paper's) or instance norm (`norm`). Batch
+norm always uses the statistics of the batch it is given, at test time too
+(the paper: "we apply batch normalization using the statistics of the test
+batch"); with batch size 1 it is instance norm with affine parameters. So
+the networks keep no running statistics, and take a 'dropout' rng.
+
+`dtype` (config.precision) is the compute dtype; parameters and norm
+statistics stay float32, and outputs are float32.
+"""
+
+import functools
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from genjax.nn import precision
+
+_init = nn.initializers.normal(0.02)
+Norm = Literal["batch", "instance"]
+
+
+class BatchNorm(nn.Module):
+  """Batch normalisation by the statistics of the batch given, always (no
+  running averages): mean and variance over B, H, W in float32; scale drawn
+  from N(1, 0.02) and bias 0, as the authors initialise theirs."""
+
+  epsilon: float = 1e-5
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    scale = self.param("scale", lambda k, s: 1.0 + 0.02 * jax.random.normal(k, s), (c,))
+    bias = self.param("bias", nn.initializers.zeros, (c,))
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=(0, 1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x32 - mean), axis=(0, 1, 2), keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale.reshape(1, 1, 1, c) \
+        + bias.reshape(1, 1, 1, c)
+    return y.astype(x.dtype if self.dtype is None else self.dtype)
+
+
+def _norm(kind: Norm, dtype):
+  if kind == "batch":
+    return BatchNorm(dtype=dtype)
+  return nn.InstanceNorm(use_scale=False, use_bias=False, epsilon=1e-5, dtype=dtype)
+
+
+def unet_widths(width: int, num_down: int) -> list[int]:
+  """Channels of each encoder layer: width, 2w, 4w, 8w, 8w, ..."""
+  return [width * min(2**i, 8) for i in range(num_down)]
+
+
+class UNetGenerator(nn.Module):
+  """inputs [B, H, W, C_in] in [-1, 1] -> outputs [B, H, W, out_channels] in [-1, 1].
+
+  H and W must be divisible by 2**num_down (U-Net-256: num_down=8 at 256 px,
+  down to 1x1). Needs a 'dropout' rng when dropout > 0.
+  """
+
+  out_channels: int = 3
+  width: int = 64
+  num_down: int = 8
+  dropout: float = 0.5
+  dropout_layers: int = 3  # decoder layers with dropout, just outside the innermost
+  norm: Norm = "batch"
+  dtype: Any = None  # compute dtype; parameters and output are float32
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, kernel_size=(4, 4), strides=(2, 2),
+                             padding=((1, 1), (1, 1)), kernel_init=_init, dtype=self.dtype)
+    deconv = functools.partial(nn.ConvTranspose, kernel_size=(4, 4), strides=(2, 2),
+                               padding="SAME", kernel_init=_init, dtype=self.dtype)
+    widths = unet_widths(self.width, self.num_down)
+    inner = self.num_down - 1
+    skips = []  # the encoder's outputs, outermost first
+    h = x
+    for i, w in enumerate(widths):
+      if i > 0:
+        h = nn.leaky_relu(h, 0.2)
+      h = conv(w)(h)
+      if 0 < i < inner:
+        h = _norm(self.norm, self.dtype)(h)
+      skips.append(h)
+    for i in reversed(range(self.num_down)):  # level i: back to the resolution of its input
+      if i < inner:
+        h = jnp.concatenate([skips[i], h], axis=-1)
+      h = deconv(self.out_channels if i == 0 else widths[i - 1])(nn.relu(h))
+      if i == 0:
+        return precision.to_float32(jnp.tanh(h))
+      h = _norm(self.norm, self.dtype)(h)
+      if self.dropout and inner - self.dropout_layers <= i < inner:
+        h = nn.Dropout(self.dropout, deterministic=False)(h)
+    raise AssertionError("unreachable")
+
+
+class PairDiscriminator(nn.Module):
+  """(inputs [B, H, W, C_in], images [B, H, W, C]) -> patch logits [B, h, w].
+
+  The conditional PatchGAN: the pair is concatenated on channels; with
+  num_layers=3 each logit sees 70x70 pixels (30x30 logits at 256 px).
+  """
+
+  width: int = 64
+  num_layers: int = 3
+  norm: Norm = "batch"
+  dtype: Any = None  # compute dtype; parameters and logits are float32
+
+  @nn.compact
+  def __call__(self, inputs, images):
+    conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
+                             kernel_init=_init, dtype=self.dtype)
+    h = jnp.concatenate([inputs, images], axis=-1)
+    h = nn.leaky_relu(conv(self.width, strides=(2, 2))(h), 0.2)
+    for n in range(1, self.num_layers):
+      h = conv(self.width * min(2**n, 8), strides=(2, 2))(h)
+      h = nn.leaky_relu(_norm(self.norm, self.dtype)(h), 0.2)
+    h = conv(self.width * min(2**self.num_layers, 8), strides=(1, 1))(h)
+    h = nn.leaky_relu(_norm(self.norm, self.dtype)(h), 0.2)
+    return precision.to_float32(conv(1, strides=(1, 1))(h)[..., 0])

@@ -1,0 +1,145 @@
+"""pix2pix state and train step (Isola et al. 2017): conditional GAN + L1.
+
+The state holds two TrainStates, G (a U-Net, input -> output) and D (a
+PatchGAN on (input, image) pairs). One step, on a batch {'a': inputs x,
+'b': targets y}, in the authors' order:
+  1. G(x), dropout active (its noise);
+  2. D: (BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)) / 2, the generated images
+     held fixed;
+  3. G, through the updated D: BCE(D(x, G(x)), 1) + lambda |G(x) - y|_1,
+     lambda = 100 (the non-saturating loss, the authors' 'vanilla' GAN).
+Both with Adam(2e-4, b1 0.5). The learning rate is constant for
+`decay_start` steps, then falls linearly to zero at `num_steps` (the
+authors' 'linear' policy, in steps instead of epochs).
+
+`config.task` names what the pairs are; 'paired' (any aligned pairs) is the
+one there is.
+"""
+
+import functools
+from typing import NamedTuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from genjax import losses, optim
+from genjax.models.cyclegan import step as cyclegan_step
+from genjax.models.pix2pix import networks as pix2pix_nn
+from genjax.nn import precision
+from genjax.state import TrainState
+
+TASKS = ("paired",)
+NORMS = ("batch", "instance")
+
+
+@flax.struct.dataclass
+class Pix2PixState:
+  step: jax.Array  # [] int32
+  generator: TrainState  # input -> output
+  discriminator: TrainState  # (input, image) -> patch logits
+
+
+def build_models(config: ml_collections.ConfigDict, out_channels: int):
+  m = config.model
+  dtype = precision.compute_dtype(config)
+  generator = pix2pix_nn.UNetGenerator(
+      out_channels=out_channels, width=m.g_width, num_down=m.g_down, dropout=m.dropout,
+      dropout_layers=m.dropout_layers, norm=m.norm, dtype=dtype)
+  discriminator = pix2pix_nn.PairDiscriminator(width=m.d_width, num_layers=m.d_layers,
+                                               norm=m.norm, dtype=dtype)
+  return generator, discriminator
+
+
+def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
+                 num_classes: int = 0) -> Pix2PixState:
+  """`image_shape` [H, W, C] is the stored images' (inputs and targets alike);
+  the networks see data.crop_size (else load_size) where set."""
+  del num_classes
+  size = config.data.crop_size or config.data.load_size or image_shape[0]
+  out_c = image_shape[-1]
+  generator, discriminator = build_models(config, out_c)
+  x = jnp.zeros((1, size, size, image_shape[-1]), jnp.float32)
+  y = jnp.zeros((1, size, size, out_c), jnp.float32)
+  g_key, d_key, drop_key = jax.random.split(key, 3)
+  schedule = cyclegan_step.lr_multiplier(config)
+
+  def make(module, k, *args):
+    params = module.init({"params": k, "dropout": drop_key}, *args)["params"]
+    return optim.train_state(module.apply, params, schedule=schedule,
+                             learning_rate=config.opt.lr, b1=config.opt.b1, b2=config.opt.b2)
+
+  return Pix2PixState(step=jnp.zeros((), jnp.int32), generator=make(generator, g_key, x),
+                      discriminator=make(discriminator, d_key, x, y))
+
+
+class Options(NamedTuple):
+  l1_weight: float  # lambda of |G(x) - y|_1
+
+
+def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
+  """One step; batch {'a': inputs, 'b': targets}: [1, B, H, W, C] in [-1, 1]."""
+  x, y = batch["a"][0], batch["b"][0]
+  g, d = state.generator, state.discriminator
+  fake, g_vjp = jax.vjp(lambda p: g.apply_fn({"params": p}, x, rngs={"dropout": key}), g.params)
+
+  def d_loss_fn(params):
+    real_logits = d.apply_fn({"params": params}, x, y)
+    fake_logits = d.apply_fn({"params": params}, x, jax.lax.stop_gradient(fake))
+    return 0.5 * losses.minimax_discriminator_loss(real_logits, fake_logits)
+
+  d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d.params)
+  d = d.apply_gradients(grads=d_grads)
+
+  def g_loss_fn(fake):
+    adv = losses.non_saturating_generator_loss(d.apply_fn({"params": d.params}, x, fake))
+    l1 = losses.l1_loss(fake, y)
+    return adv + opts.l1_weight * l1, (adv, l1)
+
+  (_, (adv, l1)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
+  (g_grads,) = g_vjp(fake_grad)
+  g = g.apply_gradients(grads=g_grads)
+  metrics = {"d_loss": d_loss, "g_adv": adv, "l1": l1}
+  return Pix2PixState(step=state.step + 1, generator=g, discriminator=d), metrics
+
+
+def make_train_step(config: ml_collections.ConfigDict):
+  return functools.partial(train_step, opts=Options(l1_weight=config.l1_weight))
+
+
+def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array) -> jax.Array:
+  """G(inputs) [N, H, W, C] in [-1, 1], with dropout drawn from `key` (the
+  paper's test-time noise); batch norm uses the statistics of `inputs`."""
+  g = state.generator
+  return g.apply_fn({"params": g.params}, inputs, rngs={"dropout": key})
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  if config.task not in TASKS:
+    raise ValueError(f"config.task={config.task!r}: choose one of {list(TASKS)} (aligned input "
+                     "and target images).")
+  m = config.model
+  for key, value, least in (("model.g_width", m.g_width, 1), ("model.g_down", m.g_down, 1),
+                            ("model.d_width", m.d_width, 1), ("model.d_layers", m.d_layers, 1),
+                            ("model.dropout_layers", m.dropout_layers, 0)):
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+      raise ValueError(f"config.{key}={value!r} must be an integer >= {least}.")
+  if m.norm not in NORMS:
+    raise ValueError(f"config.model.norm={m.norm!r}: choose one of {list(NORMS)} (batch: the "
+                     "paper's).")
+  if not 0 <= m.dropout < 1:
+    raise ValueError(f"config.model.dropout={m.dropout!r} must be in [0, 1) (0.5: the paper's).")
+  if m.dropout_layers > m.g_down - 1:
+    raise ValueError(f"config.model.dropout_layers={m.dropout_layers} must be at most "
+                     f"model.g_down - 1 = {m.g_down - 1} (decoder layers outside the innermost).")
+  size = config.data.crop_size or config.data.load_size or config.data.image_size
+  if size % 2**m.g_down:
+    raise ValueError(f"config.model.g_down={m.g_down}: the U-Net halves {size} px images "
+                     f"{m.g_down} times, so their size must be divisible by {2**m.g_down}; "
+                     f"use g_down <= {(size & -size).bit_length() - 1} or another image size.")
+  if not config.l1_weight >= 0:
+    raise ValueError(f"config.l1_weight={config.l1_weight!r} must be >= 0 (100: the paper's).")
+  if not 0 <= config.decay_start <= config.num_steps:
+    raise ValueError(f"config.decay_start={config.decay_start!r} must be between 0 and "
+                     f"config.num_steps={config.num_steps}.")
