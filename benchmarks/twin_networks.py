@@ -368,3 +368,75 @@ def biggan_modules(config, image_shape, num_classes: int = 10):
   generator, discriminator = Generator(), Discriminator()
   generator.num_classes = discriminator.num_classes = classes
   return {"generator": generator, "discriminator": discriminator}
+
+
+def pix2pix_modules(config, image_shape):
+  """{'generator', 'discriminator'} of genjax.models.pix2pix in PyTorch: the
+  U-Net (4x4 stride-2 convolutions, leaky ReLU 0.2 down, ReLU and transposed
+  convolutions up, skips to the mirror encoder layer, dropout on the decoder
+  layers outside the innermost, active in training) and the PatchGAN on
+  (input, output) pairs, called as D(x, y) -> patch logits [B, h, w]. Every
+  convolution has a bias, as genjax's; batch norm by the batch's statistics
+  (no running averages), or instance norm without affine parameters."""
+  import torch
+  from torch import nn
+
+  from genjax.models.pix2pix import networks as nets
+
+  m, channels = config.model, image_shape[-1]
+  widths = nets.unet_widths(m.g_width, m.g_down)
+  inner = m.g_down - 1
+
+  def norm(c):
+    if m.norm == "batch":
+      return nn.BatchNorm2d(c, eps=1e-5, track_running_stats=False)
+    return nn.InstanceNorm2d(c, eps=1e-5, affine=False, track_running_stats=False)
+
+  def down(c, f, stride=2):
+    return nn.Conv2d(c, f, 4, stride=stride, padding=1)
+
+  class UNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.down = nn.ModuleList(down(c, f) for c, f in zip([channels, *widths], widths))
+      self.down_norm = nn.ModuleList(norm(w) if 0 < i < inner else nn.Identity()
+                                     for i, w in enumerate(widths))
+      ups, up_norm, drop = [], [], []
+      for i in reversed(range(m.g_down)):
+        c = widths[i] if i == inner else 2 * widths[i]
+        f = channels if i == 0 else widths[i - 1]
+        ups.append(nn.ConvTranspose2d(c, f, 4, stride=2, padding=1))
+        up_norm.append(norm(f) if i else nn.Identity())
+        dropout = m.dropout and inner - m.dropout_layers <= i < inner
+        drop.append(nn.Dropout(m.dropout) if dropout else nn.Identity())
+      self.up, self.up_norm, self.drop = (nn.ModuleList(ups), nn.ModuleList(up_norm),
+                                          nn.ModuleList(drop))
+
+    def forward(self, x):
+      skips, h = [], x
+      for i, (conv, n) in enumerate(zip(self.down, self.down_norm)):
+        h = n(conv(torch.nn.functional.leaky_relu(h, 0.2) if i else h))
+        skips.append(h)
+      for j, (conv, n, drop) in enumerate(zip(self.up, self.up_norm, self.drop)):
+        i = inner - j
+        if i < inner:
+          h = torch.cat([skips[i], h], 1)
+        h = drop(n(conv(torch.relu(h))))
+      return torch.tanh(h).float()
+
+  class PatchGAN(nn.Module):
+    def __init__(self):
+      super().__init__()
+      layers, width = [down(2 * channels, m.d_width), nn.LeakyReLU(0.2)], m.d_width
+      for n in range(1, m.d_layers):
+        out = m.d_width * min(2**n, 8)
+        layers += [down(width, out), norm(out), nn.LeakyReLU(0.2)]
+        width = out
+      out = m.d_width * min(2**m.d_layers, 8)
+      layers += [down(width, out, 1), norm(out), nn.LeakyReLU(0.2), down(out, 1, 1)]
+      self.net = nn.Sequential(*layers)
+
+    def forward(self, x, y):
+      return self.net(torch.cat([x, y], 1))[:, 0].float()
+
+  return {"generator": UNet(), "discriminator": PatchGAN()}

@@ -37,6 +37,13 @@ writes it, with real batches gathered from uint8 images held in memory.
             through the updated D (its power iteration left as it is) on the
             last fakes, BigGAN's off-diagonal orthogonal regularisation of
             G's weights, Adam(b1, b2) with the two learning rates, G's EMA.
+  pix2pix   the U-Net generator (skips to the mirror encoder layer, dropout
+            as its noise, active in training) and the PatchGAN on (input,
+            output) pairs, batch norm by the batch's statistics; D's loss
+            (BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)) / 2, then G's through the
+            updated D, BCE(D(x, G(x)), 1) + l1_weight |G(x) - y|_1, on
+            aligned pairs drawn at the same indices; Adam(lr, b1, b2), in
+            the schedule's constant phase.
 
 TWINS is the one registry, by family name: each twin's networks
 (benchmarks/twin_networks.py), train step and forms. A twin runs in one of
@@ -373,6 +380,41 @@ def _biggan_step(nets, config, images, device, torch, to_form, amp):
   return step, b * config.d_steps
 
 
+def _pix2pix_step(nets, config, images, device, torch, to_form, amp):
+  g, d = nets["generator"], nets["discriminator"]
+  b, o = config.batch_size, config.opt
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.lr, betas=(o.b1, o.b2))
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.lr, betas=(o.b1, o.b2))
+  bce = torch.nn.functional.binary_cross_entropy_with_logits
+  if config.data.load_size or config.data.crop_size or config.data.flip:
+    raise ValueError("The PyTorch pix2pix twin trains on the images as stored, without "
+                     f"data.load_size={config.data.load_size}, data.crop_size="
+                     f"{config.data.crop_size} or data.flip={config.data.flip}.")
+
+  def to(logits, target):
+    return bce(logits.float(), torch.full_like(logits.float(), target))
+
+  def step():
+    idx = torch.randint(0, images.shape[1], (b,), device=device)  # aligned pairs
+    x, y = (to_form(images[side][idx].float() / 127.5 - 1.0) for side in (0, 1))
+    with amp():
+      fake = g(x)
+      d_loss = 0.5 * (to(d(x, y), 1.0) + to(d(x, fake.detach()), 0.0))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
+    with amp():
+      loss = to(d(x, fake), 1.0) + config.l1_weight * (fake.float() - y).abs().mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    d.requires_grad_(True)
+    return loss.detach()
+
+  return step, b
+
+
 class Twin(NamedTuple):
   """A family's PyTorch twin."""
 
@@ -387,6 +429,7 @@ TWINS = {
     "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, CONV_FORMS),
     "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw", "channels_last")),
     "biggan": Twin(twin_networks.biggan_modules, _biggan_step, CONV_FORMS),
+    "pix2pix": Twin(twin_networks.pix2pix_modules, _pix2pix_step, CONV_FORMS),
 }
 
 
@@ -451,7 +494,8 @@ def make_step(config, image_shape, form: str, num_images: int = 60000, device: s
   if spec.compile_mode:
     run = {k: torch.compile(v, mode=spec.compile_mode) for k, v in nets.items()}
   h, w, c = image_shape
-  shape = (2, num_images, c, h, w) if config.family == "cyclegan" else (num_images, c, h, w)
+  two = config.family in ("cyclegan", "pix2pix")  # two domains; pix2pix's aligned
+  shape = (2, num_images, c, h, w) if two else (num_images, c, h, w)
   images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
 
   def to_form(x):

@@ -19,10 +19,12 @@ NETWORKS = {
     "vae": {"encoder": "encoder", "decoder": "decoder"},
     "cyclegan": {"g_ab": "g_ab", "g_ba": "g_ba", "d_a": "d_a", "d_b": "d_b"},
     "biggan": {"generator": "generator", "discriminator": "discriminator"},
+    "pix2pix": {"generator": "generator", "discriminator": "discriminator"},
 }
 # the benchmark's default experiments, and twins measured on request (with --set items)
 TWIN_EXPERIMENTS = [*((e, ()) for e in benchmark.DEFAULT_EXPERIMENTS), ("biggan_folder", ()),
-                    ("biggan_folder", ("conditional=True",))]
+                    ("biggan_folder", ("conditional=True",)), ("pix2pix_edges2fashion", ()),
+                    ("pix2pix_edges2fashion", ("model.norm=instance", "model.g_down=4"))]
 
 
 def _genjax_state(config, shape):
@@ -85,6 +87,16 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignme
     d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
     assert _twin_output_shape(nets["discriminator"], (b, *shape), torch.arange(b)) == d_shape
     assert d_shape == (b,)
+  elif config.family == "pix2pix":
+    g_shape = _genjax_output_shape(state.generator, (b, *shape),
+                                   rngs={"dropout": jax.random.key(0)})
+    assert _twin_output_shape(nets["generator"], (b, *shape)) == g_shape == (b, *shape)
+    pair = jax.ShapeDtypeStruct((b, *shape), jnp.float32)
+    d_shape = jax.eval_shape(lambda v, x: state.discriminator.apply_fn(v, x, x),
+                             state.discriminator.variables(), pair).shape
+    x = torch.zeros(b, shape[-1], *shape[:2])
+    with torch.no_grad():
+      assert tuple(nets["discriminator"](x, x).shape) == d_shape  # [B, h, w] patch logits
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
     assert _twin_output_shape(nets["encoder"], (b, math.prod(shape))) == enc
@@ -133,23 +145,28 @@ def test_each_twin_step_updates_every_network(experiment):
   assert images_per_step == config.batch_size * config.get("n_critic", 1)
 
 
-@pytest.mark.parametrize("form", ["nchw", "channels_last"])
-def test_biggan_twin_step_updates_every_weight(form):
+@pytest.mark.parametrize("experiment, form", [("biggan_folder:tiny", "nchw"),
+                                              ("biggan_folder:tiny", "channels_last"),
+                                              ("pix2pix_edges2fashion:tiny", "channels_last")])
+def test_biggan_and_pix2pix_twin_steps_update_every_weight(experiment, form):
   """One step of the conditional BigGAN twin (2 D steps, orthogonal
   regularisation, hinge loss) moves every weight of G and D, the shared
-  embedding and the projection included, and the G's EMA."""
-  config = common.load_config("biggan_folder:tiny", ("conditional=True", "d_steps=2"))
-  step, nets, images_per_step, _ = twins.make_step(config, (32, 32, 3), form, num_images=32)
+  embedding and the projection included; one of the pix2pix twin, every
+  weight of the U-Net and the PatchGAN."""
+  config = common.load_config(experiment, ("conditional=True", "d_steps=2")
+                              if experiment.startswith("biggan") else ())
+  shape = (32, 32, 3) if config.family == "biggan" else (32, 32, 1)
+  step, nets, images_per_step, _ = twins.make_step(config, shape, form, num_images=32)
   before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
             for k, net in nets.items()}
   loss = step()
   assert torch.isfinite(loss)
   for name, net in nets.items():
-    assert net.num_classes == 10
+    assert getattr(net, "num_classes", 10) == 10
     unchanged = [n for n, p in net.named_parameters() if torch.equal(before[name][n], p)]
     assert not unchanged, f"{name}: {unchanged}"
     assert all(p.requires_grad for p in net.parameters()) and net.training
-  assert images_per_step == 2 * config.batch_size
+  assert images_per_step == config.batch_size * config.get("d_steps", 1)
 
 
 def test_biggan_twin_orthogonal_regularisation_is_genjax_gradient():
