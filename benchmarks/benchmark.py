@@ -7,6 +7,8 @@ Prints one JSON object (and writes it to --output when given):
                        and after the experiments; the higher): the yardstick
   <experiment>, or <experiment>@<batch> under --batches=realistic|tiny: {
     batch_size
+    data               for an experiment on a folder: that both sides train on
+                       random images of its shape, no folder being read
     <precision>: {       for each --precision (float32, bfloat16)
       genjax: {
         images_per_sec     {k: median, min and max images/s over --windows timed
@@ -70,6 +72,8 @@ skipped; eager forms and genjax are measured before torch.compile's forms.
 
 Each experiment trains on random uint8 images of its dataset's shape, on
 device like the loop's data: the step's cost does not depend on pixel values.
+An experiment on a folder (biggan_folder) gets random images of the shape in
+benchmarks/common.py's EXPERIMENTS, and its row says so under `data`.
 Measurement windows are interleaved with nothing else; run it on an idle
 machine and compare ratios taken within one run.
 
@@ -578,8 +582,12 @@ def main(argv):
   report["matmul_peak_gflops"] = round(max(peaks), 1)
   report["matmul_peak_gflops_before_after"] = [round(p, 1) for p in peaks]
   for row in rows:
-    out = report[row.key] = {"experiment": row.experiment,
-                             "batch_size": load_config(row.experiment, row.assignments).batch_size}
+    config = load_config(row.experiment, row.assignments)
+    out = report[row.key] = {"experiment": row.experiment, "batch_size": config.batch_size}
+    if config.data.name == "folder":  # say so where the experiment would read a folder
+      shape = list(EXPERIMENTS[row.experiment.partition(":")[0]])
+      out["data"] = (f"random uint8 images of shape {shape} in memory for genjax and the "
+                     "PyTorch twin alike; no folder is read")
     for precision in f.precision:
       side = {"genjax": results[Job(row, precision, "genjax")], "pytorch": {
           job.side: r for job, r in results.items()

@@ -15,6 +15,8 @@ EXPERIMENTS = {
     "cyclegan_edges2fashion": (28, 28, 1),
     "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
     "progan_fashion_mnist": (28, 28, 1),  # measured at its last phase (32x32, faded in)
+    "pix2pix_edges2fashion": (32, 32, 1),  # garments and edge maps padded to 32x32
+    "biggan_folder": (64, 64, 3),  # a folder at the default preset's 64 px: random pixels
 }
 
 
@@ -114,6 +116,7 @@ def synthetic_split(family_name: str, image_shape, n: int | None = None):
     return data.ArrayDataset(rng.integers(0, 256, (n, *image_shape), np.uint8),
                              rng.integers(0, 10, (n,)), 10, "random pixels")
 
-  if family_name == "cyclegan":
-    return unpaired.UnpairedDataset(images(), images(), paired=False, source="random pixels")
+  if family_name in ("cyclegan", "pix2pix"):  # two domains (pix2pix's aligned by index)
+    return unpaired.UnpairedDataset(images(), images(), paired=family_name == "pix2pix",
+                                    source="random pixels")
   return images()

@@ -223,3 +223,220 @@ def progan_modules(config, image_shape):
   generator, discriminator = Generator(), Discriminator()
   generator.levels = discriminator.levels = levels
   return {"generator": generator, "discriminator": discriminator}
+
+
+def biggan_modules(config, image_shape, num_classes: int = 10):
+  """{'generator', 'discriminator'} of genjax.models.biggan in PyTorch: residual
+  blocks, self-attention at `model.attention`, spectral norm on every weight
+  (torch.nn.utils.parametrizations.spectral_norm, one power iteration per
+  call in training mode); with config.conditional, class-conditional batch
+  norm from a shared embedding of `num_classes` classes, hierarchical
+  latents and a projection discriminator. Called as G(z, labels) and
+  D(x, labels)."""
+  import torch
+  from torch import nn
+  import torch.nn.functional as F
+  from torch.nn.utils.parametrizations import spectral_norm as sn
+
+  from genjax.models.biggan import networks as nets
+
+  m, size, channels = config.model, image_shape[0], image_shape[-1]
+  if size not in nets.WIDTHS or image_shape[1] != size:
+    raise ValueError(f"The PyTorch BigGAN twin makes square images of {nets.IMAGE_SIZES} px, "
+                     f"not {image_shape}.")
+  g_mults, d_blocks = nets.WIDTHS[size]
+  classes = num_classes if config.conditional and num_classes > 1 else 0
+  chunks = nets.latent_chunks(m.latent_dim, size, bool(classes))
+
+  def conv(c, f, k, bias=True):
+    return sn(nn.Conv2d(c, f, k, padding=k // 2, bias=bias))
+
+  def bn(c, affine=True):
+    return nn.BatchNorm2d(c, eps=1e-4, momentum=0.1, affine=affine)  # flax's momentum 0.9
+
+  class ConditionalBatchNorm(nn.Module):
+    def __init__(self, c, cond_dim):
+      super().__init__()
+      self.bn = bn(c, affine=not cond_dim)
+      if cond_dim:
+        self.gain = sn(nn.Linear(cond_dim, c, bias=False))
+        self.bias = sn(nn.Linear(cond_dim, c, bias=False))
+
+    def forward(self, x, cond):
+      h = self.bn(x)
+      if cond is None:
+        return h
+      return h * (1 + self.gain(cond))[:, :, None, None] + self.bias(cond)[:, :, None, None]
+
+  class SelfAttention(nn.Module):
+    def __init__(self, c):
+      super().__init__()
+      self.k, self.v = max(c // 8, 1), max(c // 2, 1)
+      self.theta, self.phi = conv(c, self.k, 1, False), conv(c, self.k, 1, False)
+      self.g, self.o = conv(c, self.v, 1, False), conv(self.v, c, 1, False)
+      self.gamma = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+      b, _, h, w = x.shape
+      theta = self.theta(x).flatten(2)  # [B, C/8, N]
+      phi = F.max_pool2d(self.phi(x), 2).flatten(2)  # [B, C/8, N/4]
+      g = F.max_pool2d(self.g(x), 2).flatten(2)  # [B, C/2, N/4]
+      attention = torch.softmax(torch.bmm(theta.transpose(1, 2), phi).float(), -1).to(g.dtype)
+      o = torch.bmm(g, attention.transpose(1, 2)).reshape(b, self.v, h, w)
+      return x + self.gamma * self.o(o)
+
+  class GBlock(nn.Module):
+    def __init__(self, c, f, cond_dim):
+      super().__init__()
+      self.bn_0, self.bn_1 = ConditionalBatchNorm(c, cond_dim), ConditionalBatchNorm(f, cond_dim)
+      self.conv_0, self.conv_1, self.skip = conv(c, f, 3), conv(f, f, 3), conv(c, f, 1)
+
+    def forward(self, x, cond):
+      up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")
+      h = self.conv_0(up(F.relu(self.bn_0(x, cond))))
+      h = self.conv_1(F.relu(self.bn_1(h, cond)))
+      return h + self.skip(up(x))
+
+  class DBlock(nn.Module):
+    def __init__(self, c, f, preactivation, downsample):
+      super().__init__()
+      self.preactivation, self.downsample = preactivation, downsample
+      self.conv_0, self.conv_1, self.skip = conv(c, f, 3), conv(f, f, 3), conv(c, f, 1)
+
+    def forward(self, x):
+      pool = (lambda t: F.avg_pool2d(t, 2)) if self.downsample else (lambda t: t)
+      h = F.relu(x) if self.preactivation else x
+      h = self.conv_1(F.relu(self.conv_0(h)))
+      return pool(h) + pool(self.skip(x))
+
+  class Generator(nn.Module):
+    def __init__(self):
+      super().__init__()
+      widths = [m.ch * k for k in g_mults]
+      cond_dim = chunks[-1] + m.shared_dim if classes else 0
+      if classes:
+        self.shared = nn.Embedding(classes, m.shared_dim)  # not spectrally normalised
+      self.linear = sn(nn.Linear(chunks[0], 16 * widths[0]))
+      self.blocks = nn.ModuleList(GBlock(c, f, cond_dim) for c, f in zip(widths, widths[1:]))
+      self.attention_after = [4 * 2 ** (i + 1) == m.attention for i in range(len(self.blocks))]
+      attend = [w for w, a in zip(widths[1:], self.attention_after) if a]
+      self.attention = SelfAttention(attend[0]) if attend else None
+      self.bn_out, self.conv_out = bn(widths[-1]), conv(widths[-1], channels, 3)
+      self.widths = widths
+
+    def forward(self, z, labels=None):
+      zs = torch.split(z, list(chunks), dim=1)
+      conds = [None] * len(self.blocks)
+      if classes:
+        shared = self.shared(labels)
+        conds = [torch.cat([zi, shared], 1) for zi in zs[1:]]
+      h = self.linear(zs[0]).reshape(z.shape[0], self.widths[0], 4, 4)
+      for block, cond, attend in zip(self.blocks, conds, self.attention_after):
+        h = block(h, cond)
+        if attend:
+          h = self.attention(h)
+      return torch.tanh(self.conv_out(F.relu(self.bn_out(h)))).float()
+
+  class Discriminator(nn.Module):
+    def __init__(self):
+      super().__init__()
+      widths, blocks, res, self.attention_after = [channels], [], size, []
+      for i, (k, down) in enumerate(d_blocks):
+        blocks.append(DBlock(widths[-1], m.ch * k, preactivation=i > 0, downsample=down))
+        widths.append(m.ch * k)
+        res = res // 2 if down else res
+        self.attention_after.append(res == m.attention and down)
+      self.blocks = nn.ModuleList(blocks)
+      attend = [w for w, a in zip(widths[1:], self.attention_after) if a]
+      self.attention = SelfAttention(attend[0]) if attend else None
+      self.linear = sn(nn.Linear(widths[-1], 1))
+      if classes:
+        self.embed = sn(nn.Embedding(classes, widths[-1]))
+
+    def forward(self, x, labels=None):
+      h = x
+      for block, attend in zip(self.blocks, self.attention_after):
+        h = block(h)
+        if attend:
+          h = self.attention(h)
+      h = F.relu(h).sum((2, 3))  # [B, F]
+      logits = self.linear(h)[:, 0]
+      if classes:
+        logits = logits + (self.embed(labels) * h).sum(1)
+      return logits.float()
+
+  generator, discriminator = Generator(), Discriminator()
+  generator.num_classes = discriminator.num_classes = classes
+  return {"generator": generator, "discriminator": discriminator}
+
+
+def pix2pix_modules(config, image_shape):
+  """{'generator', 'discriminator'} of genjax.models.pix2pix in PyTorch: the
+  U-Net (4x4 stride-2 convolutions, leaky ReLU 0.2 down, ReLU and transposed
+  convolutions up, skips to the mirror encoder layer, dropout on the decoder
+  layers outside the innermost, active in training) and the PatchGAN on
+  (input, output) pairs, called as D(x, y) -> patch logits [B, h, w]. Every
+  convolution has a bias, as genjax's; batch norm by the batch's statistics
+  (no running averages), or instance norm without affine parameters."""
+  import torch
+  from torch import nn
+
+  from genjax.models.pix2pix import networks as nets
+
+  m, channels = config.model, image_shape[-1]
+  widths = nets.unet_widths(m.g_width, m.g_down)
+  inner = m.g_down - 1
+
+  def norm(c):
+    if m.norm == "batch":
+      return nn.BatchNorm2d(c, eps=1e-5, track_running_stats=False)
+    return nn.InstanceNorm2d(c, eps=1e-5, affine=False, track_running_stats=False)
+
+  def down(c, f, stride=2):
+    return nn.Conv2d(c, f, 4, stride=stride, padding=1)
+
+  class UNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      self.down = nn.ModuleList(down(c, f) for c, f in zip([channels, *widths], widths))
+      self.down_norm = nn.ModuleList(norm(w) if 0 < i < inner else nn.Identity()
+                                     for i, w in enumerate(widths))
+      ups, up_norm, drop = [], [], []
+      for i in reversed(range(m.g_down)):
+        c = widths[i] if i == inner else 2 * widths[i]
+        f = channels if i == 0 else widths[i - 1]
+        ups.append(nn.ConvTranspose2d(c, f, 4, stride=2, padding=1))
+        up_norm.append(norm(f) if i else nn.Identity())
+        dropout = m.dropout and inner - m.dropout_layers <= i < inner
+        drop.append(nn.Dropout(m.dropout) if dropout else nn.Identity())
+      self.up, self.up_norm, self.drop = (nn.ModuleList(ups), nn.ModuleList(up_norm),
+                                          nn.ModuleList(drop))
+
+    def forward(self, x):
+      skips, h = [], x
+      for i, (conv, n) in enumerate(zip(self.down, self.down_norm)):
+        h = n(conv(torch.nn.functional.leaky_relu(h, 0.2) if i else h))
+        skips.append(h)
+      for j, (conv, n, drop) in enumerate(zip(self.up, self.up_norm, self.drop)):
+        i = inner - j
+        if i < inner:
+          h = torch.cat([skips[i], h], 1)
+        h = drop(n(conv(torch.relu(h))))
+      return torch.tanh(h).float()
+
+  class PatchGAN(nn.Module):
+    def __init__(self):
+      super().__init__()
+      layers, width = [down(2 * channels, m.d_width), nn.LeakyReLU(0.2)], m.d_width
+      for n in range(1, m.d_layers):
+        out = m.d_width * min(2**n, 8)
+        layers += [down(width, out), norm(out), nn.LeakyReLU(0.2)]
+        width = out
+      out = m.d_width * min(2**m.d_layers, 8)
+      layers += [down(width, out, 1), norm(out), nn.LeakyReLU(0.2), down(out, 1, 1)]
+      self.net = nn.Sequential(*layers)
+
+    def forward(self, x, y):
+      return self.net(torch.cat([x, y], 1))[:, 0].float()
+
+  return {"generator": UNet(), "discriminator": PatchGAN()}

@@ -28,6 +28,22 @@ writes it, with real batches gathered from uint8 images held in memory.
             stddev, the fade-in blend; real images padded with -1 to the
             final size, WGAN-GP with the drift term, Adam, the generator's
             loss through the updated discriminator, the EMA of its weights.
+  biggan    BigGAN's residual G and D with self-attention at
+            `model.attention`, spectral norm on every weight (one power
+            iteration per training-mode call), with `conditional`
+            class-conditional batch norm from a shared embedding,
+            hierarchical latents and a projection D; the hinge loss,
+            `d_steps` D updates on fresh batches and fakes, then G's loss
+            through the updated D (its power iteration left as it is) on the
+            last fakes, BigGAN's off-diagonal orthogonal regularisation of
+            G's weights, Adam(b1, b2) with the two learning rates, G's EMA.
+  pix2pix   the U-Net generator (skips to the mirror encoder layer, dropout
+            as its noise, active in training) and the PatchGAN on (input,
+            output) pairs, batch norm by the batch's statistics; D's loss
+            (BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)) / 2, then G's through the
+            updated D, BCE(D(x, G(x)), 1) + l1_weight |G(x) - y|_1, on
+            aligned pairs drawn at the same indices; Adam(lr, b1, b2), in
+            the schedule's constant phase.
 
 TWINS is the one registry, by family name: each twin's networks
 (benchmarks/twin_networks.py), train step and forms. A twin runs in one of
@@ -287,6 +303,118 @@ def _progan_step(nets, config, images, device, torch, to_form, amp):
   return step, b
 
 
+def ortho_grad(weight):
+  """BigGAN-PyTorch's `ortho` update of a weight [F, ...] (one row per
+  output): 2 (W W^T * (1 - I)) W, the gradient of ||W W^T * (1 - I)||_F^2 / 2
+  (genjax.models.biggan.step.ortho_penalty)."""
+  w = weight.flatten(1)
+  gram = w @ w.T
+  gram.fill_diagonal_(0.0)
+  return (2.0 * gram @ w).view_as(weight)
+
+
+def _biggan_step(nets, config, images, device, torch, to_form, amp):
+  g, d = nets["generator"], nets["discriminator"]
+  b, o, latent = config.batch_size, config.opt, config.model.latent_dim
+  classes = g.num_classes
+  if config.augment != "none":
+    raise ValueError(f"The PyTorch BigGAN twin trains without augmentation, not "
+                     f"augment={config.augment!r}.")
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.g_lr, betas=(o.b1, o.b2))
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.d_lr, betas=(o.b1, o.b2))
+  plain_g = getattr(g, "_orig_mod", g)  # under torch.compile, the module it wraps
+  ema = copy.deepcopy(plain_g).requires_grad_(False)
+  relu = torch.nn.functional.relu
+  # BigGAN-PyTorch's `ortho`: every weight of G but the shared class embedding
+  # (the spectral norm's unnormalised weights, as genjax's kernels)
+  ortho = [p for n, p in plain_g.named_parameters()
+           if p.ndim >= 2 and not n.startswith("shared.")]
+
+  def labels():
+    if not classes:
+      return None
+    return torch.randint(0, classes, (b,), device=device)
+
+  def real_batch():
+    idx = torch.randint(0, images.shape[0], (b,), device=device)
+    return to_form(images[idx].float() / 127.5 - 1.0)
+
+  def d_update(real, fake, fake_labels):
+    real_labels = labels()
+    with amp():
+      both = None if not classes else torch.cat([real_labels, fake_labels])
+      logits = d(torch.cat([real, fake]), both).float()
+      loss = relu(1.0 - logits[:b]).mean() + relu(1.0 + logits[b:]).mean()  # hinge
+    opt_d.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_d.step()
+
+  def step():
+    for _ in range(config.d_steps - 1):
+      fake_labels = labels()
+      with torch.no_grad(), amp():
+        fake = g(torch.randn(b, latent, device=device), fake_labels)
+      d_update(real_batch(), fake, fake_labels)
+    fake_labels = labels()
+    with amp():
+      fake = g(torch.randn(b, latent, device=device), fake_labels)
+    d_update(real_batch(), fake.detach(), fake_labels)
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
+    d.eval()  # and leaves D's power iteration where it is
+    with amp():
+      g_loss = -d(fake, fake_labels).float().mean()
+    opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    d.requires_grad_(True)
+    d.train()
+    if config.ortho_weight:
+      with torch.no_grad():
+        for p in ortho:
+          p.grad.add_(ortho_grad(p), alpha=config.ortho_weight)
+    opt_g.step()
+    with torch.no_grad():
+      for e, p in zip(ema.parameters(), plain_g.parameters()):
+        e.lerp_(p, 1.0 - config.ema_decay)
+    return g_loss.detach()
+
+  return step, b * config.d_steps
+
+
+def _pix2pix_step(nets, config, images, device, torch, to_form, amp):
+  g, d = nets["generator"], nets["discriminator"]
+  b, o = config.batch_size, config.opt
+  opt_g = torch.optim.Adam(g.parameters(), lr=o.lr, betas=(o.b1, o.b2))
+  opt_d = torch.optim.Adam(d.parameters(), lr=o.lr, betas=(o.b1, o.b2))
+  bce = torch.nn.functional.binary_cross_entropy_with_logits
+  if config.data.load_size or config.data.crop_size or config.data.flip:
+    raise ValueError("The PyTorch pix2pix twin trains on the images as stored, without "
+                     f"data.load_size={config.data.load_size}, data.crop_size="
+                     f"{config.data.crop_size} or data.flip={config.data.flip}.")
+
+  def to(logits, target):
+    return bce(logits.float(), torch.full_like(logits.float(), target))
+
+  def step():
+    idx = torch.randint(0, images.shape[1], (b,), device=device)  # aligned pairs
+    x, y = (to_form(images[side][idx].float() / 127.5 - 1.0) for side in (0, 1))
+    with amp():
+      fake = g(x)
+      d_loss = 0.5 * (to(d(x, y), 1.0) + to(d(x, fake.detach()), 0.0))
+    opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    opt_d.step()
+    d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
+    with amp():
+      loss = to(d(x, fake), 1.0) + config.l1_weight * (fake.float() - y).abs().mean()
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
+    d.requires_grad_(True)
+    return loss.detach()
+
+  return step, b
+
+
 class Twin(NamedTuple):
   """A family's PyTorch twin."""
 
@@ -300,6 +428,8 @@ TWINS = {
     "vae": Twin(twin_networks.vae_modules, _vae_step, DENSE_FORMS),
     "cyclegan": Twin(twin_networks.cyclegan_modules, _cyclegan_step, CONV_FORMS),
     "progan": Twin(twin_networks.progan_modules, _progan_step, ("nchw", "channels_last")),
+    "biggan": Twin(twin_networks.biggan_modules, _biggan_step, CONV_FORMS),
+    "pix2pix": Twin(twin_networks.pix2pix_modules, _pix2pix_step, CONV_FORMS),
 }
 
 
@@ -364,7 +494,8 @@ def make_step(config, image_shape, form: str, num_images: int = 60000, device: s
   if spec.compile_mode:
     run = {k: torch.compile(v, mode=spec.compile_mode) for k, v in nets.items()}
   h, w, c = image_shape
-  shape = (2, num_images, c, h, w) if config.family == "cyclegan" else (num_images, c, h, w)
+  two = config.family in ("cyclegan", "pix2pix")  # two domains; pix2pix's aligned
+  shape = (2, num_images, c, h, w) if two else (num_images, c, h, w)
   images = torch.randint(0, 256, shape, dtype=torch.uint8, device=device)
 
   def to_form(x):

@@ -18,7 +18,13 @@ NETWORKS = {
     "gan": {"generator": "generator", "discriminator": "discriminator"},
     "vae": {"encoder": "encoder", "decoder": "decoder"},
     "cyclegan": {"g_ab": "g_ab", "g_ba": "g_ba", "d_a": "d_a", "d_b": "d_b"},
+    "biggan": {"generator": "generator", "discriminator": "discriminator"},
+    "pix2pix": {"generator": "generator", "discriminator": "discriminator"},
 }
+# the benchmark's default experiments, and twins measured on request (with --set items)
+TWIN_EXPERIMENTS = [*((e, ()) for e in benchmark.DEFAULT_EXPERIMENTS), ("biggan_folder", ()),
+                    ("biggan_folder", ("conditional=True",)), ("pix2pix_edges2fashion", ()),
+                    ("pix2pix_edges2fashion", ("model.norm=instance", "model.g_down=4"))]
 
 
 def _genjax_state(config, shape):
@@ -41,19 +47,20 @@ def _genjax_output_shape(ts, x_shape, *args, **kwargs):
   return out.shape
 
 
-def _twin_output_shape(net, x_shape):
+def _twin_output_shape(net, x_shape, *args):
   """NHWC-ordered output shape of a twin network on NHWC-shaped inputs."""
   x = torch.zeros(x_shape)
   if x.ndim == 4:
     x = x.permute(0, 3, 1, 2)
   with torch.no_grad():
-    out = net.eval()(x)
+    out = net.eval()(x, *args)
   return tuple(out.permute(0, 2, 3, 1).shape) if out.ndim == 4 else tuple(out.shape)
 
 
-@pytest.mark.parametrize("experiment", benchmark.DEFAULT_EXPERIMENTS)
-def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
-  config = common.load_config(experiment)
+@pytest.mark.parametrize("experiment, assignments", TWIN_EXPERIMENTS,
+                         ids=[",".join((e, *a)) for e, a in TWIN_EXPERIMENTS])
+def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignments):
+  config = common.load_config(experiment, assignments)
   shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
   nets = twins.modules(config, shape)
@@ -73,6 +80,23 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment):
     d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
     assert _twin_output_shape(nets["discriminator"], (b, *shape)) == (b, 1)
     assert d_shape == (b,)
+  elif config.family == "biggan":
+    z, labels = (b, config.model.latent_dim), jnp.arange(b, dtype=jnp.int32)
+    g_shape = _genjax_output_shape(state.generator, z, labels, train=False)
+    assert _twin_output_shape(nets["generator"], z, torch.arange(b)) == g_shape == (b, *shape)
+    d_shape = _genjax_output_shape(state.discriminator, (b, *shape), labels)
+    assert _twin_output_shape(nets["discriminator"], (b, *shape), torch.arange(b)) == d_shape
+    assert d_shape == (b,)
+  elif config.family == "pix2pix":
+    g_shape = _genjax_output_shape(state.generator, (b, *shape),
+                                   rngs={"dropout": jax.random.key(0)})
+    assert _twin_output_shape(nets["generator"], (b, *shape)) == g_shape == (b, *shape)
+    pair = jax.ShapeDtypeStruct((b, *shape), jnp.float32)
+    d_shape = jax.eval_shape(lambda v, x: state.discriminator.apply_fn(v, x, x),
+                             state.discriminator.variables(), pair).shape
+    x = torch.zeros(b, shape[-1], *shape[:2])
+    with torch.no_grad():
+      assert tuple(nets["discriminator"](x, x).shape) == d_shape  # [B, h, w] patch logits
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
     assert _twin_output_shape(nets["encoder"], (b, math.prod(shape))) == enc
@@ -121,13 +145,54 @@ def test_each_twin_step_updates_every_network(experiment):
   assert images_per_step == config.batch_size * config.get("n_critic", 1)
 
 
+@pytest.mark.parametrize("experiment, form", [("biggan_folder:tiny", "nchw"),
+                                              ("biggan_folder:tiny", "channels_last"),
+                                              ("pix2pix_edges2fashion:tiny", "channels_last")])
+def test_biggan_and_pix2pix_twin_steps_update_every_weight(experiment, form):
+  """One step of the conditional BigGAN twin (2 D steps, orthogonal
+  regularisation, hinge loss) moves every weight of G and D, the shared
+  embedding and the projection included; one of the pix2pix twin, every
+  weight of the U-Net and the PatchGAN."""
+  config = common.load_config(experiment, ("conditional=True", "d_steps=2")
+                              if experiment.startswith("biggan") else ())
+  shape = (32, 32, 3) if config.family == "biggan" else (32, 32, 1)
+  step, nets, images_per_step, _ = twins.make_step(config, shape, form, num_images=32)
+  before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
+            for k, net in nets.items()}
+  loss = step()
+  assert torch.isfinite(loss)
+  for name, net in nets.items():
+    assert getattr(net, "num_classes", 10) == 10
+    unchanged = [n for n, p in net.named_parameters() if torch.equal(before[name][n], p)]
+    assert not unchanged, f"{name}: {unchanged}"
+    assert all(p.requires_grad for p in net.parameters()) and net.training
+  assert images_per_step == config.batch_size * config.get("d_steps", 1)
+
+
+def test_biggan_twin_orthogonal_regularisation_is_genjax_gradient():
+  """The twin's update of a conv weight [F, C, k, k] is the gradient of
+  genjax's penalty at the same kernel [k, k, C, F]."""
+  from genjax.models.biggan import step as biggan
+
+  kernel = jax.random.normal(jax.random.key(0), (3, 3, 4, 6))
+  ours = jax.grad(biggan.ortho_penalty)({"conv": {"kernel": kernel}})["conv"]["kernel"]
+  weight = torch.tensor(jax.device_get(kernel)).permute(3, 2, 0, 1)
+  theirs = twins.ortho_grad(weight).permute(2, 3, 1, 0)
+  assert torch.allclose(theirs, torch.tensor(jax.device_get(ours)), rtol=1e-4, atol=1e-4)
+  assert float(jnp.abs(ours).max()) > 1.0  # not a vanishing comparison
+
+
 def test_twins_refuse_options_they_do_not_train():
   for experiment, key, value in [("gan_mnist", "ema_decay", 0.999), ("gan_mnist", "r1_gamma", 1.0),
-                                 ("vae_mnist", "beta", 4.0)]:
+                                 ("vae_mnist", "beta", 4.0),
+                                 ("biggan_folder:tiny", "augment", "diffaugment")]:
     config = common.load_config(experiment)
     config[key] = value
+    shape = (32, 32, 3) if config.family == "biggan" else (28, 28, 1)
     with pytest.raises(ValueError, match="twin"):
-      twins.make_step(config, (28, 28, 1), "nchw", num_images=8)
+      twins.make_step(config, shape, "nchw", num_images=8)
+  with pytest.raises(ValueError, match=r"BigGAN twin makes square images.*\(28, 28, 1\)"):
+    twins.make_step(common.load_config("biggan_folder:tiny"), (28, 28, 1), "nchw", num_images=8)
 
 
 def test_forms_that_do_not_apply_and_families_without_a_twin_are_named():
@@ -191,13 +256,14 @@ def test_progan_twin_step_updates_the_final_phase_networks():
 
 @pytest.mark.parametrize("experiment, form", [("gan_mnist:wgan_gp,tiny", "channels_last"),
                                               ("vae_mnist:tiny", "nchw"),
-                                              ("cyclegan_edges2fashion:tiny", "channels_last")])
+                                              ("cyclegan_edges2fashion:tiny", "channels_last"),
+                                              ("biggan_folder:tiny", "channels_last")])
 def test_twin_in_bfloat16_autocast_computes_in_bfloat16_and_trains(experiment, form):
   """Under bfloat16 autocast the networks' layers compute in bfloat16, the
   weights stay float32 and move, and the step's loss is finite."""
   config = common.load_config(experiment)
-  step, nets, _, _ = twins.make_step(config, (28, 28, 1), form, num_images=32,
-                                     precision="bfloat16")
+  shape = (32, 32, 3) if config.family == "biggan" else (28, 28, 1)
+  step, nets, _, _ = twins.make_step(config, shape, form, num_images=32, precision="bfloat16")
   dtypes = []
   layer = next(m for net in nets.values() for m in net.modules()
                if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
