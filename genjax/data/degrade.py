@@ -67,13 +67,13 @@ def free_form_mask(key: jax.Array, size: int) -> jax.Array:
                     0, size - 1)  # [S, V, 2]
   width = jnp.maximum(jax.random.uniform(k_width, (MAX_STROKES,), minval=size / 16,
                                          maxval=size / 8), 1.5)
-  p, q = points[:, :-1], points[:, 1:]  # segments [S, V-1, 2]
+  p, q = points[None, :, :-1], points[None, :, 1:]  # segments [1, S, V-1, 2]
   yy, xx = jnp.meshgrid(jnp.arange(size) + 0.5, jnp.arange(size) + 0.5, indexing="ij")
   pix = jnp.stack([yy, xx], axis=-1).reshape(-1, 1, 1, 2)  # [P, 1, 1, 2]
   d = q - p
   t = jnp.clip(jnp.sum((pix - p) * d, -1) / jnp.maximum(jnp.sum(d * d, -1), 1e-6), 0, 1)
   dist = jnp.linalg.norm(pix - (p + t[..., None] * d), axis=-1)  # [P, S, V-1]
-  on = jnp.any(dist <= width[:, None] / 2, axis=-1) & (jnp.arange(MAX_STROKES) < count)
+  on = jnp.any(dist <= width[None, :, None] / 2, axis=-1) & (jnp.arange(MAX_STROKES) < count)[None]
   return jnp.any(on, axis=-1).reshape(size, size, 1).astype(jnp.float32)
 
 
