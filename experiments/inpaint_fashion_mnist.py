@@ -13,7 +13,7 @@ composited image.
   python -m experiments.inpaint_fashion_mnist
   python -m experiments.inpaint_fashion_mnist --config.data.mask=free_form
   python -m genjax.evaluate --workdir runs/inpaint_fashion_mnist --num 0
-  python -m genjax.translate --workdir runs/inpaint_fashion_mnist --input IMAGES/ --masks MASKS/ --out OUT/
+  python -m genjax.translate --workdir runs/inpaint_fashion_mnist --input IMG/ --masks M/ --out OUT/
   python -m experiments.inpaint_fashion_mnist --config=experiments/inpaint_fashion_mnist.py:tiny
 
 The evaluation reports L1, PSNR and SSIM inside the hole and the FID in
@@ -36,7 +36,7 @@ PRESETS = {
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   """The default config, or presets of PRESETS."""
   config = pix2pix_edges2fashion.get_config()
-  config.task = "inpaint"
+  config.task = "inpaint"  # inputs: the targets with a data.mask hole, and the mask
   config.batch_size = 32
   config.num_steps = 3000
   config.decay_start = 1500

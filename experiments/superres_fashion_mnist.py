@@ -1,4 +1,4 @@
-"""x4 super-resolution of Fashion-MNIST garments, 7 -> 28 px: `python -m experiments.superres_fashion_mnist`.
+"""x4 super-resolution of garments, 7 -> 28 px: `python -m experiments.superres_fashion_mnist`.
 
 The pix2pix family with `task=superres` (genjax.models.pix2pix.step): each
 garment's input is itself box-downsampled to 7x7 and bicubic-upsampled back
@@ -32,7 +32,7 @@ PRESETS = {
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   """The default config, or presets of PRESETS."""
   config = pix2pix_edges2fashion.get_config()
-  config.task = "superres"
+  config.task = "superres"  # inputs: the targets downsampled by data.scale, bicubic-upsampled
   config.batch_size = 32
   config.num_steps = 3000
   config.decay_start = 1500

@@ -1,4 +1,4 @@
-"""x4 super-resolution of your own images: `python -m experiments.superres_folder --config.data.path=DIR`.
+"""x4 super-resolution of your images: `python -m experiments.superres_folder --config.data.path=D`.
 
   python -m experiments.superres_folder --config.data.path=~/photos --config.data.image_size=256
   python -m experiments.superres_folder --config.data.path=~/photos --config.data.scale=2

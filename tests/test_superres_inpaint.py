@@ -93,6 +93,12 @@ def test_superres_tiny_run_improves_over_training(fashion_mnist_slice, tfds_dir,
   assert after["fid"] < 0.5 * before["fid"]
   assert bicubic == before["bicubic"]  # the baseline does not depend on the network
   assert after["l1"] < 2 * bicubic["l1"]
+  # genjax.translate takes 7x7 images and writes 28x28 ones.
+  small = np.random.default_rng(0).integers(0, 256, (7, 7), np.uint8)
+  _png(tmp_path / "small" / "a.png", small)
+  (out,) = translate.translate_folder(tmp_path, tmp_path / "small", tmp_path / "big",
+                                      log=lambda m: None)
+  assert np.asarray(Image.open(out)).shape == (28, 28)
 
 
 @pytest.fixture(scope="module")
