@@ -263,6 +263,10 @@ def check_config(data_config, task: str = "paired") -> None:
                        "--config.data.path=~/photos.")
     if cfg.name == "folder" and cfg.channels not in (1, 3):
       raise ValueError(f"config.data.channels={cfg.channels!r}: 1 (greyscale) or 3 (RGB).")
+    if cfg.name == "folder" and (not isinstance(cfg.test_percent, int)
+                                 or not 0 < cfg.test_percent < 100):
+      raise ValueError(f"config.data.test_percent={cfg.test_percent!r} must be an integer in "
+                       "[1, 100): the held-out images are the evaluation's.")
     if not isinstance(cfg.image_size, int) or cfg.image_size < 8:
       raise ValueError(f"config.data.image_size={cfg.image_size!r} must be an integer >= 8.")
     degrade.check(task, cfg.get("scale"), cfg.get("mask"), model_size(cfg))
