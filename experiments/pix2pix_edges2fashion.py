@@ -40,12 +40,14 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
 def _base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.family = "pix2pix"
-  config.task = "paired"  # what the pairs are: paired (aligned input and target images)
+  config.task = "paired"  # paired (aligned inputs and targets) | superres | inpaint
   config.seed = 0
   config.batch_size = 16  # the paper uses 1 at 256 px; 16 keeps a CPU busy at 32 px
   config.num_steps = 1000
   config.decay_start = 500  # constant lr until here, then linear to 0 at num_steps
   config.l1_weight = 100.0  # lambda of |G(x) - y|_1 beside the conditional GAN loss
+  config.adv_weight = 1.0  # weight of G's adversarial loss (1: the paper's)
+  config.known_weight = 0.1  # inpaint: the L1 outside the hole, relative to that inside
 
   config.model = ml_collections.ConfigDict()
   config.model.g_width = 16  # channels of the U-Net's first layer; x2 per level up to 8x (64)
@@ -71,6 +73,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config.data.load_size = 0  # resize to this in the step before cropping; 0 = keep the size
   config.data.crop_size = 0  # random crop (the same for input and target); 0 = none
   config.data.flip = False  # random left-right flips of both (edges2fashion: off)
+  config.data.scale = 4  # superres: the downsampling factor of the inputs
+  config.data.mask = "centre"  # inpaint: centre (a square of half the side) | free_form
 
   config.steps_per_call = 1
   config.eval_every = 500

@@ -67,6 +67,7 @@ ADDED_KEYS = {
     "vae": {"metrics_num_samples": 0, "iwae_k_train": 0, "final_iwae_k": 0,
             "model.weight_init": "", "opt.schedule": "", "opt.variant": "",
             "opt.examples_per_pass": 0, "data.pipeline": "device", "data.threads": 4},
+    "pix2pix": {"adv_weight": 1.0, "known_weight": 0.1, "data.scale": 4, "data.mask": "centre"},
     # Configs of a user's image folder (those with data.path), whatever the family.
     "folder": {"data.background": "none"},
 }

@@ -33,8 +33,10 @@ cycle-reconstruction L1 both ways and, on edges2fashion's paired test
 split, the A -> B error (L1, PSNR, SSIM) against the true edge maps and the
 share of B -> A translations classified as the source garment's class; for
 pix2pix the L1, PSNR and SSIM of the outputs against the targets of the test
-pairs, their FID in the feature network, and the same for the identity
-baseline (`--num 0`: a translator draws no samples).
+pairs, their FID in the feature network, and the same for a baseline: the
+identity, or for super-resolution the bicubic input and for inpainting the
+mean-filled input, inpainting's measures taken inside the hole (`--num 0`:
+a translator draws no samples).
 """
 
 import json

@@ -8,7 +8,11 @@ the run's training images were (the run's Family says how, and this
 command prints it), translated at the size the networks were trained at, and
 written under --out with the same relative name and the suffix .png.
 pix2pix translates its one direction ('ab', input to target); CycleGAN
-either ('ab': A -> B, 'ba': B -> A).
+either ('ab': A -> B, 'ba': B -> A). A super-resolution run takes each
+image as the low-resolution one; an inpainting run takes a mask of each
+image from --masks, under the same relative name (any image suffix), the
+same size as its image, white (> 127) on the hole; its outputs keep the
+known pixels.
 
 Images with another channel count than the run's (RGB into a greyscale
 run, or the reverse) are refused, naming the first few, unless --convert
@@ -93,6 +97,38 @@ def check_channels(files: list[Path], channels: int, convert: bool) -> list[Path
   return other
 
 
+def mask_paths(files: list[Path], input_dir: Path, masks_dir: Path) -> list[Path]:
+  """The mask of each input: masks_dir / the same relative name, any image
+  suffix; ValueError naming the first input without one."""
+  if not masks_dir.is_dir():
+    raise ValueError(f"--masks={masks_dir} is not a folder; an inpainting run needs a folder "
+                     "of masks under the inputs' relative names (white: the hole).")
+  found = []
+  for f in files:
+    stem = masks_dir / f.relative_to(input_dir).with_suffix("")
+    hits = [stem.with_suffix(s) for s in (f.suffix, *folder.IMAGE_SUFFIXES)
+            if stem.with_suffix(s).is_file()]
+    if not hits:
+      raise ValueError(f"{f} has no mask {stem}.png (or another image suffix) under "
+                       f"--masks={masks_dir}; give every input a mask of the same name.")
+    found.append(hits[0])
+  return found
+
+
+def read_mask(path: Path, image_path: Path, size: int) -> np.ndarray:
+  """uint8 [size, size, 1]: 255 on the hole (pixels > 127), 0 elsewhere,
+  resized (nearest); ValueError when its size is not its image's."""
+  with Image.open(path) as opened:
+    mask = opened.convert("L")
+  with Image.open(image_path) as image:
+    want = image.size
+  if mask.size != want:
+    raise ValueError(f"{path} is {mask.size[0]}x{mask.size[1]}, but its image {image_path} is "
+                     f"{want[0]}x{want[1]}; give it a mask of the same size.")
+  mask = mask.resize((size, size), Image.Resampling.NEAREST)
+  return np.where(np.asarray(mask) > 127, 255, 0).astype(np.uint8)[..., None]
+
+
 def _write_png(path: Path, image: np.ndarray) -> None:
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -105,7 +141,7 @@ def _write_png(path: Path, image: np.ndarray) -> None:
 
 def translate_folder(workdir, input_dir, out_dir, direction: str = "ab", seed: int = 0,
                      batch: int = 0, convert: bool = False, checkpoint_name="latest",
-                     log=None) -> list[Path]:
+                     log=None, masks_dir=None) -> list[Path]:
   """Translates every image under `input_dir` into `out_dir` (module
   docstring); returns the paths written."""
   log = log or (lambda m: print(m, file=sys.stderr))
@@ -122,6 +158,14 @@ def translate_folder(workdir, input_dir, out_dir, direction: str = "ab", seed: i
                      f"{' and '.join(translator.directions)}.")
   files = list_inputs(input_dir)
   outs = output_paths(files, input_dir, out_dir)
+  masks = None
+  if translator.needs_masks:
+    if not masks_dir:
+      raise ValueError(f"{workdir} holds an inpainting run: give --masks, a folder of masks "
+                       "under the inputs' relative names (white: the hole).")
+    masks = mask_paths(files, input_dir, Path(masks_dir).expanduser())
+    for m, f in zip(masks, files):
+      read_mask(m, f, translator.size)
   channels = shape[-1]
   converted = set(check_channels(files, channels, convert))
   batch = batch or config.batch_size
@@ -136,6 +180,9 @@ def translate_folder(workdir, input_dir, out_dir, direction: str = "ab", seed: i
   for start in range(0, len(files), batch):
     chunk = files[start:start + batch]
     x = np.stack([translator.prepare(paired.read_image(p, channels)) for p in chunk])
+    if masks is not None:
+      x = np.concatenate([x, np.stack([read_mask(m, f, translator.size) for m, f in
+                                       zip(masks[start:start + batch], chunk)])], axis=-1)
     y = apply(state, jnp.asarray(images_lib.to_float(x)), direction,
               jax.random.fold_in(key, start))
     for out, image in zip(outs[start:start + batch], images_lib.to_uint8(y)):
@@ -155,6 +202,8 @@ def define_flags():
   flags.DEFINE_integer("batch", 0, "Images per compiled call; 0 = the run's batch size.")
   flags.DEFINE_bool("convert", False, "Convert images of another channel count than the run's.")
   flags.DEFINE_string("checkpoint", "latest", "'latest' or a step number.")
+  flags.DEFINE_string("masks", None, "Inpainting runs: a folder of masks under the inputs' "
+                      "relative names (white: the hole).")
 
 
 def main(argv):
@@ -166,7 +215,8 @@ def main(argv):
     raise app.UsageError(f"--batch={FLAGS.batch} must be >= 0.")
   try:
     outs = translate_folder(FLAGS.workdir, FLAGS.input, FLAGS.out, FLAGS.direction, FLAGS.seed,
-                            FLAGS.batch, FLAGS.convert, rundir.parse_checkpoint(FLAGS.checkpoint))
+                            FLAGS.batch, FLAGS.convert, rundir.parse_checkpoint(FLAGS.checkpoint),
+                            masks_dir=FLAGS.masks)
   except (FileNotFoundError, ValueError, checkpoint.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)

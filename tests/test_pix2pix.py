@@ -241,7 +241,8 @@ def test_validate_config_names_the_bad_value():
     pix2pix.validate_config(config)
   config = pix2pix_edges2fashion.get_config()
   config.task = "colourise"
-  with pytest.raises(ValueError, match=r"config.task='colourise': choose one of \['paired'\]"):
+  with pytest.raises(ValueError,
+                     match=r"config.task='colourise': choose one of \['paired', 'superres', "):
     pix2pix.validate_config(config)
   config = pix2pix_edges2fashion.get_config()
   config.model.norm = "layer"

@@ -23,6 +23,14 @@ Each half (or file) is resized to `image_size` x `image_size` (bicubic), as
 pix2pix resizes without keeping the aspect ratio. `data.direction` BtoA
 swaps input and target. Every error names the file or value, and is raised
 before anything is written.
+
+For the tasks whose inputs are made from the targets (`task` 'superres' or
+'inpaint', genjax.data.degrade), a split holds the targets only (as both
+`a` and `b`): `fashion_mnist`'s garments (28: as stored, 32: padded with
+black, else resized), or every image under `data.path` (recursively, each
+resized to `image_size`, `test_percent` held out by a hash of the relative
+name). The inputs are made per batch in the compiled step (make_draw_batch)
+and per test image by `test_inputs`, from a key per image.
 """
 
 import concurrent.futures
@@ -36,9 +44,11 @@ from PIL import Image, ImageOps
 
 from genjax import data as data_lib
 from genjax import images as images_lib
-from genjax.data import device, folder, unpaired
+from genjax.data import degrade, device, folder, unpaired
 
 EDGES2FASHION = unpaired.EDGES2FASHION
+FASHION_MNIST = "fashion_mnist"
+TASKS = ("paired", *degrade.TASKS)
 LAYOUTS = ("aligned", "folders")
 DIRECTIONS = ("AtoB", "BtoA")
 
@@ -202,11 +212,65 @@ def load_folder(data_config, split: str) -> unpaired.UnpairedDataset:
                                   paired=True, source=source)
 
 
-def check_config(data_config) -> None:
-  """Raises ValueError naming the first bad `config.data` value of a paired run."""
+def _targets_only(images: np.ndarray, labels: np.ndarray, num_classes: int, source: str):
+  ds = data_lib.ArrayDataset(images, labels, num_classes, source)
+  return unpaired.UnpairedDataset(ds, ds, paired=True, source=source)
+
+
+def load_fashion_targets(data_config, split: str) -> unpaired.UnpairedDataset:
+  """Fashion-MNIST's garments of `split` at image_size, as targets only."""
+  cfg = data_config
+  fashion = data_lib.load("fashion_mnist", split, data_dir=cfg.data_dir or None,
+                          idx_dir=cfg.idx_dir or None, download=cfg.download)
+  if split == "train" and cfg.limit:
+    fashion = fashion.take(cfg.limit)
+  return _targets_only(_fit(fashion.images, cfg.image_size, 0), fashion.labels,
+                       fashion.num_classes, f"garments of {fashion.source}")
+
+
+def load_folder_targets(data_config, split: str) -> unpaired.UnpairedDataset:
+  """The `split` of the images under `data.path`, resized to image_size, as targets only."""
+  cfg = data_config
+  root = Path(cfg.path).expanduser()
+  if not root.is_dir():
+    raise folder.FolderError(f"config.data.path={cfg.path!r} is not a folder; point it at a "
+                             "folder of images.")
+  files = [f for f in _images(root)
+           if _held_out(str(f.relative_to(root)), cfg.test_percent) == (split == "test")]
+  if not files:
+    raise folder.FolderError(f"{root} holds no {'/'.join(folder.IMAGE_SUFFIXES)} files for the "
+                             f"{split} split (config.data.test_percent={cfg.test_percent}, "
+                             "picked by a hash of the name).")
+  if split == "train" and cfg.limit:
+    files = files[:cfg.limit]
+  with concurrent.futures.ThreadPoolExecutor(cfg.threads) as pool:
+    images = np.stack(list(pool.map(
+        lambda f: resize(read_image(f, cfg.channels), cfg.image_size), files)))
+  return _targets_only(images, np.zeros(len(images), np.int64), 1,
+                       f"{len(images)} images under {root} ({split})")
+
+
+def check_config(data_config, task: str = "paired") -> None:
+  """Raises ValueError naming the first bad `config.data` value of a run of `task`."""
   cfg = data_config
   data_lib.check_config(cfg)
-  if cfg.name == EDGES2FASHION:
+  if task != "paired":
+    if cfg.name not in (FASHION_MNIST, "folder"):
+      raise ValueError(f"config.data.name={cfg.name!r}: config.task={task!r} reads "
+                       f"{FASHION_MNIST!r} or 'folder' (with config.data.path).")
+    if cfg.name == "folder" and not cfg.get("path", ""):
+      raise ValueError("config.data.path is empty: give a folder of images, e.g. "
+                       "--config.data.path=~/photos.")
+    if cfg.name == "folder" and cfg.channels not in (1, 3):
+      raise ValueError(f"config.data.channels={cfg.channels!r}: 1 (greyscale) or 3 (RGB).")
+    if cfg.name == "folder" and (not isinstance(cfg.test_percent, int)
+                                 or not 0 < cfg.test_percent < 100):
+      raise ValueError(f"config.data.test_percent={cfg.test_percent!r} must be an integer in "
+                       "[1, 100): the held-out images are the evaluation's.")
+    if not isinstance(cfg.image_size, int) or cfg.image_size < 8:
+      raise ValueError(f"config.data.image_size={cfg.image_size!r} must be an integer >= 8.")
+    degrade.check(task, cfg.get("scale"), cfg.get("mask"), model_size(cfg))
+  elif cfg.name == EDGES2FASHION:
     if not isinstance(cfg.image_size, int) or cfg.image_size < 8:
       raise ValueError(f"config.data.image_size={cfg.image_size!r} must be an integer >= 8 "
                        "(28: Fashion-MNIST's own, 32: padded; others are resized).")
@@ -237,9 +301,13 @@ def check_config(data_config) -> None:
                      f"crops ({cfg.load_size or cfg.image_size} px).")
 
 
-def load(data_config, split: str) -> unpaired.UnpairedDataset:
-  """The `split` ('train' or 'test') of config.data's pairs."""
-  check_config(data_config)
+def load(data_config, split: str, task: str = "paired") -> unpaired.UnpairedDataset:
+  """The `split` ('train' or 'test') of config.data's pairs (targets only
+  for a task that makes its inputs)."""
+  check_config(data_config, task)
+  if task != "paired":
+    loader = load_fashion_targets if data_config.name == FASHION_MNIST else load_folder_targets
+    return loader(data_config, split)
   if data_config.name == EDGES2FASHION:
     return load_edges2fashion(data_config, split)
   return load_folder(data_config, split)
@@ -273,18 +341,30 @@ def to_model_size(images: jax.Array, data_config) -> jax.Array:
   return jax.image.resize(images, (images.shape[0], size, size, images.shape[-1]), "bilinear")
 
 
-def make_draw_batch(load_size: int = 0, crop_size: int = 0, flip: bool = False):
+def make_draw_batch(load_size: int = 0, crop_size: int = 0, flip: bool = False,
+                    task: str = "paired", scale: int = 4, mask: str = "centre"):
   """draw(pair, step, key, batch_size, num_batches) -> {'a', 'b'}: [num_batches, B, H, W, C].
 
   Input and target are drawn at the same indices and get the same resize,
-  crop and flip (pix2pix's aligned dataset).
+  crop and flip (pix2pix's aligned dataset). For 'superres' and 'inpaint'
+  the targets are drawn, resized, cropped and flipped, and the inputs made
+  from them (genjax.data.degrade), the masks from the step's key.
   """
 
   def draw(pair: unpaired.DevicePair, step, key, batch_size: int, num_batches: int = 1):
     n = pair.a.images.shape[0]
-    idx = device.step_indices(step, n, key, num_batches * batch_size)
-    a = images_lib.to_float(pair.a.images[idx])
+    total = num_batches * batch_size
+    idx = device.step_indices(step, n, key, total)
     b = images_lib.to_float(pair.b.images[idx])
+    if task != "paired":
+      if load_size or crop_size or flip:
+        b = unpaired.augment(b, jax.random.fold_in(jax.random.fold_in(key, step), 1),
+                             load_size, crop_size, flip)
+      keys = degrade.image_keys(jax.random.fold_in(jax.random.fold_in(key, step), 2), 0, total)
+      a = degrade.make_inputs(b, task, scale, mask, keys)
+      shape = lambda x: x.reshape(num_batches, batch_size, *x.shape[1:])
+      return {"a": shape(a), "b": shape(b)}
+    a = images_lib.to_float(pair.a.images[idx])
     if load_size or crop_size or flip:
       both = unpaired.augment(jnp.concatenate([a, b], axis=-1),
                               jax.random.fold_in(jax.random.fold_in(key, step), 1),
@@ -294,3 +374,14 @@ def make_draw_batch(load_size: int = 0, crop_size: int = 0, flip: bool = False):
     return {"a": shape(a), "b": shape(b)}
 
   return draw
+
+
+EVAL_KEY = 1234  # the seed of the test inputs' masks: the same for every run and call
+
+
+def test_inputs(targets: jax.Array, task: str, data_config, start: int) -> jax.Array:
+  """The inputs of test targets start .. start + N - 1 [N, M, M, C] (at the
+  networks' size) for `task`: the same for a given image whatever the batch."""
+  keys = degrade.image_keys(jax.random.key(EVAL_KEY), start, targets.shape[0])
+  return degrade.make_inputs(targets, task, data_config.get("scale", 4),
+                             data_config.get("mask", "centre"), keys)

@@ -8,6 +8,10 @@ Gaussian window of size 11 and sigma 1.5, C1 = (0.01 L)^2, C2 = (0.03 L)^2,
 averaged over the positions where the window fits inside the image (those
 of scikit-image's `structural_similarity(..., gaussian_weights=True,
 use_sample_covariance=False, data_range=1)`) and over channels.
+
+`hole_measures` restricts the three to a region (an inpainting hole): L1
+and PSNR over its pixels, SSIM averaged over the window positions whose
+centre is in it.
 """
 
 import jax
@@ -51,8 +55,8 @@ def _filter(x: jax.Array, window: jax.Array) -> jax.Array:
   return jnp.moveaxis(planes.reshape(n, c, h - k + 1, w - k + 1), 1, -1)
 
 
-def ssim(outputs: jax.Array, targets: jax.Array) -> jax.Array:
-  """SSIM of each image [N] (module docstring); H and W must be >= 11."""
+def ssim_map(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+  """SSIM at each window position [N, H - 10, W - 10, C]; H and W must be >= 11."""
   x, y = _unit(outputs), _unit(targets)
   window = jnp.asarray(gaussian_window())
   mu_x, mu_y = _filter(x, window), _filter(y, window)
@@ -60,8 +64,13 @@ def ssim(outputs: jax.Array, targets: jax.Array) -> jax.Array:
   var_y = _filter(y * y, window) - mu_y**2
   cov = _filter(x * y, window) - mu_x * mu_y
   c1, c2 = K1**2, K2**2
-  s = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-  return jnp.mean(s, axis=(1, 2, 3))
+  return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1)
+                                                       * (var_x + var_y + c2))
+
+
+def ssim(outputs: jax.Array, targets: jax.Array) -> jax.Array:
+  """SSIM of each image [N] (module docstring); H and W must be >= 11."""
+  return jnp.mean(ssim_map(outputs, targets), axis=(1, 2, 3))
 
 
 @jax.jit
@@ -69,3 +78,20 @@ def all_measures(outputs: jax.Array, targets: jax.Array) -> dict[str, jax.Array]
   """{'l1', 'psnr_db', 'ssim'}: each [N]."""
   return {"l1": l1(outputs, targets), "psnr_db": psnr(outputs, targets),
           "ssim": ssim(outputs, targets)}
+
+
+@jax.jit
+def hole_measures(outputs: jax.Array, targets: jax.Array, hole: jax.Array) -> dict[str, jax.Array]:
+  """{'l1', 'psnr_db', 'ssim'} [N] inside `hole` [N, H, W, 1] (1: in it): L1 and
+  PSNR over its pixels, SSIM over the window positions centred in it (0
+  where no window centre is)."""
+  err = _unit(outputs) - _unit(targets)
+  area = jnp.maximum(jnp.sum(hole, axis=(1, 2, 3)) * outputs.shape[-1], 1.0)
+  l1_ = jnp.sum(jnp.abs(err) * hole, axis=(1, 2, 3)) / area
+  mse = jnp.sum(jnp.square(err) * hole, axis=(1, 2, 3)) / area
+  r = WINDOW // 2
+  centres = hole[:, r:hole.shape[1] - r, r:hole.shape[2] - r]
+  s = jnp.sum(ssim_map(outputs, targets) * centres, axis=(1, 2, 3)) / jnp.maximum(
+      jnp.sum(centres, axis=(1, 2, 3)) * outputs.shape[-1], 1.0)
+  return {"l1": l1_, "psnr_db": jnp.minimum(10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-30)),
+                                            100.0), "ssim": s}

@@ -86,8 +86,10 @@ class Translator:
     prepare: uint8 [H, W, C] of any size -> uint8 [size, size, C], resized
       and cropped as the run's training images were.
     how: a sentence saying what `prepare` does, for the user.
-    apply: (state, images [N, size, size, C] in [-1, 1], direction, key) ->
-      images of the same shape.
+    apply: (state, prepared images [N, h, w, C'] in [-1, 1], direction, key)
+      -> images [N, size, size, C].
+    needs_masks: whether each input comes with a mask (inpainting): the
+      prepared image then carries it as a last channel (255: hole, 0: known).
   """
 
   directions: tuple[str, ...]
@@ -95,6 +97,7 @@ class Translator:
   prepare: Callable[[np.ndarray], np.ndarray]
   how: str
   apply: Callable[..., jax.Array]
+  needs_masks: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,10 +4,17 @@ On the test pairs, at the size the networks were trained at: the mean L1,
 PSNR and SSIM of the outputs against the targets (genjax.metrics.image_quality,
 [0, 1] pixels), and, where the targets' dataset has a feature network
 (Fashion-MNIST for edges2fashion), the FID of the outputs against the
-targets in it. Beside them, `identity`: the same measures of the baseline
-that outputs its input unchanged. The generator's dropout is on, as the
-paper tests, with noise drawn from a fixed key; batch norm uses each
-batch's statistics.
+targets in it. Beside them, the same measures of a baseline (by task):
+  paired    `identity`: the input unchanged;
+  superres  `bicubic`: the input itself (box-downsampled, bicubic-upsampled);
+  inpaint   `mean_fill`: the input without its mask channel (the hole filled
+            with the image's known mean); every measure but FID is taken
+            inside the hole only (image_quality.hole_measures).
+Test inputs of superres and inpaint are made from the targets with fixed
+keys (genjax.data.paired.test_inputs), the same for every run. Where the
+run's data is Fashion-MNIST (edges2fashion, fashion_mnist) the FID is in
+its feature network. The generator's dropout is on, as the paper tests,
+with noise drawn from a fixed key; batch norm uses each batch's statistics.
 """
 
 import jax
@@ -17,14 +24,17 @@ import numpy as np
 
 from genjax import images as images_lib
 from genjax import viz
-from genjax.data import paired, unpaired
+from genjax.data import degrade, paired, unpaired
 from genjax.metrics import distances, features, image_quality
 from genjax.models.pix2pix import step as pix2pix
 
 
+BASELINES = {"paired": "identity", "superres": "bicubic", "inpaint": "mean_fill"}
+
+
 def feature_network(config):
-  """The Fashion-MNIST feature network for edges2fashion, else None."""
-  if config.data.name != paired.EDGES2FASHION:
+  """The Fashion-MNIST feature network for edges2fashion and fashion_mnist, else None."""
+  if config.data.name not in (paired.EDGES2FASHION, paired.FASHION_MNIST):
     return None
   return features.load("fashion_mnist")
 
@@ -51,45 +61,60 @@ def fid(network, outputs_u8: np.ndarray, targets_u8: np.ndarray) -> float:
                                     *distances.feature_statistics(f_tgt))
 
 
-def test_pairs(test: unpaired.UnpairedDataset, data_config, start: int, stop: int):
+def test_pairs(test: unpaired.UnpairedDataset, config, start: int, stop: int):
   """Inputs and targets [n, M, M, C] of test pairs start:stop, in [-1, 1] at
-  the networks' size."""
+  the networks' size (inputs made from the targets for superres and inpaint)."""
+  y = paired.to_model_size(jnp.asarray(images_lib.to_float(test.b.images[start:stop])),
+                           config.data)
+  if config.task != "paired":
+    return paired.test_inputs(y, config.task, config.data, start), y
   x = jnp.asarray(images_lib.to_float(test.a.images[start:stop]))
-  y = jnp.asarray(images_lib.to_float(test.b.images[start:stop]))
-  return paired.to_model_size(x, data_config), paired.to_model_size(y, data_config)
+  return paired.to_model_size(x, config.data), y
 
 
-_translate = jax.jit(pix2pix.translate)
+_translate = jax.jit(pix2pix.translate, static_argnames="task")
+
+
+def baseline(inputs: jax.Array, task: str) -> jax.Array:
+  """The baseline's images: the inputs as images (degrade.shown)."""
+  return degrade.shown(inputs, task)
+
+
+def _measures(images: jax.Array, targets: jax.Array, inputs: jax.Array, task: str) -> dict:
+  if task == "inpaint":
+    return image_quality.hole_measures(images, targets, degrade.hole_of(inputs))
+  return image_quality.all_measures(images, targets)
 
 
 def translation_metrics(state: pix2pix.Pix2PixState, config, test: unpaired.UnpairedDataset,
                         key: jax.Array, batch: int = 250, network=None, progress=None) -> dict:
-  """{'l1', 'psnr_db', 'ssim'[, 'fid'], 'identity': {the same}, 'num_test_pairs'}."""
-  translate = _translate
+  """{'l1', 'psnr_db', 'ssim'[, 'fid'], BASELINES[task]: {the same}, 'num_test_pairs'}."""
+  task = config.task
   n = len(test)
-  sums = {"model": {}, "identity": {}}
+  sums = {"model": {}, "baseline": {}}
   outputs, targets, inputs = [], [], []
   for i in range(0, n, batch):
-    x, y = test_pairs(test, config.data, i, i + batch)
-    out = translate(state, x, jax.random.fold_in(key, i))
-    for name, images in (("model", out), ("identity", x)):
+    x, y = test_pairs(test, config, i, i + batch)
+    out = _translate(state, x, jax.random.fold_in(key, i), task=task)
+    base = baseline(x, task)
+    for name, images in (("model", out), ("baseline", base)):
       if images.shape[-1] == y.shape[-1]:
-        for k, v in image_quality.all_measures(images, y).items():
+        for k, v in _measures(images, y, x, task).items():
           sums[name][k] = sums[name].get(k, 0.0) + float(jnp.sum(v))
     outputs.append(images_lib.to_uint8(out))
     targets.append(images_lib.to_uint8(y))
-    inputs.append(images_lib.to_uint8(x))
+    inputs.append(images_lib.to_uint8(base))
     if progress is not None:
       progress(min(i + batch, n))
   result = {k: v / n for k, v in sums["model"].items()}
-  identity = {k: v / n for k, v in sums["identity"].items()}
+  identity = {k: v / n for k, v in sums["baseline"].items()}
   if network is not None:
     outputs, targets, inputs = (np.concatenate(v) for v in (outputs, targets, inputs))
     result["fid"] = fid(network, outputs, targets)
     if identity:
       identity["fid"] = fid(network, inputs, targets)
     result["feature_network"] = {k: network.record[k] for k in ("sha256", "test_accuracy")}
-  result["identity"] = identity or "not comparable (input and target channels differ)"
+  result[BASELINES[task]] = identity or "not comparable (input and target channels differ)"
   result["num_test_pairs"] = n
   return result
 
@@ -103,21 +128,23 @@ def evaluate_metrics(state, config, test, key, *, progress=None) -> dict:
 def make_evaluator(config: ml_collections.ConfigDict, key: jax.Array, test):
   """state -> (a grid of inputs, outputs and targets, the measures of up to 500 test pairs)."""
   num = min(config.num_eval_samples, len(test))
-  x, y = test_pairs(test, config.data, 0, num)
+  x, y = test_pairs(test, config, 0, num)
   small = test.take(500)
   network = feature_network(config)
   grid_key, metric_key = jax.random.split(key)
 
   @jax.jit
   def rows(state):
-    return jnp.concatenate([x, pix2pix.translate(state, x, grid_key), y])
+    return jnp.concatenate([baseline(x, config.task),
+                            pix2pix.translate(state, x, grid_key, config.task), y])
 
   def evaluate(state):
     images = {"translation": viz.grid(images_lib.to_uint8(rows(state)), ncol=num)}
     measures = translation_metrics(state, config, small, metric_key, network=network)
     scalars = {k: v for k, v in measures.items() if isinstance(v, float)}
-    scalars.update({f"identity_{k}": v for k, v in measures["identity"].items()
-                    if isinstance(v, float)} if isinstance(measures["identity"], dict) else {})
+    name = BASELINES[config.task]
+    scalars.update({f"{name}_{k}": v for k, v in measures[name].items()
+                    if isinstance(v, float)} if isinstance(measures[name], dict) else {})
     return images, scalars
 
   return evaluate

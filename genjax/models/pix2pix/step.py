@@ -12,8 +12,24 @@ Both with Adam(2e-4, b1 0.5). The learning rate is constant for
 `decay_start` steps, then falls linearly to zero at `num_steps` (the
 authors' 'linear' policy, in steps instead of epochs).
 
-`config.task` names what the pairs are; 'paired' (any aligned pairs) is the
-one there is.
+`config.task` names what the pairs are (inputs made as genjax.data.degrade
+says):
+  paired    any aligned pairs, as above.
+  superres  input: the target box-downsampled by data.scale and
+            bicubic-upsampled back. The U-Net refines the bicubic image at
+            the target's size rather than an SRGAN residual generator with
+            sub-pixel upsampling taking the small image: the family's
+            networks, PatchGAN pairs and translate path stay as they are,
+            and the input is itself the bicubic baseline. Loss: the same,
+            with a small `adv_weight` beside `l1_weight` (SRGAN weighs its
+            adversarial term 1e-3 of the content loss).
+  inpaint   input: the target with a hole (data.mask) filled with its known
+            pixels' mean, and the mask as an extra channel. G's output is
+            composited: its pixels in the hole, the input's known pixels
+            exactly elsewhere; D sees the composite. The L1 is
+            l1_weight (mean |G(x) - y| over the hole + known_weight x that
+            over the known pixels), on G's output before compositing.
+`adv_weight` scales the adversarial term of G's loss (1: the paper's).
 """
 
 import functools
@@ -25,12 +41,13 @@ import jax.numpy as jnp
 import ml_collections
 
 from genjax import losses, optim
+from genjax.data import degrade
 from genjax.models.cyclegan import step as cyclegan_step
 from genjax.models.pix2pix import networks as pix2pix_nn
 from genjax.nn import precision
 from genjax.state import TrainState
 
-TASKS = ("paired",)
+TASKS = ("paired", *degrade.TASKS)
 NORMS = ("batch", "instance")
 
 
@@ -59,8 +76,9 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   del num_classes
   size = config.data.crop_size or config.data.load_size or image_shape[0]
   out_c = image_shape[-1]
+  in_c = out_c + 1 if config.task == "inpaint" else image_shape[-1]  # + the mask
   generator, discriminator = build_models(config, out_c)
-  x = jnp.zeros((1, size, size, image_shape[-1]), jnp.float32)
+  x = jnp.zeros((1, size, size, in_c), jnp.float32)
   y = jnp.zeros((1, size, size, out_c), jnp.float32)
   g_key, d_key, drop_key = jax.random.split(key, 3)
   schedule = cyclegan_step.lr_multiplier(config)
@@ -76,49 +94,75 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
 
 class Options(NamedTuple):
   l1_weight: float  # lambda of |G(x) - y|_1
+  adv_weight: float  # weight of G's adversarial loss
+  task: str  # paired | superres | inpaint
+  known_weight: float  # inpaint: the L1 outside the hole, relative to that inside
+
+
+def finish(raw: jax.Array, inputs: jax.Array, task: str) -> jax.Array:
+  """G's images from its raw outputs: composited with the known pixels for inpaint."""
+  return degrade.composite(raw, inputs) if task == "inpaint" else raw
+
+
+def masked_l1(raw: jax.Array, y: jax.Array, hole: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Mean |raw - y| over the hole's pixels and over the known pixels."""
+  err = jnp.abs(raw - y)
+  area = lambda m: jnp.maximum(jnp.sum(m) * y.shape[-1], 1.0)
+  return jnp.sum(err * hole) / area(hole), jnp.sum(err * (1 - hole)) / area(1 - hole)
 
 
 def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
   """One step; batch {'a': inputs, 'b': targets}: [1, B, H, W, C] in [-1, 1]."""
   x, y = batch["a"][0], batch["b"][0]
   g, d = state.generator, state.discriminator
-  fake, g_vjp = jax.vjp(lambda p: g.apply_fn({"params": p}, x, rngs={"dropout": key}), g.params)
+  raw, g_vjp = jax.vjp(lambda p: g.apply_fn({"params": p}, x, rngs={"dropout": key}), g.params)
 
   def d_loss_fn(params):
     real_logits = d.apply_fn({"params": params}, x, y)
-    fake_logits = d.apply_fn({"params": params}, x, jax.lax.stop_gradient(fake))
+    fake = finish(jax.lax.stop_gradient(raw), x, opts.task)
+    fake_logits = d.apply_fn({"params": params}, x, fake)
     return 0.5 * losses.minimax_discriminator_loss(real_logits, fake_logits)
 
   d_loss, d_grads = jax.value_and_grad(d_loss_fn)(d.params)
   d = d.apply_gradients(grads=d_grads)
 
-  def g_loss_fn(fake):
+  def g_loss_fn(raw):
+    fake = finish(raw, x, opts.task)
     adv = losses.non_saturating_generator_loss(d.apply_fn({"params": d.params}, x, fake))
-    l1 = losses.l1_loss(fake, y)
-    return adv + opts.l1_weight * l1, (adv, l1)
+    if opts.task == "inpaint":
+      hole_l1, known_l1 = masked_l1(raw, y, degrade.hole_of(x))
+      l1 = hole_l1 + opts.known_weight * known_l1
+    else:
+      l1 = hole_l1 = losses.l1_loss(raw, y)
+    return opts.adv_weight * adv + opts.l1_weight * l1, (adv, hole_l1)
 
-  (_, (adv, l1)), fake_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(fake)
-  (g_grads,) = g_vjp(fake_grad)
+  (_, (adv, l1)), raw_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(raw)
+  (g_grads,) = g_vjp(raw_grad)
   g = g.apply_gradients(grads=g_grads)
-  metrics = {"d_loss": d_loss, "g_adv": adv, "l1": l1}
+  metrics = {"d_loss": d_loss, "g_adv": adv, "l1": l1}  # inpaint: l1 in the hole
   return Pix2PixState(step=state.step + 1, generator=g, discriminator=d), metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict):
-  return functools.partial(train_step, opts=Options(l1_weight=config.l1_weight))
+  return functools.partial(train_step, opts=Options(
+      l1_weight=config.l1_weight, adv_weight=config.adv_weight, task=config.task,
+      known_weight=config.known_weight))
 
 
-def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array) -> jax.Array:
+def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array,
+              task: str = "paired") -> jax.Array:
   """G(inputs) [N, H, W, C] in [-1, 1], with dropout drawn from `key` (the
-  paper's test-time noise); batch norm uses the statistics of `inputs`."""
+  paper's test-time noise); batch norm uses the statistics of `inputs`.
+  For inpaint, composited: the inputs' known pixels exactly outside the hole."""
   g = state.generator
-  return g.apply_fn({"params": g.params}, inputs, rngs={"dropout": key})
+  return finish(g.apply_fn({"params": g.params}, inputs, rngs={"dropout": key}), inputs, task)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.task not in TASKS:
-    raise ValueError(f"config.task={config.task!r}: choose one of {list(TASKS)} (aligned input "
-                     "and target images).")
+    raise ValueError(f"config.task={config.task!r}: choose one of {list(TASKS)} (paired: "
+                     "aligned input and target images; superres, inpaint: inputs made from "
+                     "the targets).")
   m = config.model
   for key, value, least in (("model.g_width", m.g_width, 1), ("model.g_down", m.g_down, 1),
                             ("model.d_width", m.d_width, 1), ("model.d_layers", m.d_layers, 1),
@@ -138,8 +182,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.g_down={m.g_down}: the U-Net halves {size} px images "
                      f"{m.g_down} times, so their size must be divisible by {2**m.g_down}; "
                      f"use g_down <= {(size & -size).bit_length() - 1} or another image size.")
-  if not config.l1_weight >= 0:
-    raise ValueError(f"config.l1_weight={config.l1_weight!r} must be >= 0 (100: the paper's).")
+  for key in ("l1_weight", "adv_weight", "known_weight"):
+    if not config[key] >= 0:
+      raise ValueError(f"config.{key}={config[key]!r} must be >= 0.")
   if not 0 <= config.decay_start <= config.num_steps:
     raise ValueError(f"config.decay_start={config.decay_start!r} must be between 0 and "
                      f"config.num_steps={config.num_steps}.")
