@@ -9,7 +9,7 @@ Every image under `data.path` (recursively) is read once, resized to
 devices; `data.test_percent` of them (by a hash of the relative name) are
 held out. Batches are cropped to `crop_size` and flipped, then each image
 loses a hole (`data.mask`: the centre square or free-form strokes, drawn
-from the step's key in the compiled step, genjax.data.degrade). The U-Net
+from the step's key in the compiled step, genjax.nn.degrade). The U-Net
 (width 32, 6 levels, no dropout) fills it; the known pixels are kept
 exactly. The evaluation reports L1, PSNR and SSIM inside the hole beside
 `mean_fill` (the masked input).

@@ -8,7 +8,7 @@ Every image under `data.path` (recursively) is read once, resized to
 devices; `data.test_percent` of them (by a hash of the relative name) are
 held out for the evaluation. Each target's input is its copy downsampled by
 `data.scale` (box filter) and bicubic-upsampled back, made in the compiled
-step (genjax.data.degrade); batches are cropped to `crop_size` and flipped
+step (genjax.nn.degrade); batches are cropped to `crop_size` and flipped
 first. The U-Net (width 32, 4 levels, no dropout) refines the bicubic image
 under 100 x L1 and an adversarial weight of 0.1. The default trains
 64 px crops of 64 px images on a CPU; at 256 px set crop_size (e.g. 128) or

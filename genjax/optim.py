@@ -23,6 +23,15 @@ from genjax.state import TrainState
 Multiplier = Callable[[Any], Any]  # update count -> factor of the learning rate
 
 
+def linear_decay(num_steps: int, decay_start: int) -> Multiplier:
+  """1 until `decay_start`, then linear to 0 at `num_steps` (CycleGAN's and
+  pix2pix's schedule)."""
+  decay_steps = max(num_steps - decay_start, 1)
+  return optax.join_schedules(
+      [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, decay_steps)],
+      [decay_start])
+
+
 def _with_schedule(inner: optax.GradientTransformation, learning_rate,
                    schedule: Optional[Multiplier]) -> optax.GradientTransformation:
   steps = [inner]

@@ -8,7 +8,8 @@ from PIL import Image
 
 from experiments import inpaint_fashion_mnist, inpaint_folder, superres_fashion_mnist
 from genjax import configs, models, translate
-from genjax.data import degrade, device, paired, unpaired
+from genjax.data import device, paired, unpaired
+from genjax.nn import degrade
 from genjax.metrics import image_quality
 from genjax.models.pix2pix import evaluate as pix2pix_eval
 from genjax.models.pix2pix import step as pix2pix

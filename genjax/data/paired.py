@@ -25,7 +25,7 @@ swaps input and target. Every error names the file or value, and is raised
 before anything is written.
 
 For the tasks whose inputs are made from the targets (`task` 'superres' or
-'inpaint', genjax.data.degrade), a split holds the targets only (as both
+'inpaint', genjax.nn.degrade), a split holds the targets only (as both
 `a` and `b`): `fashion_mnist`'s garments (28: as stored, 32: padded with
 black, else resized), or every image under `data.path` (recursively, each
 resized to `image_size`, `test_percent` held out by a hash of the relative
@@ -44,7 +44,8 @@ from PIL import Image, ImageOps
 
 from genjax import data as data_lib
 from genjax import images as images_lib
-from genjax.data import degrade, device, folder, unpaired
+from genjax.data import device, folder, unpaired
+from genjax.nn import degrade
 
 EDGES2FASHION = unpaired.EDGES2FASHION
 FASHION_MNIST = "fashion_mnist"
@@ -348,7 +349,7 @@ def make_draw_batch(load_size: int = 0, crop_size: int = 0, flip: bool = False,
   Input and target are drawn at the same indices and get the same resize,
   crop and flip (pix2pix's aligned dataset). For 'superres' and 'inpaint'
   the targets are drawn, resized, cropped and flipped, and the inputs made
-  from them (genjax.data.degrade), the masks from the step's key.
+  from them (genjax.nn.degrade), the masks from the step's key.
   """
 
   def draw(pair: unpaired.DevicePair, step, key, batch_size: int, num_batches: int = 1):

@@ -25,7 +25,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 
 from genjax import losses, optim
 from genjax.models.cyclegan import networks as cyclegan_nn
@@ -47,10 +46,7 @@ class CycleGANState:
 
 def lr_multiplier(config: ml_collections.ConfigDict) -> optim.Multiplier:
   """1 until `decay_start`, then linear to 0 at `num_steps` (times `opt.lr`)."""
-  decay_steps = max(config.num_steps - config.decay_start, 1)
-  return optax.join_schedules(
-      [optax.constant_schedule(1.0), optax.linear_schedule(1.0, 0.0, decay_steps)],
-      [config.decay_start])
+  return optim.linear_decay(config.num_steps, config.decay_start)
 
 
 def build_models(config: ml_collections.ConfigDict, image_shape):

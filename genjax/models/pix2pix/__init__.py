@@ -1,10 +1,11 @@
 """pix2pix: paired image-to-image translation, super-resolution and inpainting
-(genjax.data.paired, genjax.data.degrade)."""
+(genjax.data.paired, genjax.nn.degrade)."""
 
 import jax
 import jax.numpy as jnp
 
-from genjax.data import degrade, paired, unpaired
+from genjax.data import paired, unpaired
+from genjax.nn import degrade
 from genjax.models import Family, Translator, register
 from genjax.models.pix2pix import evaluate, step
 

@@ -24,7 +24,8 @@ import numpy as np
 
 from genjax import images as images_lib
 from genjax import viz
-from genjax.data import degrade, paired, unpaired
+from genjax.data import paired, unpaired
+from genjax.nn import degrade
 from genjax.metrics import distances, features, image_quality
 from genjax.models.pix2pix import step as pix2pix
 

@@ -12,7 +12,7 @@ Both with Adam(2e-4, b1 0.5). The learning rate is constant for
 `decay_start` steps, then falls linearly to zero at `num_steps` (the
 authors' 'linear' policy, in steps instead of epochs).
 
-`config.task` names what the pairs are (inputs made as genjax.data.degrade
+`config.task` names what the pairs are (inputs made as genjax.nn.degrade
 says):
   paired    any aligned pairs, as above.
   superres  input: the target box-downsampled by data.scale and
@@ -41,10 +41,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from genjax import losses, optim
-from genjax.data import degrade
-from genjax.models.cyclegan import step as cyclegan_step
 from genjax.models.pix2pix import networks as pix2pix_nn
-from genjax.nn import precision
+from genjax.nn import degrade, precision
 from genjax.state import TrainState
 
 TASKS = ("paired", *degrade.TASKS)
@@ -81,7 +79,7 @@ def create_state(config: ml_collections.ConfigDict, key: jax.Array, image_shape,
   x = jnp.zeros((1, size, size, in_c), jnp.float32)
   y = jnp.zeros((1, size, size, out_c), jnp.float32)
   g_key, d_key, drop_key = jax.random.split(key, 3)
-  schedule = cyclegan_step.lr_multiplier(config)
+  schedule = optim.linear_decay(config.num_steps, config.decay_start)
 
   def make(module, k, *args):
     params = module.init({"params": k, "dropout": drop_key}, *args)["params"]
