@@ -15,7 +15,7 @@ exactly. The evaluation reports L1, PSNR and SSIM inside the hole beside
 `mean_fill` (the masked input).
 """
 
-from experiments import inpaint_fashion_mnist
+from experiments import inpaint_fashion_mnist, superres_folder
 from genjax import configs
 
 PRESETS = {
@@ -27,22 +27,8 @@ PRESETS = {
 
 
 def get_config(preset: str | None = None):
-  config = inpaint_fashion_mnist.get_config()
-  config.batch_size = 8
-  config.num_steps = 20000
-  config.decay_start = 10000
+  config = superres_folder.use_target_folder(inpaint_fashion_mnist.get_config())
   config.model.g_width, config.model.g_down = 32, 6
-  config.model.d_width, config.model.d_layers = 32, 3
-  data = config.data
-  data.name = "folder"  # a label for logs; the images come from data.path
-  data.path = ""  # the folder of images (required)
-  data.image_size = 64  # each image is resized to this square
-  data.channels = 3  # 1 (greyscale) or 3 (RGB)
-  data.test_percent = 5  # images held out (by a hash of the name)
-  data.threads = 4  # decoding threads
-  data.load_size, data.crop_size, data.flip = 0, 0, True
-  config.eval_every = config.checkpoint_every = 1000
-  config.grid_scale = 1
   return configs.with_presets(config, PRESETS, preset)
 
 

@@ -27,11 +27,18 @@ PRESETS = {
 
 
 def get_config(preset: str | None = None):
-  config = superres_fashion_mnist.get_config()
+  config = use_target_folder(superres_fashion_mnist.get_config())
+  config.model.g_width, config.model.g_down = 32, 4
+  return configs.with_presets(config, PRESETS, preset)
+
+
+def use_target_folder(config):
+  """A task's Fashion-MNIST config on a folder of target images (its
+  inputs made from them): the batch, schedule, discriminator and data keys
+  that superres_folder and inpaint_folder share."""
   config.batch_size = 8
   config.num_steps = 20000
   config.decay_start = 10000
-  config.model.g_width, config.model.g_down = 32, 4
   config.model.d_width, config.model.d_layers = 32, 3
   data = config.data
   data.name = "folder"  # a label for logs; the images come from data.path
@@ -43,7 +50,7 @@ def get_config(preset: str | None = None):
   data.load_size, data.crop_size, data.flip = 0, 0, True
   config.eval_every = config.checkpoint_every = 1000
   config.grid_scale = 1
-  return configs.with_presets(config, PRESETS, preset)
+  return config
 
 
 if __name__ == "__main__":
