@@ -72,13 +72,17 @@ def _fit(images: np.ndarray, size: int, background: int) -> np.ndarray:
   return np.asarray(jnp.clip(jnp.round(out), 0, 255), np.uint8)
 
 
+def _fashion_mnist(cfg, split: str):
+  """Fashion-MNIST's `split`, the training split cut to `cfg.limit` images."""
+  fashion = data_lib.load("fashion_mnist", split, data_dir=cfg.data_dir or None,
+                          idx_dir=cfg.idx_dir or None, download=cfg.download)
+  return fashion.take(cfg.limit) if split == "train" and cfg.limit else fashion
+
+
 def load_edges2fashion(data_config, split: str) -> unpaired.UnpairedDataset:
   """Edge maps (input) and garments (target) of Fashion-MNIST's `split`."""
   cfg = data_config
-  fashion = data_lib.load("fashion_mnist", split, data_dir=cfg.data_dir or None,
-                          idx_dir=cfg.idx_dir or None, download=cfg.download)
-  if split == "train" and cfg.limit:
-    fashion = fashion.take(cfg.limit)
+  fashion = _fashion_mnist(cfg, split)
   size = cfg.image_size
   garments = _fit(fashion.images, size, 0)
   edges = _fit(unpaired.edge_map(fashion.images), size, 255)
@@ -221,10 +225,7 @@ def _targets_only(images: np.ndarray, labels: np.ndarray, num_classes: int, sour
 def load_fashion_targets(data_config, split: str) -> unpaired.UnpairedDataset:
   """Fashion-MNIST's garments of `split` at image_size, as targets only."""
   cfg = data_config
-  fashion = data_lib.load("fashion_mnist", split, data_dir=cfg.data_dir or None,
-                          idx_dir=cfg.idx_dir or None, download=cfg.download)
-  if split == "train" and cfg.limit:
-    fashion = fashion.take(cfg.limit)
+  fashion = _fashion_mnist(cfg, split)
   return _targets_only(_fit(fashion.images, cfg.image_size, 0), fashion.labels,
                        fashion.num_classes, f"garments of {fashion.source}")
 
