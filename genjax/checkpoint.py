@@ -153,12 +153,12 @@ class Checkpointer:
     stored_tree = self._stored_tree(step)
     if stored_tree is None:
       return []
-    stored = _shapes(stored_tree)
-    now = _shapes(target)
+    stored, now = _shapes(stored_tree), _shapes(target)
+    added = _added_fields(stored_tree, target)
     changes = [f"{'.'.join(path)}: stored {stored.get(path, 'nothing')} -> now "
                f"{now.get(path, 'nothing')}"
                for path in sorted(set(stored) | set(now)) if stored.get(path) != now.get(path)
-               and path[0] not in _added_fields(stored_tree, target)]
+               and path[0] not in added]
     return changes
 
   def restore_latest(self, target: Any) -> Optional[Any]:
