@@ -1,4 +1,4 @@
-"""Trains the standard configurations and writes the results table.
+"""Trains the standard configurations and writes the results tables.
 
   python -m benchmarks.report                        # every row, default budgets
   python -m benchmarks.report --rows=gan_mnist       # one row
@@ -6,14 +6,27 @@
 
 Each row is an experiment module with its default config (the budget is its
 `num_steps`, times --steps_scale), trained as a population of --seeds
-members with seeds 0, 1, ... (genjax.population: one program, each member
-equal to a single run with its seed) in runs/report/<row>, then scored by
-`genjax.evaluate` (samples against the test split in the dataset's feature
-network; for VAEs also the test ELBO and IWAE NLL), member by member. The
-table shows each number as mean ± standard deviation over the seeds, and
-docs/results.md lists the per-seed values. One `floor` row per dataset
-scores real training images the same way. The table goes to
-docs/results.md and, between its markers, into README.md.
+members (or the row's own number) with seeds 0, 1, ... (genjax.population:
+one program, each member equal to a single run with its seed) in
+runs/report/<row>, then scored by `genjax.evaluate` member by member. A
+row belongs to one of three tables (TABLES):
+
+  generation   samples against the test split in the dataset's feature
+               network (for VAEs also the test ELBO and IWAE NLL), and one
+               `floor` row per dataset scoring real training images alike;
+  translation  pix2pix, CycleGAN, super-resolution and inpainting on their
+               test pairs: L1, PSNR, SSIM and FID, each beside its baseline;
+  rgb          runs on a folder of RGB images (the Noto emoji of
+               scripts/make_rgb_folder.py, --emoji and --emoji_1k), scored in
+               the folder's own feature network, trained here first where
+               the folder has none.
+
+A table shows each number as mean ± standard deviation over the seeds, and
+lists the per-seed values below it. Each table is a section of --out
+between its markers (`markers`), rewritten from every finished row of its
+kind in --workdir, so that running some rows leaves the other tables as
+they are; the README's copy of a table (compact) is rewritten where the
+README has its markers.
 
 A row whose run and evaluation are already in runs/report is not redone, so
 an interrupted report continues where it stopped; delete the row's folder to
@@ -33,6 +46,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from absl import app, flags, logging
 
@@ -40,25 +54,72 @@ from genjax import configs, evaluate, runtime, viz
 from genjax.train import loop, workdir as workdir_lib
 from genjax.metrics import features
 
-# name -> (experiment module, preset, config overrides, what the row shows).
+class Row(NamedTuple):
+  """A row: an experiment module with its default config, a preset, overrides."""
+  module: str
+  preset: str | None
+  overrides: dict
+  what: str  # what the row shows
+  table: str = "generation"  # which of TABLES it is in
+  seeds: int | None = None  # members of its population; None: --seeds
+
+
+# The tables, each a section of --out (and of the README where it has its
+# markers): sample quality and likelihood; translators on their test pairs
+# against a baseline; RGB folder runs, scored in the folder's own features.
+TABLES = {"generation": "Samples and likelihoods",
+          "translation": "Translation, super-resolution and inpainting",
+          "rgb": "RGB images at 64 px: Noto emoji"}
+# Folder rows read {emoji} and {emoji_1k} from --emoji and --emoji_1k. A fifth
+# of each folder is held out (by a hash of the name): the images FID is
+# scored against (380 of the 1,906; 5%, the default, would leave 95).
+_EMOJI = {"data.path": "{emoji}", "data.labels": "folders", "conditional": True,
+          "data.test_percent": 20, "metrics_num_samples": 1000}
+_EMOJI_1K = {**_EMOJI, "data.path": "{emoji_1k}", "num_steps": 2000}
+_DIFFAUG = "color,translation,cutout"
+# gan_folder's steps in the wall time of biggan_folder's 4,000 on a 2-core CPU
+# (docs/results.md says how it was measured).
+GAN_FOLDER_STEPS = 4000
+
 # The loss rows share one shorter budget so that they compare with each other.
 ROWS = {
-    "gan_mnist": ("gan_mnist", None, {}, "DCGAN, non-saturating loss"),
-    "gan_fashion_mnist": ("gan_mnist", None, {"data.name": "fashion_mnist"},
-                          "DCGAN, non-saturating loss"),
-    "progan_fashion_mnist": ("progan_fashion_mnist", None, {},
-                             "progressive GAN, 4x4 -> 32x32"),
-    "vae_mnist": ("vae_mnist", None, {}, "VAE, Bernoulli decoder"),
-    "vae_fashion_mnist": ("vae_fashion_mnist", None, {}, "VAE, Bernoulli decoder"),
-    **{f"loss_{preset}": ("gan_mnist", preset, {"num_steps": 2000}, f"preset `{preset}`")
+    "gan_mnist": Row("gan_mnist", None, {}, "DCGAN, non-saturating loss"),
+    "gan_fashion_mnist": Row("gan_mnist", None, {"data.name": "fashion_mnist"},
+                             "DCGAN, non-saturating loss"),
+    "progan_fashion_mnist": Row("progan_fashion_mnist", None, {},
+                                "progressive GAN, 4x4 -> 32x32"),
+    "vae_mnist": Row("vae_mnist", None, {}, "VAE, Bernoulli decoder"),
+    "vae_fashion_mnist": Row("vae_fashion_mnist", None, {}, "VAE, Bernoulli decoder"),
+    **{f"loss_{preset}": Row("gan_mnist", preset, {"num_steps": 2000}, f"preset `{preset}`")
        for preset in ("dcgan", "gan", "wgan", "wgan_gp", "hinge_sn", "lsgan")},
+    "pix2pix_edges2fashion": Row("pix2pix_edges2fashion", None, {},
+                                 "pix2pix, edges -> garments (paired)", "translation"),
+    "cyclegan_edges2fashion": Row("cyclegan_edges2fashion", None,
+                                  {"num_steps": 1000, "decay_start": 500},
+                                  "CycleGAN, edges -> garments (unpaired), pix2pix's steps",
+                                  "translation"),
+    "superres_fashion_mnist": Row("superres_fashion_mnist", None, {},
+                                  "super-resolution x4, 7 -> 28 px", "translation", seeds=1),
+    "inpaint_fashion_mnist": Row("inpaint_fashion_mnist", None, {},
+                                 "inpainting, centre 16x16 hole", "translation", seeds=1),
+    "gan_folder_emoji": Row("gan_folder", None, {**_EMOJI, "num_steps": GAN_FOLDER_STEPS},
+                            "DCGAN (gan_folder), class-conditional", "rgb", seeds=1),
+    "biggan_emoji": Row("biggan_folder", None, _EMOJI,
+                        "BigGAN-style, class-conditional", "rgb", seeds=1),
+    "biggan_emoji_1k": Row("biggan_folder", None, _EMOJI_1K,
+                           "BigGAN-style, 1,000 images, no augmentation", "rgb"),
+    "biggan_emoji_1k_diffaugment": Row(
+        "biggan_folder", None, {**_EMOJI_1K, "augment": "diffaugment", "diffaug": _DIFFAUG},
+        "BigGAN-style, 1,000 images, DiffAugment", "rgb"),
+    "biggan_emoji_1k_ada": Row("biggan_folder", None, {**_EMOJI_1K, "augment": "ada"},
+                               "BigGAN-style, 1,000 images, ADA", "rgb"),
 }
 
 flags.DEFINE_list("rows", list(ROWS), "Rows to run (default: all).")
 flags.DEFINE_integer("seeds", 3, "Members (seeds) of each row's population; 1 = a single run.")
 flags.DEFINE_float("steps_scale", 1.0, "Multiplies every row's num_steps (the budget).")
 flags.DEFINE_string("workdir", "runs/report", "Parent folder of the rows' runs.")
-flags.DEFINE_integer("num", 10000, "Samples scored per row.")
+flags.DEFINE_integer("num", 10000, "Samples scored per row (a translator's: test pairs).")
 flags.DEFINE_integer("iwae_k", 1000, "VAE rows: importance samples per test image.")
 flags.DEFINE_string("out", "docs/results.md", "The markdown table.")
 flags.DEFINE_string("readme", "README.md", "Updated between its results markers; '' = leave it.")
@@ -66,6 +127,12 @@ flags.DEFINE_string("plots", "docs/plots", "Folder of the rows' PNG plots of FID
                     "evaluation scalars against steps; '' = none.")
 flags.DEFINE_list("plot_runs", [], "Run directories to plot to --plots/<folder>.png instead of "
                   "running rows.")
+flags.DEFINE_string("emoji", "runs_data/emoji", "The folder the emoji rows read: "
+                    "`python scripts/make_rgb_folder.py runs_data/emoji --source emoji`.")
+flags.DEFINE_string("emoji_1k", "runs_data/emoji_1k", "The folder of the *_1k rows (1,196 "
+                    "images, about 1,000 of them for training): "
+                    "`python scripts/make_rgb_folder.py runs_data/emoji_1k --source emoji "
+                    "--limit 140` (1,196 images).")
 flags.DEFINE_string("note", "", "A paragraph added to the notes of the table: what the rows' train "
                     "times shared the machine with, say.")
 
@@ -93,6 +160,18 @@ def rows_note(results: list[dict]) -> str:
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+def markers(table: str) -> tuple[str, str]:
+  """The comments around a table's section (the first table's are BEGIN, END)."""
+  if table == "generation":
+    return BEGIN, END
+  return f"<!-- results:{table}:begin -->", f"<!-- results:{table}:end -->"
+
+
+def _resolve(overrides: dict, folders: dict) -> dict:
+  """The row's overrides with {emoji}-style folder names filled in."""
+  return {k: v.format(**folders) if isinstance(v, str) else v for k, v in overrides.items()}
+
+
 def _config(module_name: str, preset, overrides: dict, steps_scale: float, seeds: int = 1):
   import importlib  # pylint: disable=g-import-not-at-top
 
@@ -102,6 +181,8 @@ def _config(module_name: str, preset, overrides: dict, steps_scale: float, seeds
   config.population.seeds = seeds if seeds > 1 else 0
   steps = max(config.steps_per_call, int(round(config.num_steps * steps_scale)))
   config.num_steps = steps  # the loop evaluates and checkpoints at the last step too
+  if "decay_start" in config:  # a schedule's decay keeps its share of the budget
+    config.decay_start = min(steps, int(round(config.decay_start * steps_scale)))
   return config
 
 
@@ -116,19 +197,52 @@ def _command(module_name: str, preset, overrides: dict, steps: int, seeds: int =
   return " ".join([f"python -m experiments.{module_name}", *args])
 
 
+def _feature_sha(metrics: dict):
+  """The SHA-256 of the feature network a result was scored in (a single run's
+  or its first member's), None where it names none."""
+  for m in [metrics, *metrics.get("members", [])[:1]]:
+    if "feature_network" in m:
+      return m["feature_network"].get("sha256")
+  return None
+
+
+def _folder_network(config) -> None:
+  """Trains the folder's feature network where it has none (once per folder),
+  so that the run's evaluations and the report score in it."""
+  # pylint: disable=g-import-not-at-top
+  from genjax.metrics import folder_features, train_classifier
+
+  try:
+    folder_features.load(config.data)
+  except features.FeatureNetworkError:
+    print(f"Training the feature network of {config.data.path}...", file=sys.stderr)
+    params, record = train_classifier.train_folder(
+        config.data, log=lambda m: print(m, file=sys.stderr))
+    features.save(folder_features.NAME, params, record,
+                  folder_features.network_dir(config.data))
+
+
 def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
-            seeds: int = 1) -> dict:
+            seeds: int = 1, folders: dict | None = None) -> dict:
   """Trains and evaluates one row (or reads its finished result)."""
-  module_name, preset, overrides, what = ROWS[name]
-  config = _config(module_name, preset, overrides, steps_scale, seeds)
+  row = ROWS[name]
+  seeds = row.seeds or seeds
+  overrides = _resolve(row.overrides, folders or {})
+  config = _config(row.module, row.preset, overrides, steps_scale, seeds)
   result_path = workdir / "report.json"
   iwae_k = iwae_k if config.family == "vae" else 0
+  num_test = num if row.table == "translation" else 0  # a translator's test pairs; 0: all
+  folder = config.data.name == "folder"
+  if folder:
+    _folder_network(config)
   if result_path.exists():
     result = json.loads(result_path.read_text())
     if (result.get("steps") == config.num_steps and result.get("num") == num
         and result.get("seeds", 1) == seeds):
-      scored_with = result["metrics"].get("feature_network", {}).get("sha256")
-      current = features.KNOWN_WEIGHTS.get(config.data.name)
+      scored_with = _feature_sha(result["metrics"])
+      current = (folder_features_sha(config) if folder else
+                 features.KNOWN_WEIGHTS.get(FEATURE_DATASET.get(config.data.name,
+                                                                config.data.name)))
       if scored_with == current:
         print(f"[{name}] already done: {result_path}", file=sys.stderr)
         return result
@@ -136,23 +250,38 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
       # score its checkpoint again rather than train it again.
       print(f"[{name}] rescoring: it was scored with feature network {str(scored_with)[:12]}, "
             f"the metrics now use {str(current)[:12]}", file=sys.stderr)
-      result["metrics"] = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k)
+      result["metrics"] = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k, num_test=num_test)
       result_path.write_text(json.dumps(result, indent=2))
       return result
   print(f"[{name}] training {config.num_steps} steps in {workdir}", file=sys.stderr)
   start = time.perf_counter()
   loop.train_and_evaluate(config, workdir)
   train_seconds = time.perf_counter() - start
-  metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k)
+  metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k, num_test=num_test)
   result = {
-      "name": name, "model": what, "family": config.family, "dataset": config.data.name,
+      "name": name, "model": row.what, "table": row.table, "family": config.family,
+      "dataset": Path(config.data.path).name if folder else config.data.name,
       "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,
       "seeds": seeds, "train_seconds": round(train_seconds, 1),
-      "command": _command(module_name, preset, overrides, config.num_steps, seeds),
+      "command": _command(row.module, row.preset, overrides, config.num_steps, seeds),
       "metrics": metrics,
   }
   result_path.write_text(json.dumps(result, indent=2))
   return result
+
+
+# The dataset whose committed feature network scores a row's data.
+FEATURE_DATASET = {"edges2fashion": "fashion_mnist"}
+
+
+def folder_features_sha(config):
+  """The SHA-256 of the folder's own feature network (None without one)."""
+  from genjax.metrics import folder_features  # pylint: disable=g-import-not-at-top
+
+  try:
+    return folder_features.load(config.data).record["sha256"]
+  except features.FeatureNetworkError:
+    return None
 
 
 def _fmt(value, digits=3) -> str:
@@ -194,6 +323,7 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
   disk). `compact` (the README's) keeps FID, precision, recall and the NLL,
   without commands or notes; `note` is added to the notes."""
   inception = any("inception_fid" in r["metrics"].get("samples", {}) for r in results)
+  nll = any(r["family"] == "vae" for r in results)  # a test-NLL column where a row has one
   columns = ["fid", *(["inception_fid"] if inception else []),
              *([] if compact else ["kid"]), "precision", "recall",
              *([] if compact else ["density", "coverage", "classifier_score"])]
@@ -201,7 +331,7 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
            "classifier_score": "classifier score"}
   head = ("| model | dataset | steps | seeds | train time | "
           + "".join(f"{names.get(c, c)} | " for c in columns)
-          + "test NLL (nats) |" + ("" if compact else " command |"))
+          + ("test NLL (nats) |" if nll else "") + ("" if compact else " command |"))
   lines = [head, "|" + " --- |" * (head.count("|") - 1)]
 
   def scores(s):
@@ -231,12 +361,14 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
     seeds = r.get("seeds", 1)
     lines.append(
         f"| {r['model']} | {r['dataset']} | {r['steps']} | {seeds} | "
-        f"{r['train_seconds'] / 60:.1f} min | {scores(values)} | {nll_of(values, iwae_k)} |"
+        f"{r['train_seconds'] / 60:.1f} min | {scores(values)} |"
+        + (f" {nll_of(values, iwae_k)} |" if nll else "")
         + command(f"`{r['command']}`"))
     if "floor_train_vs_test" in m:
       floors[r["dataset"]] = m["floor_train_vs_test"]
   for dataset, f in floors.items():
-    lines.append(f"| floor: training images | {dataset} | – | – | – | {scores(f)} | – |"
+    lines.append(f"| floor: training images | {dataset} | – | – | – | {scores(f)} |"
+                 + (" – |" if nll else "")
                  + command("`python -m genjax.evaluate --workdir DIR`"))
   if compact:
     return "\n".join(lines) + "\n"
@@ -250,8 +382,7 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
       *_per_seed(results),
       "",
       f"Samples per row: {results[0]['num'] if results else '–'}, scored against the test split "
-      "in the dataset's own feature network (`genjax.metrics.features`; not Inception, so "
-      "not comparable with published FIDs"
+      + _features_text(results)
       + ("; the Inception FID column is the standard one" if inception else "")
       + "). Data: " + "; ".join(sources) + ".",
       "",
@@ -260,13 +391,102 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
   return "\n".join(lines + notes) + "\n"
 
 
-def write_readme(readme: Path, text: str) -> None:
-  content = readme.read_text()
-  if BEGIN not in content or END not in content:
-    print(f"{readme} has no {BEGIN} ... {END} markers; left as it is.", file=sys.stderr)
-    return
-  pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-  readme.write_text(pattern.sub(lambda _: f"{BEGIN}\n{text}{END}", content))
+def _features_text(results: list[dict]) -> str:
+  """Which features the rows were scored in, for the notes (ends inside a
+  parenthesis the caller closes)."""
+  folder = [r for r in results if r.get("table") == "rgb"]
+  if not folder:
+    return ("in the dataset's own feature network (`genjax.metrics.features`; not Inception, so "
+            "not comparable with published FIDs")
+  texts = []
+  for r in folder:
+    m = r["metrics"]
+    first = (m.get("members") or [m])[0]
+    net = first.get("feature_network", m.get("feature_network", {}))
+    name = m.get("features", first.get("features", {})).get("name", "?")
+    text = f"{r['dataset']}: {name}"
+    if "test_accuracy" in net:
+      text += (f", {net['test_accuracy']:.1%} held-out accuracy against "
+               f"{net.get('chance', 0):.1%} chance")
+    if text not in texts:
+      texts.append(text)
+  return ("in the folder's own feature network (`genjax.metrics.folder_features`; "
+          + "; ".join(texts) + "; FIDs compare rows on one folder only")
+
+
+# The translation table's measures: (column, keys tried in the result in turn).
+MEASURES = (("L1", ("l1", "ab_l1")), ("PSNR (dB)", ("psnr_db", "ab_psnr_db")),
+            ("SSIM", ("ssim", "ab_ssim")), ("FID", ("fid", "ab_fid")))
+
+
+def _pick(values: dict, keys) -> object:
+  return next((values[k] for k in keys if k in values), None)
+
+
+def translation_table(results: list[dict], compact: bool = False, note: str = "") -> str:
+  """One row per translator on its test pairs, its baseline's row beside it
+  (identity, bicubic, the masked input); inpainting's measures are inside
+  the hole (FID of the whole images)."""
+  head = ("| model | dataset | steps | seeds | train time | "
+          + "".join(f"{c} | " for c, _ in MEASURES) + ("" if compact else "command |"))
+  lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+  for r in results:
+    values = {k.removeprefix("samples."): v for k, v in _flat(r["metrics"]).items()}
+    cells = " | ".join(_fmt(_pick(values, keys), 4) for _, keys in MEASURES)
+    lines.append(f"| {r['model']} | {r['dataset']} | {r['steps']} | {r.get('seeds', 1)} | "
+                 f"{r['train_seconds'] / 60:.1f} min | {cells} |"
+                 + ("" if compact else f" `{r['command']}` |"))
+    for baseline in ("identity", "bicubic", "mean_fill"):
+      base = {k.removeprefix(baseline + "."): v for k, v in values.items()
+              if k.startswith(baseline + ".")}
+      if base:
+        cells = " | ".join(_fmt(_pick(base, keys), 4) for _, keys in MEASURES)
+        lines.append(f"| baseline: {baseline.replace('_', '-')} | {r['dataset']} | – | – | – | "
+                     f"{cells} |" + ("" if compact else " `python -m genjax.evaluate "
+                                                        "--workdir DIR --num 0` |"))
+  if compact:
+    return "\n".join(lines) + "\n"
+  notes = [
+      "",
+      "Every test pair of each dataset (`python -m genjax.evaluate --workdir DIR --num 0`): "
+      "L1, PSNR and SSIM of the outputs against the targets on [0, 1] pixels (Fashion-MNIST "
+      "padded to 32 px on its 28x28 centre; inpainting inside the hole only), FID of all "
+      "outputs against all targets in Fashion-MNIST's feature network. The baseline rows "
+      "score the model's input as its output: the edge map (identity), the bicubic upsampling "
+      "of the low-resolution input, the input with its hole filled by the image's mean. "
+      "Rows with several seeds show mean ± standard deviation over a population's members.",
+      "", note]
+  return "\n".join(lines + notes) + "\n"
+
+
+def _flat(metrics: dict) -> dict:
+  """A single run's numbers as 'a.b' keys, or a population's summaries."""
+  if "summary" in metrics:
+    return dict(metrics["summary"])
+  out = {}
+  for k, v in metrics.items():
+    if isinstance(v, dict):
+      out.update({f"{k}.{kk}": vv for kk, vv in _flat(v).items()})
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+      out[k] = v
+  return out
+
+
+def write_section(path: Path, table_name: str, text: str, title: str | None = None) -> bool:
+  """Replaces the table's section between its markers in `path`; appends it
+  (under `title`) where `path` has none and a title is given. False when
+  neither."""
+  begin, end = markers(table_name)
+  content = path.read_text() if path.exists() else ""
+  if begin in content and end in content:
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    path.write_text(pattern.sub(lambda _: f"{begin}\n{text}{end}", content))
+    return True
+  if title is None:
+    return False
+  sep = "" if not content or content.endswith("\n\n") else "\n"
+  path.write_text(f"{content}{sep}## {title}\n\n{begin}\n{text}{end}\n")
+  return True
 
 
 # The evaluation scalars a plot shows, FID first, where the run has them.
@@ -291,7 +511,7 @@ def plots_section(drawn: list[tuple[dict, Path]], page_dir: Path) -> str:
   """Markdown embedding each row's plot, linked relative to the page's folder."""
   if not drawn:
     return ""
-  lines = ["", "## Evaluation scalars against steps", "",
+  lines = ["", "### Evaluation scalars against steps", "",
            "Read from each row's TensorBoard files: one line per seed, the mean ± standard "
            "deviation over the seeds as a band.", ""]
   for r, path in drawn:
@@ -320,20 +540,49 @@ def main(argv):
     for run_dir in map(Path, FLAGS.plot_runs):
       plot_run(run_dir, Path(FLAGS.plots or "docs/plots") / f"{run_dir.name}.png", run_dir.name)
     return
-  results = [run_row(name, Path(FLAGS.workdir) / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
-                     FLAGS.seeds)
-             for name in FLAGS.rows]
-  text = table(results, note=FLAGS.note)
-  if FLAGS.plots:
-    drawn = [(r, plot_run(Path(FLAGS.workdir) / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
-                          f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds"))
-             for r in results]
-    text += plots_section([(r, path) for r, path in drawn if path], Path(FLAGS.out).parent)
-  Path(FLAGS.out).parent.mkdir(parents=True, exist_ok=True)
-  Path(FLAGS.out).write_text(f"# Results\n\nWritten by `python -m benchmarks.report`.\n\n{text}")
-  if FLAGS.readme:
-    write_readme(Path(FLAGS.readme), table(results, compact=True))
-  print(text)
+  folders = {"emoji": FLAGS.emoji, "emoji_1k": FLAGS.emoji_1k}
+  for name in FLAGS.rows:
+    for key, folder in folders.items():
+      if any(v == "{%s}" % key for v in ROWS[name].overrides.values()) and not Path(
+          folder).is_dir():
+        raise app.UsageError(
+            f"--{key}={folder}: no such folder, and row {name} reads it. Make it with "
+            f"`python scripts/make_rgb_folder.py {folder} --source emoji"
+            + (" --limit 140`" if key == "emoji_1k" else "`") + f", or pass --{key}=DIR.")
+  workdir = Path(FLAGS.workdir)
+  results = {name: run_row(name, workdir / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
+                           FLAGS.seeds, folders)
+             for name in FLAGS.rows}
+  out = Path(FLAGS.out)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  if not out.exists():
+    out.write_text("# Results\n\nWritten by `python -m benchmarks.report`: each table is "
+                   "rewritten from the finished rows of its kind in --workdir.\n\n")
+  for table_name, title in TABLES.items():
+    names = [n for n, row in ROWS.items() if row.table == table_name]
+    if not any(n in results for n in names):
+      continue
+    # The table: the rows just run, and the other finished rows of its kind.
+    rows = [results.get(n) or _finished(workdir / n) for n in names]
+    rows = [r for r in rows if r is not None]
+    render = translation_table if table_name == "translation" else table
+    text = render(rows, note=FLAGS.note)
+    if FLAGS.plots:
+      drawn = [(r, plot_run(workdir / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
+                            f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds"))
+               for r in rows if (workdir / r["name"]).is_dir()]
+      text += plots_section([(r, path) for r, path in drawn if path], out.parent)
+    write_section(out, table_name, text, title)
+    if FLAGS.readme:
+      if not write_section(Path(FLAGS.readme), table_name, render(rows, compact=True)):
+        print(f"{FLAGS.readme} has no {markers(table_name)[0]} ... markers; its "
+              f"{table_name} table is left as it is.", file=sys.stderr)
+    print(text)
+
+
+def _finished(row_dir: Path) -> dict | None:
+  path = row_dir / "report.json"
+  return json.loads(path.read_text()) if path.exists() else None
 
 
 if __name__ == "__main__":

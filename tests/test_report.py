@@ -100,3 +100,51 @@ def test_scalars_are_read_from_event_files_and_plotted(tmp_path):
   (tmp_path / "empty" / "tensorboard").mkdir(parents=True)
   assert report.plot_run(tmp_path / "empty", tmp_path / "plots" / "empty.png") is None
   assert not (tmp_path / "plots" / "empty.png").exists()
+
+
+def test_translation_rows_train_score_and_sit_beside_their_baseline(tmp_path):
+  """pix2pix and CycleGAN on the same test pairs, each a population of two; the
+  translation table holds both and pix2pix's identity baseline, and the
+  generation table already in --out is left as it was."""
+  out = tmp_path / "results.md"
+  generation = f"## Samples and likelihoods\n\n{report.BEGIN}\n| a generation table |\n{report.END}\n"
+  out.write_text(f"# Results\n\n{generation}")
+  readme = tmp_path / "README.md"
+  begin, end = report.markers("translation")
+  readme.write_text(f"# title\n{begin}\nold\n{end}\n")
+  command = [sys.executable, "-m", "benchmarks.report",
+             "--rows=pix2pix_edges2fashion,cyclegan_edges2fashion", "--steps_scale=0.01",
+             "--num=200", "--seeds=2", f"--workdir={tmp_path / 'runs'}", f"--out={out}",
+             f"--readme={readme}", "--plots="]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  pix = json.loads((tmp_path / "runs" / "pix2pix_edges2fashion" / "report.json").read_text())
+  cyc = json.loads((tmp_path / "runs" / "cyclegan_edges2fashion" / "report.json").read_text())
+  assert pix["steps"] == 10 and cyc["steps"] == 10 and pix["seeds"] == cyc["seeds"] == 2
+  assert [m["num_test_pairs"] for m in pix["metrics"]["members"]] == [200, 200]
+  for member in cyc["metrics"]["members"]:  # CycleGAN's A->B outputs scored as pix2pix's
+    assert 0 < member["ab_l1"] < 1 and member["ab_fid"] > 0
+  text = out.read_text()
+  assert text.startswith(f"# Results\n\n{generation}")  # the other table untouched
+  section = text[text.index(begin):text.index(end)]
+  rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+  assert [r.split(" | ")[0] for r in rows[1:]] == [
+      "| pix2pix, edges -> garments (paired)", "| baseline: identity",
+      "| CycleGAN, edges -> garments (unpaired), pix2pix's steps"]
+  l1 = pix["metrics"]["summary"]["l1"]
+  assert f"| {l1['mean']:.4g} ± {l1['std']:.2g} |" in rows[1]
+  identity = pix["metrics"]["summary"]["identity.l1"]
+  assert identity["std"] == 0 and f"| {identity['mean']:.4g} ± 0 |" in rows[2]
+  assert "old" not in readme.read_text() and "pix2pix, edges -> garments" in readme.read_text()
+
+
+def test_an_emoji_row_without_its_folder_names_the_command_that_makes_it(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "benchmarks.report", "--rows=biggan_emoji_1k_ada",
+       f"--emoji_1k={tmp_path / 'nowhere'}", f"--workdir={tmp_path}"],
+      capture_output=True, text=True, cwd=ROOT, timeout=120,
+      env=dict(os.environ, PYTHONPATH=str(ROOT)))
+  assert proc.returncode != 0, proc.stderr[-2000:]
+  assert (f"--emoji_1k={tmp_path / 'nowhere'}: no such folder" in proc.stderr
+          and "make_rgb_folder.py" in proc.stderr and "--limit 140" in proc.stderr), proc.stderr

@@ -25,6 +25,7 @@ import numpy as np
 from flax import serialization
 
 from genjax import images as images_lib
+from genjax.metrics import distances
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -116,6 +117,30 @@ def save(dataset: str, params, record: dict, directory: Path = WEIGHTS_DIR) -> d
   record = {**record, "sha256": sha256(path), "file": path.name}
   path.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
   return record
+
+
+def at_network_shape(images_u8: np.ndarray, shape) -> np.ndarray:
+  """uint8 [N, S, S, C] as a network's [H, W, C] images: centre-cropped when S
+  is H + 4 (28 px images padded to 32), else resized (bilinear)."""
+  n, s, _, c = images_u8.shape
+  h = shape[0]
+  if s == h:
+    return images_u8
+  if s == h + 4:
+    return images_u8[:, 2:-2, 2:-2]
+  out = jax.image.resize(jnp.asarray(images_u8, jnp.float32), (n, h, h, c), "bilinear")
+  return np.asarray(jnp.clip(jnp.round(out), 0, 255), np.uint8)
+
+
+def frechet_between(network: FeatureNetwork, images_u8: np.ndarray,
+                    reference_u8: np.ndarray) -> float:
+  """FID of uint8 `images` against `reference` in `network`'s feature space
+  (a translator's outputs against its targets)."""
+  shape = network.record["image_shape"]
+  _, f_img = network(at_network_shape(images_u8, shape))
+  _, f_ref = network(at_network_shape(reference_u8, shape))
+  return distances.frechet_distance(*distances.feature_statistics(f_img),
+                                    *distances.feature_statistics(f_ref))
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,9 +2,11 @@
 
 On every test split: the cycle-reconstruction L1 both ways. On a paired test
 split (edges2fashion, where b[i] is the truth for a[i]): the A -> B L1,
-PSNR and SSIM against the truth, on [0, 1] pixels (genjax.metrics.image_quality), and, where domain A has a feature
-network, the share of B -> A translations it classifies as the source
-image's class.
+PSNR and SSIM against the truth, on [0, 1] pixels (genjax.metrics.image_quality), and, where the
+domains have a feature network (edges2fashion: Fashion-MNIST's), the FID of
+the A -> B translations against the B test images in it (`ab_fid`, as
+pix2pix reports its outputs' FID) and the share of B -> A translations it
+classifies as the source image's class.
 """
 
 import jax
@@ -30,6 +32,7 @@ def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDa
   sums = {"cycle_l1_a": 0.0, "cycle_l1_b": 0.0, "ab_l1": 0.0, "ab_psnr": 0.0, "ab_ssim": 0.0}
   n = len(test)
   recognised = 0
+  translated, truth = [], []
   for i in range(0, n, batch):
     xa = jnp.asarray(images_lib.to_float(test.a.images[i:i + batch]))
     xb = jnp.asarray(images_lib.to_float(test.b.images[i:i + batch]))
@@ -45,6 +48,8 @@ def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDa
       sums["ab_psnr"] += float(jnp.sum(10.0 * jnp.log10(1.0 / mse)))
       sums["ab_ssim"] += float(jnp.sum(image_quality.ssim(fake_b, xb)))
       if classifier is not None:
+        translated.append(images_lib.to_uint8(fake_b))
+        truth.append(test.b.images[i:i + batch])
         logits, _ = classifier(np.asarray(fake_a))
         recognised += int(np.sum(logits.argmax(1) == test.a.labels[i:i + batch]))
   out = {"cycle_l1_a": sums["cycle_l1_a"] / n, "cycle_l1_b": sums["cycle_l1_b"] / n,
@@ -54,6 +59,8 @@ def translation_metrics(state: cyclegan.CycleGANState, test: unpaired.UnpairedDa
                ab_ssim=sums["ab_ssim"] / n)
     if classifier is not None:
       out["ba_class_recognised"] = recognised / n
+      out["ab_fid"] = features.frechet_between(classifier, np.concatenate(translated),
+                                               np.concatenate(truth))
   return out
 
 
