@@ -9,6 +9,7 @@ import pytest
 
 from genjax.models.cyclegan import networks as cyclegan
 from genjax.models.gan import networks as dcgan
+from genjax.models.pix2pix import networks as p2p_nets
 from genjax.nn import layers
 
 
@@ -135,6 +136,27 @@ def test_conv_transpose_is_nn_conv_transpose(kernel, shape):
            for m in (ours, ref)]
   chex.assert_trees_all_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
   assert float(jnp.abs(grads[0][0]["params"]["kernel"]).max()) > 1e-3  # not vacuous
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (1, 2, 2, 5), (3, 16, 16, 1)])
+def test_pix2pix_strided_convolutions_are_nn_conv_and_nn_conv_transpose(shape):
+  """pix2pix's 4x4 stride-2 convolution (padding 1) and transposed convolution
+  (SAME), computed as stride-1 convolutions, are flax's in variables, values
+  and both gradients."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  pairs = [(p2p_nets.Conv(4), nn.Conv(4, (4, 4), (2, 2), padding=((1, 1), (1, 1)),
+                                      kernel_init=p2p_nets._init)),  # pylint: disable=protected-access
+           (p2p_nets.ConvTranspose(4), nn.ConvTranspose(4, (4, 4), (2, 2), padding="SAME"))]
+  for ours, ref in pairs:
+    variables = ours.init(jax.random.key(1), x)
+    chex.assert_trees_all_equal_shapes_and_dtypes(variables, ref.init(jax.random.key(1), x))
+    variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape),
+                             variables)
+    np.testing.assert_allclose(ours.apply(variables, x), ref.apply(variables, x), atol=1e-5)
+    grads = [jax.grad(lambda v, x, m=m: jnp.sum(m.apply(v, x) ** 3), argnums=(0, 1))(variables, x)
+             for m in (ours, ref)]
+    chex.assert_trees_all_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+    assert float(jnp.abs(grads[0][0]["params"]["kernel"]).max()) > 1e-3  # not vacuous
 
 
 def test_conv_transpose_keeps_a_lower_precision_dtype():

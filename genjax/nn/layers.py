@@ -25,6 +25,48 @@ def depth_to_space(x: jax.Array, block: int) -> jax.Array:
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
+def space_to_depth(x: jax.Array, block: int) -> jax.Array:
+  """[B, H, W, C] -> [B, H/b, W/b, b*b*C]: depth_to_space's inverse."""
+  b, h, w, c = x.shape
+  x = x.reshape(b, h // block, block, w // block, block, c).transpose(0, 1, 3, 2, 4, 5)
+  return x.reshape(b, h // block, w // block, block * block * c)
+
+
+def conv4_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """A 4x4 convolution of stride 2 padded by 1 on each side (kernel [4, 4, C, F];
+  nn.Conv(F, (4, 4), 2, padding=1)'s, pix2pix's down-sampling), [B, H, W, C]
+  -> [B, H/2, W/2, F] for even H and W, as a 2x2 stride-1 convolution of the
+  padded input's space_to_depth: out[i] = sum_t k[t] x[2i + t - 1], and t =
+  2u + a reads phase a of block i + u. The same function, with no wasted
+  product; its gradients are stride-1 convolutions, which XLA:CPU runs near
+  its matmul speed, unlike a strided convolution's weight and input
+  gradients at small sizes (docs/performance.md)."""
+  _, _, c, f = kernel.shape
+  x = space_to_depth(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), 2)
+  k = kernel.reshape(2, 2, 2, 2, c, f).transpose(0, 2, 1, 3, 4, 5).reshape(2, 2, 4 * c, f)
+  return jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=_DIMS)
+
+
+def conv_transpose4_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """lax.conv_transpose(x, kernel, (2, 2), 'SAME') for a 4x4 kernel (not flipped:
+  nn.ConvTranspose's, pix2pix's up-sampling), [B, H, W, C] -> [B, 2H, 2W, F].
+
+  Output phase a of row 2m + a is k[a] x[m + a - 1] + k[a + 2] x[m + a]: each
+  of the four phases (a, b) a 2x2 convolution of the input padded by one,
+  read at offset (a, b). All four are one stride-1 convolution to 4F
+  channels, then interleaved: 4 products per output, as the transposed
+  convolution itself (the 3x3 sub-pixel form of `conv_transpose_stride2`
+  would do 9), and gradients that are stride-1 convolutions."""
+  _, _, c, f = kernel.shape
+  b, h, w, _ = x.shape
+  k = kernel.reshape(2, 2, 2, 2, c, f).transpose(0, 2, 4, 1, 3, 5).reshape(2, 2, c, 4 * f)
+  y = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0))), k, (1, 1),
+                                   "VALID", dimension_numbers=_DIMS)
+  y = y.reshape(b, h + 1, w + 1, 2, 2, f)
+  rows = [jnp.stack([y[:, a:a + h, e:e + w, a, e] for e in (0, 1)], axis=3) for a in (0, 1)]
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, f)  # [B, H, a, W, b, F]
+
+
 def _conv_stride2(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return jax.lax.conv_general_dilated(x, kernel, (2, 2), "SAME", dimension_numbers=_DIMS)
 

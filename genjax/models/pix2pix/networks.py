@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from genjax.nn import precision
+from genjax.nn import layers, precision
 
 _init = nn.initializers.normal(0.02)
 Norm = Literal["batch", "instance"]
@@ -50,6 +50,37 @@ class BatchNorm(nn.Module):
     y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale.reshape(1, 1, 1, c) \
         + bias.reshape(1, 1, 1, c)
     return y.astype(x.dtype if self.dtype is None else self.dtype)
+
+
+class Conv(nn.Module):
+  """nn.Conv(features, (4, 4), strides 2, padding 1): its variables (named as
+  its, so checkpoints are unchanged) and function, computed by
+  layers.conv4_stride2."""
+
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", _init, (4, 4, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = precision.cast(self.dtype, x, kernel, bias)
+    return layers.conv4_stride2(x, kernel) + bias[None, None, None]
+
+
+class ConvTranspose(nn.Module):
+  """nn.ConvTranspose(features, (4, 4), strides 2, 'SAME'): its variables and
+  function, computed by layers.conv_transpose4_stride2."""
+
+  features: int
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", _init, (4, 4, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = precision.cast(self.dtype, x, kernel, bias)
+    return layers.conv_transpose4_stride2(x, kernel) + bias[None, None, None]
 
 
 def _norm(kind: Norm, dtype):
@@ -80,10 +111,8 @@ class UNetGenerator(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = functools.partial(nn.Conv, kernel_size=(4, 4), strides=(2, 2),
-                             padding=((1, 1), (1, 1)), kernel_init=_init, dtype=self.dtype)
-    deconv = functools.partial(nn.ConvTranspose, kernel_size=(4, 4), strides=(2, 2),
-                               padding="SAME", kernel_init=_init, dtype=self.dtype)
+    conv = functools.partial(Conv, dtype=self.dtype)
+    deconv = functools.partial(ConvTranspose, dtype=self.dtype)
     widths = unet_widths(self.width, self.num_down)
     inner = self.num_down - 1
     skips = []  # the encoder's outputs, outermost first
@@ -124,9 +153,9 @@ class PairDiscriminator(nn.Module):
     conv = functools.partial(nn.Conv, kernel_size=(4, 4), padding=((1, 1), (1, 1)),
                              kernel_init=_init, dtype=self.dtype)
     h = jnp.concatenate([inputs, images], axis=-1)
-    h = nn.leaky_relu(conv(self.width, strides=(2, 2))(h), 0.2)
+    h = nn.leaky_relu(Conv(self.width, dtype=self.dtype)(h), 0.2)
     for n in range(1, self.num_layers):
-      h = conv(self.width * min(2**n, 8), strides=(2, 2))(h)
+      h = Conv(self.width * min(2**n, 8), dtype=self.dtype)(h)
       h = nn.leaky_relu(_norm(self.norm, self.dtype)(h), 0.2)
     h = conv(self.width * min(2**self.num_layers, 8), strides=(1, 1))(h)
     h = nn.leaky_relu(_norm(self.norm, self.dtype)(h), 0.2)
