@@ -1,6 +1,9 @@
 """Shared fixtures: small real datasets and tiny configs."""
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from genjax import runtime  # noqa: E402
@@ -14,6 +17,7 @@ import pytest  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def full_mnist_dir() -> Path:
@@ -108,3 +112,22 @@ def module_compilation_cache(tmp_path_factory, name: str):
   jax.config.update("jax_compilation_cache_dir", before[0])
   jax.config.update("jax_persistent_cache_min_compile_time_secs", before[1])
   compilation_cache.reset_cache()
+
+
+RGB_PHOTO_CLASSES = ("city", "sea", "snow")
+
+
+@pytest.fixture(scope="session")
+def rgb_photos(tmp_path_factory) -> Path:
+  """Real RGB photos (scripts/make_rgb_folder.py), 4 of each of three classes
+  (RGB_PHOTO_CLASSES, one subfolder each), 32x32."""
+  every = tmp_path_factory.mktemp("photos_all")
+  shutil.rmtree(every)
+  result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_rgb_folder.py"),
+                           str(every), "--limit", "4", "--size", "32"],
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr
+  out = tmp_path_factory.mktemp("photos")
+  for name in RGB_PHOTO_CLASSES:
+    shutil.copytree(every / name, out / name)
+  return out

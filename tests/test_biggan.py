@@ -3,9 +3,6 @@ conditional run on real RGB photos through the loop, its bitwise resume, the
 hinge update of D on real images, sampling by class name and with the
 truncation trick, and the errors that name a bad value."""
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jax
@@ -20,10 +17,9 @@ from genjax.models.biggan import networks as nets
 from genjax.models.biggan import step as biggan
 from genjax.train import loop
 from genjax.train import workdir as rundir
-from tests.conftest import module_compilation_cache, params_equal
+from tests.conftest import RGB_PHOTO_CLASSES, module_compilation_cache, params_equal
 
-ROOT = Path(__file__).resolve().parents[1]
-CLASSES = ("city", "sea", "snow")
+CLASSES = RGB_PHOTO_CLASSES
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -33,18 +29,8 @@ def compilation_cache_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory) -> Path:
-  """Real RGB photos (scripts/make_rgb_folder.py), 4 of each of three classes, 32x32."""
-  every = tmp_path_factory.mktemp("photos_all")
-  shutil.rmtree(every)
-  result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_rgb_folder.py"),
-                           str(every), "--limit", "4", "--size", "32"],
-                          capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr
-  out = tmp_path_factory.mktemp("photos")
-  for name in CLASSES:
-    shutil.copytree(every / name, out / name)
-  return out
+def photos(rgb_photos) -> Path:
+  return rgb_photos
 
 
 def tiny_config(photos: Path, **overrides):
