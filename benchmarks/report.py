@@ -77,9 +77,11 @@ _EMOJI = {"data.path": "{emoji}", "data.labels": "folders", "conditional": True,
           "data.test_percent": 20, "metrics_num_samples": 1000}
 _EMOJI_1K = {**_EMOJI, "data.path": "{emoji_1k}", "num_steps": 2000}
 _DIFFAUG = "color,translation,cutout"
-# gan_folder's steps in the wall time of biggan_folder's 4,000 on a 2-core CPU
-# (docs/results.md says how it was measured).
-GAN_FOLDER_STEPS = 4000
+# gan_folder's steps in the wall time of biggan_folder's 4,000 on a 2-core CPU:
+# a step of each default, 64 px, alone on the machine, 1.344 s (DCGAN, batch
+# 64) and 0.355 s (BigGAN-style, batch 16), medians of 15 (`python
+# scripts/time_ada_step.py --experiment=gan_folder`, `=biggan_folder`).
+GAN_FOLDER_STEPS = 1060
 
 # The loss rows share one shorter budget so that they compare with each other.
 ROWS = {
