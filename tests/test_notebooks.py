@@ -104,7 +104,8 @@ def test_progan_phases_and_mid_fade(quick):
 def test_few_images_measures_d_on_train_held_out_and_fakes(quick):
   del quick
   notebook = _execute("few_images.ipynb")
-  assert _images(notebook) >= 3  # D's outputs per run, samples per run
+  assert _images(notebook) >= 5  # D's outputs, ADA's p and r_t, samples per run
   text = _text(notebook)
   assert "training on 1000 images" in text
-  assert text.count("D(train) - D(held out) by step:") == 2, text
+  assert text.count("D(train) - D(held out) by step:") == 3, text  # none, DiffAugment, ADA
+  assert "p at the last step:" in text  # ADA's probability, read back from TensorBoard
