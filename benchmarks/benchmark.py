@@ -115,8 +115,14 @@ DEFAULT_EXPERIMENTS = ["gan_mnist", "gan_mnist:wgan_gp", "vae_mnist", "cyclegan_
                        "cyclegan_horse2zebra"]
 # --batches=realistic: the batch sizes an accelerator trains each experiment
 # with (None: the config's own; the progressive GAN runs its last phase).
+# A setting is a batch size, or (batch size, its own KEY=VALUE assignments):
+# the BigGAN-style family in BigGAN's widths at 64 px (ch 64, attention at
+# 32, as BigGAN's 64 px setting) and at 128 px (the `paper` preset itself).
 REALISTIC_BATCHES = {"gan_mnist": (256,), "gan_mnist:wgan_gp": (256,), "vae_mnist": (1000,),
-                     "cyclegan_horse2zebra": (1, 4), "progan_fashion_mnist": (None,)}
+                     "cyclegan_horse2zebra": (1, 4), "progan_fashion_mnist": (None,),
+                     "biggan_folder:paper": (
+                         (256, ("data.image_size=64", "model.ch=64", "model.attention=32")),
+                         (256, ("data.image_size=128",)))}
 # --batches=tiny: the `tiny` presets, shaped like the realistic setting.
 TINY_BATCHES = {"cyclegan_horse2zebra": (1, 2)}
 GPU_PRESET = {"experiments": list(REALISTIC_BATCHES), "batches": "realistic",
@@ -260,21 +266,21 @@ def measure_experiment(name: str, windows: int, window_seconds: float,
   from genjax.train import calls
 
   config = load_config(name, assignments)
-  name = name.partition(":")[0]
+  shape = common.image_shape(name, config)
   family = models.get(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
-  split = common.synthetic_split(config.family, EXPERIMENTS[name])
+  split = common.synthetic_split(config.family, shape)
   dataset = family.to_device(split, mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
-  state = jax.jit(lambda k: family.create_state(config, k, EXPERIMENTS[name], 10),
+  state = jax.jit(lambda k: family.create_state(config, k, shape, 10),
                   out_shardings=parallel.replicated(mesh))(init_key)
   if config.family == "progan":  # its last phase, faded in, as the twin
     import jax.numpy as jnp
 
     from genjax.models.progan import step as progan
 
-    last = progan.schedule(config, EXPERIMENTS[name][0]).last_start
+    last = progan.schedule(config, shape[0]).last_start
     state = state.replace(step=jnp.asarray(last, jnp.int32))
   images_per_step = config.batch_size * family.batches_per_step(config)
 
@@ -328,8 +334,8 @@ def _round(rate: float) -> float:
 def measure_twin(name: str, form: str, windows: int, window_seconds: float,
                  assignments=(), precision: str = "float32") -> dict:
   """The PyTorch twin of experiment `name` in `form` and `precision` (benchmarks/twins.py)."""
-  shape = EXPERIMENTS[name.partition(":")[0]]
   config = load_config(name, assignments)
+  shape = common.image_shape(name, config)
   return twins.measure(config, shape, form, windows, window_seconds,
                        num_images=common.synthetic_count(shape), precision=precision)
 
@@ -352,9 +358,12 @@ def entries(experiments, batches: str, assignments=()) -> list[Entry]:
       name, _, preset = e.partition(":")
       e = f"{name}:{preset},tiny" if preset else f"{name}:tiny"
     for size in sizes:
+      size, own = size if isinstance(size, tuple) else (size, ())
       batch = () if size is None else (f"batch_size={size}",)
       key = e if size is None or batches == "cpu" else f"{e}@{size}"
-      out.append(Entry(key, e, (*assignments, *batch)))
+      image_size = [a.partition("=")[2] for a in own if a.startswith("data.image_size=")]
+      key += f"@{image_size[0]}px" if image_size else ""
+      out.append(Entry(key, e, (*assignments, *own, *batch)))
   return out
 
 
@@ -585,7 +594,7 @@ def main(argv):
     config = load_config(row.experiment, row.assignments)
     out = report[row.key] = {"experiment": row.experiment, "batch_size": config.batch_size}
     if config.data.name == "folder":  # say so where the experiment would read a folder
-      shape = list(EXPERIMENTS[row.experiment.partition(":")[0]])
+      shape = list(common.image_shape(row.experiment, config))
       out["data"] = (f"random uint8 images of shape {shape} in memory for genjax and the "
                      "PyTorch twin alike; no folder is read")
     for precision in f.precision:

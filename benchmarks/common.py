@@ -20,6 +20,15 @@ EXPERIMENTS = {
 }
 
 
+def image_shape(name: str, config) -> tuple[int, int, int]:
+  """The images experiment `name` (EXPERIMENT or EXPERIMENT:PRESET) is measured
+  at: a folder experiment's follow its config (data.image_size,
+  data.channels), the others' are their dataset's (EXPERIMENTS)."""
+  if config.data.name == "folder":
+    return (config.data.image_size, config.data.image_size, config.data.channels)
+  return EXPERIMENTS[name.partition(":")[0]]
+
+
 def print_report(report: dict, output: str = "") -> None:
   """Prints `report` as indented JSON, and writes the same text to `output` when given."""
   text = json.dumps(report, indent=2)

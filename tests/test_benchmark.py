@@ -298,6 +298,16 @@ def test_batch_settings_name_each_row():
       "gan_mnist:wgan_gp,tiny@2", "vae_mnist:tiny@2"]
   assert [r.key for r in benchmark.entries(["gan_mnist:wgan_gp"], "cpu")] == ["gan_mnist:wgan_gp"]
   assert {e.partition(":")[0] for e in benchmark.REALISTIC_BATCHES} <= set(common.EXPERIMENTS)
+  # A setting with its own assignments: BigGAN's widths at 64 and at 128 px,
+  # measured at the images its config reads (a folder's data.image_size).
+  rows = benchmark.entries(["biggan_folder:paper"], "realistic")
+  assert [(r.key, r.assignments[0], r.assignments[-1]) for r in rows] == [
+      ("biggan_folder:paper@256@64px", "data.image_size=64", "batch_size=256"),
+      ("biggan_folder:paper@256@128px", "data.image_size=128", "batch_size=256")]
+  shapes = [common.image_shape(r.experiment, common.load_config(r.experiment, r.assignments))
+            for r in rows]
+  assert shapes == [(64, 64, 3), (128, 128, 3)]
+  assert common.image_shape("gan_mnist", common.load_config("gan_mnist")) == (28, 28, 1)
 
 
 def test_repeats_alternate_and_a_spent_budget_skips(monkeypatch):
