@@ -429,23 +429,25 @@ def translation_table(results: list[dict], compact: bool = False, note: str = ""
   """One row per translator on its test pairs, its baseline's row beside it
   (identity, bicubic, the masked input); inpainting's measures are inside
   the hole (FID of the whole images)."""
-  head = ("| model | dataset | steps | seeds | train time | "
-          + "".join(f"{c} | " for c, _ in MEASURES) + ("" if compact else "command |"))
-  lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+  measures = [m for m in MEASURES if not compact or m[0] != "SSIM"]  # the README's: no SSIM
+  head = ("| model | dataset | steps | seeds | " + ("" if compact else "train time | ")
+          + "".join(f"{c} | " for c, _ in measures) + ("" if compact else "command |"))
+  lines = [head.rstrip(), "|" + " --- |" * (head.count("|") - 1)]
   for r in results:
     values = {k.removeprefix("samples."): v for k, v in _flat(r["metrics"]).items()}
-    cells = " | ".join(_fmt(_pick(values, keys), 4) for _, keys in MEASURES)
+    cells = " | ".join(_fmt(_pick(values, keys), 4) for _, keys in measures)
     lines.append(f"| {r['model']} | {r['dataset']} | {r['steps']} | {r.get('seeds', 1)} | "
-                 f"{r['train_seconds'] / 60:.1f} min | {cells} |"
+                 + ("" if compact else f"{r['train_seconds'] / 60:.1f} min | ") + f"{cells} |"
                  + ("" if compact else f" `{r['command']}` |"))
     for baseline in ("identity", "bicubic", "mean_fill"):
-      base = {k.removeprefix(baseline + "."): v for k, v in values.items()
-              if k.startswith(baseline + ".")}
+      # the same for every member (fixed test inputs): its mean, without a spread
+      base = {k.removeprefix(baseline + "."): v["mean"] if isinstance(v, dict) else v
+              for k, v in values.items() if k.startswith(baseline + ".")}
       if base:
-        cells = " | ".join(_fmt(_pick(base, keys), 4) for _, keys in MEASURES)
-        lines.append(f"| baseline: {baseline.replace('_', '-')} | {r['dataset']} | – | – | – | "
-                     f"{cells} |" + ("" if compact else " `python -m genjax.evaluate "
-                                                        "--workdir DIR --num 0` |"))
+        cells = " | ".join(_fmt(_pick(base, keys), 4) for _, keys in measures)
+        lines.append(f"| baseline: {baseline.replace('_', '-')} | {r['dataset']} | – | – | "
+                     + ("" if compact else "– | ") + f"{cells} |"
+                     + ("" if compact else " `python -m genjax.evaluate --workdir DIR --num 0` |"))
   if compact:
     return "\n".join(lines) + "\n"
   notes = [
@@ -456,9 +458,23 @@ def translation_table(results: list[dict], compact: bool = False, note: str = ""
       "outputs against all targets in Fashion-MNIST's feature network. The baseline rows "
       "score the model's input as its output: the edge map (identity), the bicubic upsampling "
       "of the low-resolution input, the input with its hole filled by the image's mean. "
-      "Rows with several seeds show mean ± standard deviation over a population's members.",
-      "", note]
+      "Rows with several seeds show mean ± standard deviation over a population's members. "
+      "Per seed:", "", *_translation_per_seed(results), "", note]
   return "\n".join(lines + notes) + "\n"
+
+
+def _translation_per_seed(results: list[dict]) -> list[str]:
+  lines = []
+  for r in results:
+    members = r["metrics"].get("members")
+    if not members:
+      continue
+    parts = []
+    for m in members:
+      l1, fid = _pick(m, ("l1", "ab_l1")), _pick(m, ("fid", "ab_fid"))
+      parts.append(f"seed {m['seed']}: L1 {_fmt(l1, 3)}, FID {_fmt(fid, 3)}")
+    lines.append(f"- {r['model']}, {r['steps']} steps: " + "; ".join(parts))
+  return lines
 
 
 def _flat(metrics: dict) -> dict:
@@ -492,8 +508,8 @@ def write_section(path: Path, table_name: str, text: str, title: str | None = No
 
 
 # The evaluation scalars a plot shows, FID first, where the run has them.
-PLOTTED = ("eval/fid", "eval/kid", "eval/precision", "eval/recall", "eval/classifier_score",
-           "eval/elbo", "eval/ab_psnr_db")
+PLOTTED = ("eval/fid", "eval/ab_fid", "eval/l1", "eval/ab_l1", "eval/kid", "eval/precision",
+           "eval/recall", "eval/classifier_score", "eval/elbo", "eval/psnr_db", "eval/ab_psnr_db")
 
 
 def plot_run(run_dir: Path, out: Path, title: str = "", most: int = 3) -> Path | None:
@@ -571,7 +587,7 @@ def main(argv):
     text = render(rows, note=FLAGS.note)
     if FLAGS.plots:
       drawn = [(r, plot_run(workdir / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
-                            f"{r['model']}, {r['dataset']}, {r.get('seeds', 1)} seeds"))
+                            f"{r['name']}, {r.get('seeds', 1)} seeds"))
                for r in rows if (workdir / r["name"]).is_dir()]
       text += plots_section([(r, path) for r, path in drawn if path], out.parent)
     write_section(out, table_name, text, title)

@@ -74,7 +74,10 @@ def _classifier(config):
 def evaluate_metrics(state, config, test, key, *, progress=None) -> dict:
   """genjax.evaluate's metrics of a CycleGAN run on its test split."""
   del key
-  result = translation_metrics(state, test, classifier=_classifier(config))
+  classifier = _classifier(config)
+  result = translation_metrics(state, test, classifier=classifier)
+  if classifier is not None:  # the features ab_fid is in, as pix2pix's results name theirs
+    result["feature_network"] = {k: classifier.record[k] for k in ("sha256", "test_accuracy")}
   if progress is not None:
     progress(len(test))
   return result
