@@ -52,10 +52,10 @@ class BatchNorm(nn.Module):
     return y.astype(x.dtype if self.dtype is None else self.dtype)
 
 
-class Conv(nn.Module):
-  """nn.Conv(features, (4, 4), strides 2, padding 1): its variables (named as
-  its, so checkpoints are unchanged) and function, computed by
-  layers.conv4_stride2."""
+class _Conv4x4(nn.Module):
+  """A 4x4 convolution of stride 2 with nn.Conv's variables (kernel, bias; named
+  as flax's by the subclass's name, so checkpoints are unchanged), computed by
+  the subclass's function in _STRIDE2."""
 
   features: int
   dtype: Any = None
@@ -65,22 +65,18 @@ class Conv(nn.Module):
     kernel = self.param("kernel", _init, (4, 4, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     x, kernel, bias = precision.cast(self.dtype, x, kernel, bias)
-    return layers.conv4_stride2(x, kernel) + bias[None, None, None]
+    return _STRIDE2[type(self).__name__](x, kernel) + bias[None, None, None]
 
 
-class ConvTranspose(nn.Module):
-  """nn.ConvTranspose(features, (4, 4), strides 2, 'SAME'): its variables and
-  function, computed by layers.conv_transpose4_stride2."""
+class Conv(_Conv4x4):
+  """nn.Conv(features, (4, 4), strides 2, padding 1): layers.conv4_stride2."""
 
-  features: int
-  dtype: Any = None
 
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param("kernel", _init, (4, 4, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros, (self.features,))
-    x, kernel, bias = precision.cast(self.dtype, x, kernel, bias)
-    return layers.conv_transpose4_stride2(x, kernel) + bias[None, None, None]
+class ConvTranspose(_Conv4x4):
+  """nn.ConvTranspose(features, (4, 4), strides 2, 'SAME'): layers.conv_transpose4_stride2."""
+
+
+_STRIDE2 = {"Conv": layers.conv4_stride2, "ConvTranspose": layers.conv_transpose4_stride2}
 
 
 def _norm(kind: Norm, dtype):
