@@ -16,6 +16,8 @@ EXPERIMENTS = {
     "cyclegan_horse2zebra": (256, 256, 3),  # the paper's setting: 9 blocks, width 64, batch 1
     "progan_fashion_mnist": (28, 28, 1),  # measured at its last phase (32x32, faded in)
     "pix2pix_edges2fashion": (32, 32, 1),  # garments and edge maps padded to 32x32
+    "superres_fashion_mnist": (28, 28, 1),  # x4: inputs made from the targets in the step
+    "inpaint_fashion_mnist": (32, 32, 1),  # garments padded to 32x32, centre holes
     "biggan_folder": (64, 64, 3),  # a folder at the default preset's 64 px: random pixels
 }
 

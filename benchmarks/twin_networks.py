@@ -374,16 +374,22 @@ def pix2pix_modules(config, image_shape):
   """{'generator', 'discriminator'} of genjax.models.pix2pix in PyTorch: the
   U-Net (4x4 stride-2 convolutions, leaky ReLU 0.2 down, ReLU and transposed
   convolutions up, skips to the mirror encoder layer, dropout on the decoder
-  layers outside the innermost, active in training) and the PatchGAN on
-  (input, output) pairs, called as D(x, y) -> patch logits [B, h, w]. Every
-  convolution has a bias, as genjax's; batch norm by the batch's statistics
-  (no running averages), or instance norm without affine parameters."""
+  layers outside the innermost, active in training), or with
+  model.generator=srresnet SRGAN's residual generator (pixel_unshuffle of
+  the bicubic input by data.scale, residual blocks, pixel_shuffle
+  upsamplings, PReLU), and the PatchGAN on (input, output) pairs, called as
+  D(x, y) -> patch logits [B, h, w] (for inpainting x has the mask as an
+  extra channel), and with content_weight > 0 'content': the frozen conv
+  trunk of the content loss (content_trunk). Every convolution has a bias,
+  as genjax's; batch norm by the batch's statistics (no running averages),
+  or instance norm without affine parameters."""
   import torch
   from torch import nn
 
   from genjax.models.pix2pix import networks as nets
 
   m, channels = config.model, image_shape[-1]
+  in_channels = channels + 1 if config.task == "inpaint" else channels  # + the mask
   widths = nets.unet_widths(m.g_width, m.g_down)
   inner = m.g_down - 1
 
@@ -398,7 +404,7 @@ def pix2pix_modules(config, image_shape):
   class UNet(nn.Module):
     def __init__(self):
       super().__init__()
-      self.down = nn.ModuleList(down(c, f) for c, f in zip([channels, *widths], widths))
+      self.down = nn.ModuleList(down(c, f) for c, f in zip([in_channels, *widths], widths))
       self.down_norm = nn.ModuleList(norm(w) if 0 < i < inner else nn.Identity()
                                      for i, w in enumerate(widths))
       ups, up_norm, drop = [], [], []
@@ -427,7 +433,7 @@ def pix2pix_modules(config, image_shape):
   class PatchGAN(nn.Module):
     def __init__(self):
       super().__init__()
-      layers, width = [down(2 * channels, m.d_width), nn.LeakyReLU(0.2)], m.d_width
+      layers, width = [down(in_channels + channels, m.d_width), nn.LeakyReLU(0.2)], m.d_width
       for n in range(1, m.d_layers):
         out = m.d_width * min(2**n, 8)
         layers += [down(width, out), norm(out), nn.LeakyReLU(0.2)]
@@ -439,4 +445,49 @@ def pix2pix_modules(config, image_shape):
     def forward(self, x, y):
       return self.net(torch.cat([x, y], 1))[:, 0].float()
 
-  return {"generator": UNet(), "discriminator": PatchGAN()}
+  class Block(nn.Module):
+    def __init__(self, w):
+      super().__init__()
+      self.body = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), norm(w), nn.PReLU(),
+                                nn.Conv2d(w, w, 3, padding=1), norm(w))
+
+    def forward(self, x):
+      return x + self.body(x)
+
+  class SRResNet(nn.Module):
+    def __init__(self):
+      super().__init__()
+      s, w = config.data.scale, m.g_width
+      self.scale = s
+      self.head = nn.Sequential(nn.Conv2d(channels * s * s, w, 3, padding=1), nn.PReLU())
+      self.blocks = nn.Sequential(*(Block(w) for _ in range(m.res_blocks)))
+      self.tail = nn.Sequential(nn.Conv2d(w, w, 3, padding=1), norm(w))
+      up = []
+      for f in nets.upsample_steps(s):
+        up += [nn.Conv2d(w, w * f * f, 3, padding=1), nn.PixelShuffle(f), nn.PReLU()]
+      self.up = nn.Sequential(*up, nn.Conv2d(w, channels, 3, padding=1))
+
+    def forward(self, x):
+      h = self.head(torch.nn.functional.pixel_unshuffle(x, self.scale))
+      h = h + self.tail(self.blocks(h))
+      return torch.tanh(self.up(h)).float()
+
+  generator = SRResNet() if m.get("generator", "unet") == "srresnet" else UNet()
+  nets = {"generator": generator, "discriminator": PatchGAN()}
+  if config.get("content_weight", 0.0):  # frozen, its weights random: the same cost
+    from genjax.metrics import features
+    nets["content"] = content_trunk(features.load(config.content_network).record)
+  return nets
+
+
+def content_trunk(record: dict):
+  """The conv layers of genjax.metrics.features.Classifier (3x3 convs, ReLU,
+  2x2 average pooling between blocks) up to the second block's last ReLU:
+  genjax.metrics.features.conv_features, frozen, for the content loss."""
+  from torch import nn
+
+  c, (w1, w2) = record["image_shape"][-1], record.get("widths", (32, 64))
+  trunk = nn.Sequential(nn.Conv2d(c, w1, 3, padding=1), nn.ReLU(), nn.Conv2d(w1, w1, 3, padding=1),
+                        nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(w1, w2, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(w2, w2, 3, padding=1), nn.ReLU())
+  return trunk.requires_grad_(False)

@@ -41,9 +41,16 @@ writes it, with real batches gathered from uint8 images held in memory.
             as its noise, active in training) and the PatchGAN on (input,
             output) pairs, batch norm by the batch's statistics; D's loss
             (BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)) / 2, then G's through the
-            updated D, BCE(D(x, G(x)), 1) + l1_weight |G(x) - y|_1, on
-            aligned pairs drawn at the same indices; Adam(lr, b1, b2), in
-            the schedule's constant phase.
+            updated D, adv_weight BCE(D(x, G(x)), 1) + l1_weight |G(x) - y|_1,
+            on aligned pairs drawn at the same indices; Adam(lr, b1, b2), in
+            the schedule's constant phase. task=superres: the inputs made
+            per batch from the targets (average pooling by data.scale,
+            bicubic upsampling), SRResNet where model.generator says so, and
+            content_weight x the MSE of a frozen conv trunk's features of
+            G(x) and y; task=inpaint: centre holes filled with the known
+            pixels' mean and the mask as a channel, G's output composited
+            with the known pixels, the L1 over the hole plus known_weight x
+            that over the known pixels.
 
 TWINS is the one registry, by family name: each twin's networks
 (benchmarks/twin_networks.py), train step and forms. A twin runs in one of
@@ -380,6 +387,34 @@ def _biggan_step(nets, config, images, device, torch, to_form, amp):
   return step, b * config.d_steps
 
 
+def _pix2pix_inputs(config, torch):
+  """(inputs of targets y, G's images from its raw outputs) for config.task,
+  made per batch as genjax.nn.degrade makes them in the compiled step."""
+  f = torch.nn.functional
+  if config.task == "superres":
+    s = config.data.scale
+
+    def inputs(y):
+      low = f.avg_pool2d(y, s)
+      return f.interpolate(low, scale_factor=s, mode="bicubic", align_corners=False).clamp(-1, 1)
+    return inputs, lambda raw, x: raw
+  if config.task == "inpaint":
+    if config.data.mask != "centre":
+      raise ValueError(f"The PyTorch pix2pix twin makes centre holes, not data.mask="
+                       f"{config.data.mask!r}.")
+
+    def inputs(y):
+      size, side = y.shape[-1], y.shape[-1] // 2
+      lo = (size - side) // 2
+      hole = torch.zeros_like(y[:, :1])
+      hole[..., lo:lo + side, lo:lo + side] = 1.0
+      known = 1.0 - hole
+      mean = (y * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True).clamp(min=1)
+      return torch.cat([torch.where(hole > 0.5, mean, y), hole * 2 - 1], 1)
+    return inputs, lambda raw, x: torch.where(x[:, -1:] > 0, raw, x[:, :-1])
+  return None, lambda raw, x: raw
+
+
 def _pix2pix_step(nets, config, images, device, torch, to_form, amp):
   g, d = nets["generator"], nets["discriminator"]
   b, o = config.batch_size, config.opt
@@ -390,22 +425,48 @@ def _pix2pix_step(nets, config, images, device, torch, to_form, amp):
     raise ValueError("The PyTorch pix2pix twin trains on the images as stored, without "
                      f"data.load_size={config.data.load_size}, data.crop_size="
                      f"{config.data.crop_size} or data.flip={config.data.flip}.")
+  make_inputs, finish = _pix2pix_inputs(config, torch)
+  content_weight = config.get("content_weight", 0.0)
+  trunk = nets.get("content")  # the content network's frozen conv trunk
+
+  def feats(im):
+    if im.shape[1] != 1:  # each channel an image of its own, as features.conv_features
+      im = im.reshape(-1, 1, *im.shape[2:])
+    return trunk(to_form(im))
 
   def to(logits, target):
     return bce(logits.float(), torch.full_like(logits.float(), target))
 
   def step():
     idx = torch.randint(0, images.shape[1], (b,), device=device)  # aligned pairs
-    x, y = (to_form(images[side][idx].float() / 127.5 - 1.0) for side in (0, 1))
+    if make_inputs is None:
+      x, y = (to_form(images[side][idx].float() / 127.5 - 1.0) for side in (0, 1))
+    else:  # inputs made from the targets
+      y = to_form(images[1][idx].float() / 127.5 - 1.0)
+      x = to_form(make_inputs(y))
     with amp():
-      fake = g(x)
+      raw = g(x)
+      fake = finish(raw, x)
       d_loss = 0.5 * (to(d(x, y), 1.0) + to(d(x, fake.detach()), 0.0))
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
     d.requires_grad_(False)  # G's loss differentiates G alone, as genjax's step
     with amp():
-      loss = to(d(x, fake), 1.0) + config.l1_weight * (fake.float() - y).abs().mean()
+      err = (raw.float() - y).abs()
+      if config.task == "inpaint":
+        hole = (x[:, -1:] > 0).float()
+        area = lambda m: (m.sum() * y.shape[1]).clamp(min=1.0)
+        l1 = (err * hole).sum() / area(hole) + config.known_weight * (
+            (err * (1 - hole)).sum() / area(1 - hole))
+      else:
+        l1 = err.mean()
+      loss = config.adv_weight * to(d(x, fake), 1.0) + config.l1_weight * l1
+      if content_weight:
+        with torch.no_grad():
+          target_features = feats(y)
+        content = (feats(fake).float() - target_features.float()).square().mean()
+        loss = loss + content_weight * content
     opt_g.zero_grad(set_to_none=True)
     loss.backward()
     opt_g.step()

@@ -48,10 +48,14 @@ def _base_config() -> ml_collections.ConfigDict:
   config.l1_weight = 100.0  # lambda of |G(x) - y|_1 beside the conditional GAN loss
   config.adv_weight = 1.0  # weight of G's adversarial loss (1: the paper's)
   config.known_weight = 0.1  # inpaint: the L1 outside the hole, relative to that inside
+  config.content_weight = 0.0  # SRGAN's content loss: MSE of conv features (0: none)
+  config.content_network = "mnist"  # whose conv features (genjax.metrics.features)
 
   config.model = ml_collections.ConfigDict()
+  config.model.generator = "unet"  # unet | srresnet (SRGAN's; task=superres only)
   config.model.g_width = 16  # channels of the U-Net's first layer; x2 per level up to 8x (64)
   config.model.g_down = 5  # U-Net levels: the image side must divide by 2**g_down (8 at 256 px)
+  config.model.res_blocks = 16  # srresnet: residual blocks (SRGAN's 16)
   config.model.dropout = 0.5  # dropout of the decoder layers below, in training and at test
   config.model.dropout_layers = 3  # decoder layers with dropout, outside the innermost
   config.model.norm = "batch"  # batch (the paper's, by the batch's statistics) | instance

@@ -24,7 +24,8 @@ NETWORKS = {
 # the benchmark's default experiments, and twins measured on request (with --set items)
 TWIN_EXPERIMENTS = [*((e, ()) for e in benchmark.DEFAULT_EXPERIMENTS), ("biggan_folder", ()),
                     ("biggan_folder", ("conditional=True",)), ("pix2pix_edges2fashion", ()),
-                    ("pix2pix_edges2fashion", ("model.norm=instance", "model.g_down=4"))]
+                    ("pix2pix_edges2fashion", ("model.norm=instance", "model.g_down=4")),
+                    ("superres_fashion_mnist", ()), ("inpaint_fashion_mnist", ())]
 
 
 def _genjax_state(config, shape):
@@ -64,6 +65,12 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignme
   shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
   nets = twins.modules(config, shape)
+  if config.get("content_weight", 0.0):  # the content loss's frozen trunk: genjax's conv layers
+    from genjax.metrics import features
+    trunk = nets.pop("content")
+    params = features.load(config.content_network).params
+    assert sum(p.numel() for p in trunk.parameters()) == _count(
+        {k: v for k, v in params.items() if k.startswith("Conv_")})
   assert set(nets) == set(NETWORKS[config.family])
   for name, field in NETWORKS[config.family].items():
     ts = getattr(state, field)
@@ -88,15 +95,16 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignme
     assert _twin_output_shape(nets["discriminator"], (b, *shape), torch.arange(b)) == d_shape
     assert d_shape == (b,)
   elif config.family == "pix2pix":
-    g_shape = _genjax_output_shape(state.generator, (b, *shape),
-                                   rngs={"dropout": jax.random.key(0)})
-    assert _twin_output_shape(nets["generator"], (b, *shape)) == g_shape == (b, *shape)
-    pair = jax.ShapeDtypeStruct((b, *shape), jnp.float32)
-    d_shape = jax.eval_shape(lambda v, x: state.discriminator.apply_fn(v, x, x),
-                             state.discriminator.variables(), pair).shape
-    x = torch.zeros(b, shape[-1], *shape[:2])
+    x_shape = (b, *shape[:2], shape[-1] + (config.task == "inpaint"))  # + the mask channel
+    g_shape = _genjax_output_shape(state.generator, x_shape, rngs={"dropout": jax.random.key(0)})
+    assert _twin_output_shape(nets["generator"], x_shape) == g_shape == (b, *shape)
+    d_shape = jax.eval_shape(lambda v, x, y: state.discriminator.apply_fn(v, x, y),
+                             state.discriminator.variables(),
+                             jax.ShapeDtypeStruct(x_shape, jnp.float32),
+                             jax.ShapeDtypeStruct((b, *shape), jnp.float32)).shape
+    x, y = torch.zeros(b, x_shape[-1], *shape[:2]), torch.zeros(b, shape[-1], *shape[:2])
     with torch.no_grad():
-      assert tuple(nets["discriminator"](x, x).shape) == d_shape  # [B, h, w] patch logits
+      assert tuple(nets["discriminator"](x, y).shape) == d_shape  # [B, h, w] patch logits
   elif config.family == "vae":
     enc = _genjax_output_shape(state.encoder, (b, *shape))
     assert _twin_output_shape(nets["encoder"], (b, math.prod(shape))) == enc
@@ -147,7 +155,9 @@ def test_each_twin_step_updates_every_network(experiment):
 
 @pytest.mark.parametrize("experiment, form", [("biggan_folder:tiny", "nchw"),
                                               ("biggan_folder:tiny", "channels_last"),
-                                              ("pix2pix_edges2fashion:tiny", "channels_last")])
+                                              ("pix2pix_edges2fashion:tiny", "channels_last"),
+                                              ("superres_fashion_mnist:tiny", "channels_last"),
+                                              ("inpaint_fashion_mnist:tiny", "nchw")])
 def test_biggan_and_pix2pix_twin_steps_update_every_weight(experiment, form):
   """One step of the conditional BigGAN twin (2 D steps, orthogonal
   regularisation, hinge loss) moves every weight of G and D, the shared
@@ -157,6 +167,9 @@ def test_biggan_and_pix2pix_twin_steps_update_every_weight(experiment, form):
                               if experiment.startswith("biggan") else ())
   shape = (32, 32, 3) if config.family == "biggan" else (32, 32, 1)
   step, nets, images_per_step, _ = twins.make_step(config, shape, form, num_images=32)
+  trunk = nets.pop("content", None)
+  if config.get("content_weight", 0.0):
+    assert trunk is not None and not any(p.requires_grad for p in trunk.parameters())
   before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
             for k, net in nets.items()}
   loss = step()

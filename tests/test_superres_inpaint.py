@@ -67,6 +67,49 @@ def test_a_scale_that_does_not_divide_the_size_is_a_one_line_error():
     family.validate_config(config)
 
 
+@pytest.mark.parametrize("overrides, named", [
+    ({"model.generator": "rrdb"}, "config.model.generator='rrdb'"),
+    ({"task": "inpaint"}, "needs config.task='superres', not 'inpaint'"),
+    ({"model.res_blocks": -1}, "config.model.res_blocks=-1"),
+    ({"content_network": "imagenet"}, "config.content_network='imagenet'"),
+    ({"content_weight": -1.0}, "config.content_weight=-1.0"),
+])
+def test_bad_superres_generator_values_are_one_line_errors(overrides, named):
+  config = configs.apply_overrides(superres_fashion_mnist.get_config("tiny"), overrides)
+  with pytest.raises(ValueError) as e:
+    models.get("pix2pix").validate_config(config)
+  assert named in str(e.value) and "\n" not in str(e.value)
+
+
+def test_srresnet_works_at_the_low_resolution_and_upsamples_by_the_scale():
+  from genjax.models.pix2pix import networks
+  for scale, steps in ((4, [2, 2]), (3, [3]), (8, [2, 2, 2])):
+    assert networks.upsample_steps(scale) == steps
+    g = networks.SRResNet(out_channels=3, scale=scale, width=8, num_blocks=2)
+    x = jnp.zeros((2, 24, 24, 3))
+    params = g.init(jax.random.key(0), x)["params"]
+    y, inter = g.apply({"params": params}, x, capture_intermediates=True)
+    assert y.shape == (2, 24, 24, 3)
+    # The residual blocks see the image at 1/scale of its side.
+    assert inter["intermediates"]["ResidualBlock_0"]["__call__"][0].shape == (
+        2, 24 // scale, 24 // scale, 8)
+
+
+def test_content_features_are_the_classifiers_and_read_each_channel():
+  from genjax.metrics import features
+  network = features.load("mnist")
+  x = jax.random.uniform(jax.random.key(0), (3, 28, 28, 1), minval=-1, maxval=1)
+  _, inter = network.module.apply({"params": network.params}, x, capture_intermediates=True)
+  np.testing.assert_allclose(features.conv_features(network.params, x),
+                             jax.nn.relu(inter["intermediates"]["Conv_3"]["__call__"][0]),
+                             atol=1e-5)
+  rgb = jnp.concatenate([x, -x, 0.5 * x], axis=-1)
+  per_channel = features.conv_features(network.params, rgb)
+  assert per_channel.shape == (9, 14, 14, 64)
+  np.testing.assert_allclose(per_channel[1], features.conv_features(network.params, -x)[0],
+                             atol=1e-5)
+
+
 def _train(module, idx_dir, tfds_dir, workdir):
   config = with_local_data(module.get_config("tiny"), idx_dir, tfds_dir)
   test = paired.load(config.data, "test", config.task).take(200)
@@ -94,6 +137,7 @@ def test_superres_tiny_run_improves_over_training(fashion_mnist_slice, tfds_dir,
   assert after["fid"] < 0.5 * before["fid"]
   assert bicubic == before["bicubic"]  # the baseline does not depend on the network
   assert after["l1"] < 2 * bicubic["l1"]
+  assert isinstance(state.generator.params["ResidualBlock_0"], dict)  # SRGAN's generator
   # genjax.translate takes 7x7 images and writes 28x28 ones.
   small = np.random.default_rng(0).integers(0, 256, (7, 7), np.uint8)
   _png(tmp_path / "small" / "a.png", small)

@@ -104,6 +104,28 @@ class FeatureNetwork:
     return tuple(np.concatenate(parts) for parts in zip(*outputs))
 
 
+def conv_features(params, images: jax.Array, blocks: int = 2) -> jax.Array:
+  """The Classifier's convolutional features of `images` [B, H, W, C] in
+  [-1, 1], any H and W: the ReLU output of block `blocks`' second conv
+  (64 channels at H/2 for 2), before its pooling. A one-channel network
+  reads each channel of a C-channel image as an image of its own (a
+  [B * C, h, w, F] result): the content features of a super-resolution
+  loss, differentiable in `images`."""
+  b, h, w, c = images.shape
+  if params["Conv_0"]["kernel"].shape[2] == 1 and c != 1:
+    images = images.transpose(0, 3, 1, 2).reshape(b * c, h, w, 1)
+  x = images
+  for block in range(blocks):
+    if block:
+      x = nn.avg_pool(x, (2, 2), (2, 2))
+    for j in (2 * block, 2 * block + 1):
+      p = params[f"Conv_{j}"]
+      x = jax.lax.conv_general_dilated(x, p["kernel"].astype(x.dtype), (1, 1), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      x = nn.relu(x + p["bias"].astype(x.dtype)[None, None, None])
+  return x
+
+
 def weights_path(dataset: str, directory: Path = WEIGHTS_DIR) -> Path:
   return Path(directory) / f"{dataset}.msgpack"
 

@@ -1,4 +1,5 @@
-"""pix2pix networks (Isola et al. 2017): a U-Net generator and a PatchGAN on pairs.
+"""pix2pix networks (Isola et al. 2017): a U-Net generator and a PatchGAN on
+pairs; for super-resolution also SRGAN's residual generator (SRResNet).
 
 As in the authors' code: 4x4 convolutions of stride 2 (leaky ReLU 0.2 in the
 encoder, ReLU and transposed convolutions in the decoder), weights drawn from
@@ -13,6 +14,14 @@ norm always uses the statistics of the batch it is given, at test time too
 (the paper: "we apply batch normalization using the statistics of the test
 batch"); with batch size 1 it is instance norm with affine parameters. So
 the networks keep no running statistics, and take a 'dropout' rng.
+
+SRResNet (Ledig et al. 2017) works at the low resolution: residual blocks
+(3x3 conv, norm, PReLU, 3x3 conv, norm, plus the block's input), a long skip
+around them, and sub-pixel upsamplings (a 3x3 conv to 4x the channels,
+depth-to-space by 2, PReLU) back to the target's size. Its input is the
+family's super-resolution input, the bicubic image at the target's size,
+rearranged losslessly to the low resolution by space-to-depth(scale), so the
+data, the discriminator's pairs and `genjax.translate` are the U-Net's.
 
 `dtype` (config.precision) is the compute dtype; parameters and norm
 statistics stay float32, and outputs are float32.
@@ -130,6 +139,57 @@ class UNetGenerator(nn.Module):
       if self.dropout and inner - self.dropout_layers <= i < inner:
         h = nn.Dropout(self.dropout, deterministic=False)(h)
     raise AssertionError("unreachable")
+
+
+def _prelu():
+  return nn.PReLU(negative_slope_init=0.25)  # PyTorch's initial slope, as SRGAN's code
+
+
+class ResidualBlock(nn.Module):
+  """SRGAN's block: conv-norm-PReLU-conv-norm, plus its input."""
+
+  norm: Norm = "batch"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, x.shape[-1], (3, 3), kernel_init=_init, dtype=self.dtype)
+    h = _prelu()(_norm(self.norm, self.dtype)(conv()(x)))
+    return x + _norm(self.norm, self.dtype)(conv()(h))
+
+
+def upsample_steps(scale: int) -> list[int]:
+  """The factors of SRResNet's sub-pixel upsamplings: x2 each for a power of
+  two (SRGAN's), else one step of `scale`."""
+  if scale & (scale - 1) == 0:
+    return [2] * (scale.bit_length() - 1)
+  return [scale]
+
+
+class SRResNet(nn.Module):
+  """Bicubic inputs [B, H, W, C] in [-1, 1] (H, W divisible by `scale`) ->
+  outputs [B, H, W, out_channels] in [-1, 1], computed at H/scale x W/scale."""
+
+  out_channels: int = 3
+  scale: int = 4
+  width: int = 64  # SRGAN's
+  num_blocks: int = 16  # SRGAN's
+  norm: Norm = "batch"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, kernel_size=(3, 3), kernel_init=_init, dtype=self.dtype)
+    (x,) = precision.cast(self.dtype, x)
+    h = skip = _prelu()(
+        conv(self.width)(layers.space_to_depth(x, self.scale)))
+    for _ in range(self.num_blocks):
+      h = ResidualBlock(self.norm, self.dtype)(h)
+    h = skip + _norm(self.norm, self.dtype)(conv(self.width)(h))
+    for factor in upsample_steps(self.scale):
+      h = layers.depth_to_space(conv(self.width * factor * factor)(h), factor)
+      h = _prelu()(h)
+    return precision.to_float32(jnp.tanh(conv(self.out_channels)(h)))
 
 
 class PairDiscriminator(nn.Module):

@@ -16,13 +16,16 @@ authors' 'linear' policy, in steps instead of epochs).
 says):
   paired    any aligned pairs, as above.
   superres  input: the target box-downsampled by data.scale and
-            bicubic-upsampled back. The U-Net refines the bicubic image at
-            the target's size rather than an SRGAN residual generator with
-            sub-pixel upsampling taking the small image: the family's
-            networks, PatchGAN pairs and translate path stay as they are,
-            and the input is itself the bicubic baseline. Loss: the same,
-            with a small `adv_weight` beside `l1_weight` (SRGAN weighs its
-            adversarial term 1e-3 of the content loss).
+            bicubic-upsampled back. `model.generator=srresnet` (the
+            superres experiments' default) is SRGAN's residual generator
+            with sub-pixel upsampling, working at the low resolution
+            (networks.SRResNet); `unet` refines the bicubic image at the
+            target's size. Loss: the L1, `content_weight` x the mean squared
+            difference of G(x)'s and y's features in a fixed feature network
+            (SRGAN's content loss; `content_network`, whose conv features
+            genjax.metrics.features.conv_features takes), and a small
+            `adv_weight` (SRGAN weighs its adversarial term 1e-3 of the
+            content loss).
   inpaint   input: the target with a hole (data.mask) filled with its known
             pixels' mean, and the mask as an extra channel. G's output is
             composited: its pixels in the hole, the input's known pixels
@@ -30,6 +33,7 @@ says):
             l1_weight (mean |G(x) - y| over the hole + known_weight x that
             over the known pixels), on G's output before compositing.
 `adv_weight` scales the adversarial term of G's loss (1: the paper's).
+`content_weight` (0: none) adds the content loss to any task.
 """
 
 import functools
@@ -41,12 +45,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from genjax import losses, optim
+from genjax.metrics import features
 from genjax.models.pix2pix import networks as pix2pix_nn
 from genjax.nn import degrade, precision
 from genjax.state import TrainState
 
 TASKS = ("paired", *degrade.TASKS)
 NORMS = ("batch", "instance")
+GENERATORS = ("unet", "srresnet")
 
 
 @flax.struct.dataclass
@@ -59,9 +65,14 @@ class Pix2PixState:
 def build_models(config: ml_collections.ConfigDict, out_channels: int):
   m = config.model
   dtype = precision.compute_dtype(config)
-  generator = pix2pix_nn.UNetGenerator(
-      out_channels=out_channels, width=m.g_width, num_down=m.g_down, dropout=m.dropout,
-      dropout_layers=m.dropout_layers, norm=m.norm, dtype=dtype)
+  if m.get("generator", "unet") == "srresnet":
+    generator = pix2pix_nn.SRResNet(out_channels=out_channels, scale=config.data.scale,
+                                    width=m.g_width, num_blocks=m.res_blocks, norm=m.norm,
+                                    dtype=dtype)
+  else:
+    generator = pix2pix_nn.UNetGenerator(
+        out_channels=out_channels, width=m.g_width, num_down=m.g_down, dropout=m.dropout,
+        dropout_layers=m.dropout_layers, norm=m.norm, dtype=dtype)
   discriminator = pix2pix_nn.PairDiscriminator(width=m.d_width, num_layers=m.d_layers,
                                                norm=m.norm, dtype=dtype)
   return generator, discriminator
@@ -95,6 +106,8 @@ class Options(NamedTuple):
   adv_weight: float  # weight of G's adversarial loss
   task: str  # paired | superres | inpaint
   known_weight: float  # inpaint: the L1 outside the hole, relative to that inside
+  content_weight: float = 0.0  # weight of the content loss (feature MSE)
+  content_params: dict | None = None  # the content network's parameters (features.Classifier)
 
 
 def finish(raw: jax.Array, inputs: jax.Array, task: str) -> jax.Array:
@@ -132,19 +145,38 @@ def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
       l1 = hole_l1 + opts.known_weight * known_l1
     else:
       l1 = hole_l1 = losses.l1_loss(raw, y)
-    return opts.adv_weight * adv + opts.l1_weight * l1, (adv, hole_l1)
+    loss = opts.adv_weight * adv + opts.l1_weight * l1
+    content = jnp.zeros(())
+    if opts.content_weight:
+      content = jnp.mean(jnp.square(features.conv_features(opts.content_params, fake)
+                                    - y_features))
+      loss += opts.content_weight * content
+    return loss, (adv, hole_l1, content)
 
-  (_, (adv, l1)), raw_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(raw)
+  if opts.content_weight:
+    y_features = features.conv_features(opts.content_params, y)
+  (_, (adv, l1, content)), raw_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(raw)
   (g_grads,) = g_vjp(raw_grad)
   g = g.apply_gradients(grads=g_grads)
   metrics = {"d_loss": d_loss, "g_adv": adv, "l1": l1}  # inpaint: l1 in the hole
+  if opts.content_weight:
+    metrics["content"] = content
   return Pix2PixState(step=state.step + 1, generator=g, discriminator=d), metrics
+
+
+def content_network(config: ml_collections.ConfigDict):
+  """The parameters of the content loss's feature network, or None when
+  `content_weight` is 0."""
+  if not config.get("content_weight", 0.0):
+    return None
+  return features.load(config.content_network).params
 
 
 def make_train_step(config: ml_collections.ConfigDict):
   return functools.partial(train_step, opts=Options(
       l1_weight=config.l1_weight, adv_weight=config.adv_weight, task=config.task,
-      known_weight=config.known_weight))
+      known_weight=config.known_weight, content_weight=config.get("content_weight", 0.0),
+      content_params=content_network(config)))
 
 
 def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array,
@@ -167,6 +199,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                             ("model.dropout_layers", m.dropout_layers, 0)):
     if not isinstance(value, int) or isinstance(value, bool) or value < least:
       raise ValueError(f"config.{key}={value!r} must be an integer >= {least}.")
+  generator = m.get("generator", "unet")
+  if generator not in GENERATORS:
+    raise ValueError(f"config.model.generator={generator!r}: choose one of {list(GENERATORS)} "
+                     "(srresnet: super-resolution only).")
+  if generator == "srresnet":
+    if config.task != "superres":
+      raise ValueError(f"config.model.generator='srresnet' upsamples by data.scale: it needs "
+                       f"config.task='superres', not {config.task!r}; use generator='unet'.")
+    if not isinstance(m.res_blocks, int) or isinstance(m.res_blocks, bool) or m.res_blocks < 0:
+      raise ValueError(f"config.model.res_blocks={m.res_blocks!r} must be an integer >= 0 "
+                       "(16: SRGAN's).")
+  if config.get("content_weight", 0.0):
+    name = config.content_network
+    if name not in features.KNOWN_WEIGHTS:
+      raise ValueError(f"config.content_network={name!r}: choose a feature network genjax "
+                       f"ships, one of {sorted(features.KNOWN_WEIGHTS)}.")
   if m.norm not in NORMS:
     raise ValueError(f"config.model.norm={m.norm!r}: choose one of {list(NORMS)} (batch: the "
                      "paper's).")
@@ -176,12 +224,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f"config.model.dropout_layers={m.dropout_layers} must be at most "
                      f"model.g_down - 1 = {m.g_down - 1} (decoder layers outside the innermost).")
   size = config.data.crop_size or config.data.load_size or config.data.image_size
-  if size % 2**m.g_down:
+  if generator == "unet" and size % 2**m.g_down:
     raise ValueError(f"config.model.g_down={m.g_down}: the U-Net halves {size} px images "
                      f"{m.g_down} times, so their size must be divisible by {2**m.g_down}; "
                      f"use g_down <= {(size & -size).bit_length() - 1} or another image size.")
-  for key in ("l1_weight", "adv_weight", "known_weight"):
-    if not config[key] >= 0:
+  for key in ("l1_weight", "adv_weight", "known_weight", "content_weight"):
+    if key in config and not config[key] >= 0:
       raise ValueError(f"config.{key}={config[key]!r} must be >= 0.")
   if not 0 <= config.decay_start <= config.num_steps:
     raise ValueError(f"config.decay_start={config.decay_start!r} must be between 0 and "
