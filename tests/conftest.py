@@ -6,6 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+# Triton (which torch.optim imports through torch._dynamo in the twin tests)
+# segfaults when it loads into a process that already holds TensorFlow
+# (TFDS's); the other order is fine. Each test process loads it first.
+try:
+  import torch._dynamo  # noqa: F401
+except ImportError:  # torch is in the dev extra; its tests skip without it
+  pass
+
 from genjax import runtime  # noqa: E402
 
 runtime.configure()  # as every entry point does, before JAX starts a backend

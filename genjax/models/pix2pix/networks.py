@@ -187,8 +187,10 @@ class SRResNet(nn.Module):
       h = ResidualBlock(self.norm, self.dtype)(h)
     h = skip + _norm(self.norm, self.dtype)(conv(self.width)(h))
     for factor in upsample_steps(self.scale):
-      h = layers.depth_to_space(conv(self.width * factor * factor)(h), factor)
-      h = _prelu()(h)
+      # PReLU (one slope) before the pixel shuffle, which only reorders
+      # values: the same function, and XLA:CPU does not carry the shuffle's
+      # transposes into the fusions of its gradient.
+      h = layers.depth_to_space(_prelu()(conv(self.width * factor * factor)(h)), factor)
     return precision.to_float32(jnp.tanh(conv(self.out_channels)(h)))
 
 
