@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments import inpaint_fashion_mnist, inpaint_folder, superres_fashion_mnist
+from experiments import (inpaint_fashion_mnist, inpaint_folder, superres_fashion_mnist,
+                         superres_folder)
 from genjax import configs, models, translate
 from genjax.data import device, paired, unpaired
 from genjax.nn import degrade
@@ -208,6 +209,24 @@ def test_translate_fills_the_holes_of_its_masks_and_names_a_wrong_sized_one(inpa
                                masks_dir=tmp_path / "masks", log=lambda m: None)
   assert str(tmp_path / "masks" / "sub" / "1.png") in str(e.value) and "\n" not in str(e.value)
   assert not (tmp_path / "out2").exists()
+
+
+def test_superres_folder_tiny_trains_on_rgb_photos_and_translates_small_ones(rgb_photos,
+                                                                             tmp_path):
+  """SRResNet on real RGB photos, its content loss reading each channel
+  through the MNIST classifier; then genjax.translate takes 8x8 photos to
+  32x32 RGB."""
+  config = superres_folder.get_config("tiny")
+  config.data.path, config.data.test_percent = str(rgb_photos), 25
+  config.num_steps = config.decay_start = config.eval_every = config.checkpoint_every = 6
+  state, metrics = loop.train_and_evaluate(config, tmp_path / "run")
+  assert int(state.step) == 6 and "ResidualBlock_0" in state.generator.params
+  assert 0 < metrics["content"] < 10 and np.isfinite(metrics["l1"]), metrics
+  small = np.asarray(Image.open(next(rgb_photos.rglob("*.png"))).convert("RGB").resize((8, 8)))
+  _png(tmp_path / "small" / "a.png", small)
+  (out,) = translate.translate_folder(tmp_path / "run", tmp_path / "small", tmp_path / "big",
+                                      log=lambda m: None)
+  assert np.asarray(Image.open(out)).shape == (32, 32, 3)
 
 
 def test_folder_targets_are_split_by_name_and_make_their_inputs(tmp_path):
