@@ -5,7 +5,8 @@ Both tasks of the conditional GAN that do not need stored pairs
   superres  the target downsampled by `scale` with a box (area) filter,
             then brought back to the target's size with bicubic
             interpolation (clipped to [-1, 1]): the bicubic baseline, which
-            the U-Net refines at one size (SRCNN's setting, Dong et al. 2014).
+            SRResNet reads at the low resolution by space-to-depth, or the
+            U-Net refines at one size (SRCNN's setting, Dong et al. 2014).
   inpaint   the target with a hole: the hole's pixels set to the mean of the
             image's known pixels (per channel), and the mask (1: hole,
             -1: known) as an extra last channel. Masks are a centre square
