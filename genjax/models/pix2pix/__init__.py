@@ -12,6 +12,7 @@ from genjax.models.pix2pix import evaluate, step
 
 def validate_config(config) -> None:
   step.validate_config(config)
+  evaluate.check_content_network(config)
   paired.check_config(config.data, config.task)
 
 
@@ -41,7 +42,8 @@ def translator(config, image_shape) -> Translator:
 FAMILY = register(Family(
     name="pix2pix",
     create_state=step.create_state,
-    make_train_step=step.make_train_step,
+    make_train_step=lambda config: step.make_train_step(config,
+                                                        evaluate.content_features(config)),
     validate_config=validate_config,
     make_evaluator=evaluate.make_evaluator,
     evaluate_metrics=evaluate.evaluate_metrics,

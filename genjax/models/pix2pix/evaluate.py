@@ -18,6 +18,8 @@ its feature network. The generator's dropout is on, as the paper tests,
 with noise drawn from a fixed key; batch norm uses each batch's statistics.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -32,6 +34,22 @@ from genjax.models.pix2pix import step as pix2pix
 
 
 BASELINES = {"paired": "identity", "superres": "bicubic", "inpaint": "mean_fill"}
+
+
+def content_features(config):
+  """The content loss's features, images [B, H, W, C] in [-1, 1] -> conv
+  features of `config.content_network` (features.conv_features, its
+  parameters held fixed), or None when config.content_weight is 0."""
+  if not config.get("content_weight", 0.0):
+    return None
+  return functools.partial(features.conv_features, features.load(config.content_network).params)
+
+
+def check_content_network(config) -> None:
+  """ValueError naming a content_network genjax does not ship (with content_weight > 0)."""
+  if config.get("content_weight", 0.0) and config.content_network not in features.KNOWN_WEIGHTS:
+    raise ValueError(f"config.content_network={config.content_network!r}: choose a feature "
+                     f"network genjax ships, one of {sorted(features.KNOWN_WEIGHTS)}.")
 
 
 def feature_network(config):

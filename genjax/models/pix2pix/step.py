@@ -22,8 +22,8 @@ says):
             (networks.SRResNet); `unet` refines the bicubic image at the
             target's size. Loss: the L1, `content_weight` x the mean squared
             difference of G(x)'s and y's features in a fixed feature network
-            (SRGAN's content loss; `content_network`, whose conv features
-            genjax.metrics.features.conv_features takes), and a small
+            (SRGAN's content loss; `content_network`'s conv features, which
+            the family passes to make_train_step), and a small
             `adv_weight` (SRGAN weighs its adversarial term 1e-3 of the
             content loss).
   inpaint   input: the target with a hole (data.mask) filled with its known
@@ -37,7 +37,7 @@ says):
 """
 
 import functools
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import flax
 import jax
@@ -45,7 +45,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from genjax import losses, optim
-from genjax.metrics import features
 from genjax.models.pix2pix import networks as pix2pix_nn
 from genjax.nn import degrade, precision
 from genjax.state import TrainState
@@ -107,7 +106,7 @@ class Options(NamedTuple):
   task: str  # paired | superres | inpaint
   known_weight: float  # inpaint: the L1 outside the hole, relative to that inside
   content_weight: float = 0.0  # weight of the content loss (feature MSE)
-  content_params: dict | None = None  # the content network's parameters (features.Classifier)
+  content_features: Callable | None = None  # images [B, H, W, C] -> features, differentiable
 
 
 def finish(raw: jax.Array, inputs: jax.Array, task: str) -> jax.Array:
@@ -148,13 +147,12 @@ def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
     loss = opts.adv_weight * adv + opts.l1_weight * l1
     content = jnp.zeros(())
     if opts.content_weight:
-      content = jnp.mean(jnp.square(features.conv_features(opts.content_params, fake)
-                                    - y_features))
+      content = jnp.mean(jnp.square(opts.content_features(fake) - y_features))
       loss += opts.content_weight * content
     return loss, (adv, hole_l1, content)
 
   if opts.content_weight:
-    y_features = features.conv_features(opts.content_params, y)
+    y_features = opts.content_features(y)
   (_, (adv, l1, content)), raw_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(raw)
   (g_grads,) = g_vjp(raw_grad)
   g = g.apply_gradients(grads=g_grads)
@@ -164,19 +162,17 @@ def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
   return Pix2PixState(step=state.step + 1, generator=g, discriminator=d), metrics
 
 
-def content_network(config: ml_collections.ConfigDict):
-  """The parameters of the content loss's feature network, or None when
-  `content_weight` is 0."""
-  if not config.get("content_weight", 0.0):
-    return None
-  return features.load(config.content_network).params
-
-
-def make_train_step(config: ml_collections.ConfigDict):
+def make_train_step(config: ml_collections.ConfigDict, content_features: Callable | None = None):
+  """The train step; `content_features` (images -> features, a fixed network's)
+  is needed when config.content_weight > 0 (evaluate.content_features)."""
+  weight = config.get("content_weight", 0.0)
+  if weight and content_features is None:
+    raise ValueError(f"config.content_weight={weight} needs the content network's features: "
+                     "pass content_features (genjax.models.pix2pix.evaluate.content_features).")
   return functools.partial(train_step, opts=Options(
       l1_weight=config.l1_weight, adv_weight=config.adv_weight, task=config.task,
-      known_weight=config.known_weight, content_weight=config.get("content_weight", 0.0),
-      content_params=content_network(config)))
+      known_weight=config.known_weight, content_weight=weight,
+      content_features=content_features if weight else None))
 
 
 def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array,
@@ -210,11 +206,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not isinstance(m.res_blocks, int) or isinstance(m.res_blocks, bool) or m.res_blocks < 0:
       raise ValueError(f"config.model.res_blocks={m.res_blocks!r} must be an integer >= 0 "
                        "(16: SRGAN's).")
-  if config.get("content_weight", 0.0):
-    name = config.content_network
-    if name not in features.KNOWN_WEIGHTS:
-      raise ValueError(f"config.content_network={name!r}: choose a feature network genjax "
-                       f"ships, one of {sorted(features.KNOWN_WEIGHTS)}.")
   if m.norm not in NORMS:
     raise ValueError(f"config.model.norm={m.norm!r}: choose one of {list(NORMS)} (batch: the "
                      "paper's).")
