@@ -379,7 +379,7 @@ def pix2pix_modules(config, image_shape):
   the bicubic input by data.scale, residual blocks, pixel_shuffle
   upsamplings, PReLU), and the PatchGAN on (input, output) pairs, called as
   D(x, y) -> patch logits [B, h, w] (for inpainting x has the mask as an
-  extra channel), and with content_weight > 0 'content': the frozen conv
+  extra channel), and with a content_network 'content': the frozen conv
   trunk of the content loss (content_trunk). Every convolution has a bias,
   as genjax's; batch norm by the batch's statistics (no running averages),
   or instance norm without affine parameters."""
@@ -474,7 +474,7 @@ def pix2pix_modules(config, image_shape):
 
   generator = SRResNet() if m.get("generator", "unet") == "srresnet" else UNet()
   nets = {"generator": generator, "discriminator": PatchGAN()}
-  if config.get("content_weight", 0.0):  # frozen, its weights random: the same cost
+  if config.get("content_network", ""):  # frozen, its weights random: the same cost
     from genjax.metrics import features
     nets["content"] = content_trunk(features.load(config.content_network).record)
   return nets

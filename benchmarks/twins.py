@@ -462,7 +462,7 @@ def _pix2pix_step(nets, config, images, device, torch, to_form, amp):
       else:
         l1 = err.mean()
       loss = config.adv_weight * to(d(x, fake), 1.0) + config.l1_weight * l1
-      if content_weight:
+      if trunk is not None:
         with torch.no_grad():
           target_features = feats(y)
         content = (feats(fake).float() - target_features.float()).square().mean()

@@ -48,8 +48,8 @@ def _base_config() -> ml_collections.ConfigDict:
   config.l1_weight = 100.0  # lambda of |G(x) - y|_1 beside the conditional GAN loss
   config.adv_weight = 1.0  # weight of G's adversarial loss (1: the paper's)
   config.known_weight = 0.1  # inpaint: the L1 outside the hole, relative to that inside
-  config.content_weight = 0.0  # SRGAN's content loss: MSE of conv features (0: none)
-  config.content_network = "mnist"  # whose conv features (genjax.metrics.features)
+  config.content_weight = 0.0  # SRGAN's content loss: MSE of conv features
+  config.content_network = ""  # whose conv features (genjax.metrics.features); '': none
 
   config.model = ml_collections.ConfigDict()
   config.model.generator = "unet"  # unet | srresnet (SRGAN's; task=superres only)

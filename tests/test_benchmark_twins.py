@@ -65,7 +65,7 @@ def test_twin_has_genjax_parameter_counts_and_output_shapes(experiment, assignme
   shape = common.EXPERIMENTS[experiment.partition(":")[0]]
   state = _genjax_state(config, shape)
   nets = twins.modules(config, shape)
-  if config.get("content_weight", 0.0):  # the content loss's frozen trunk: genjax's conv layers
+  if config.get("content_network", ""):  # the content loss's frozen trunk: genjax's conv layers
     from genjax.metrics import features
     trunk = nets.pop("content")
     params = features.load(config.content_network).params
@@ -168,7 +168,7 @@ def test_biggan_and_pix2pix_twin_steps_update_every_weight(experiment, form):
   shape = (32, 32, 3) if config.family == "biggan" else (32, 32, 1)
   step, nets, images_per_step, _ = twins.make_step(config, shape, form, num_images=32)
   trunk = nets.pop("content", None)
-  if config.get("content_weight", 0.0):
+  if config.get("content_network", ""):
     assert trunk is not None and not any(p.requires_grad for p in trunk.parameters())
   before = {k: {n: p.detach().clone() for n, p in net.named_parameters()}
             for k, net in nets.items()}

@@ -74,6 +74,7 @@ def test_a_scale_that_does_not_divide_the_size_is_a_one_line_error():
     ({"model.res_blocks": -1}, "config.model.res_blocks=-1"),
     ({"content_network": "imagenet"}, "config.content_network='imagenet'"),
     ({"content_weight": -1.0}, "config.content_weight=-1.0"),
+    ({"content_network": ""}, "config.content_weight=10.0 needs a config.content_network"),
 ])
 def test_bad_superres_generator_values_are_one_line_errors(overrides, named):
   config = configs.apply_overrides(superres_fashion_mnist.get_config("tiny"), overrides)

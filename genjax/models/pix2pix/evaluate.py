@@ -39,17 +39,22 @@ BASELINES = {"paired": "identity", "superres": "bicubic", "inpaint": "mean_fill"
 def content_features(config):
   """The content loss's features, images [B, H, W, C] in [-1, 1] -> conv
   features of `config.content_network` (features.conv_features, its
-  parameters held fixed), or None when config.content_weight is 0."""
-  if not config.get("content_weight", 0.0):
+  parameters held fixed), or None when it is ''."""
+  if not config.get("content_network", ""):
     return None
   return functools.partial(features.conv_features, features.load(config.content_network).params)
 
 
 def check_content_network(config) -> None:
-  """ValueError naming a content_network genjax does not ship (with content_weight > 0)."""
-  if config.get("content_weight", 0.0) and config.content_network not in features.KNOWN_WEIGHTS:
-    raise ValueError(f"config.content_network={config.content_network!r}: choose a feature "
-                     f"network genjax ships, one of {sorted(features.KNOWN_WEIGHTS)}.")
+  """ValueError naming a content_network genjax does not ship, or a content
+  weight without one."""
+  name, weight = config.get("content_network", ""), config.get("content_weight", 0.0)
+  if name and name not in features.KNOWN_WEIGHTS:
+    raise ValueError(f"config.content_network={name!r}: choose a feature network genjax "
+                     f"ships, one of {sorted(features.KNOWN_WEIGHTS)}, or '' for none.")
+  if weight and not name:
+    raise ValueError(f"config.content_weight={weight} needs a config.content_network (mnist: "
+                     "the MNIST classifier's conv features); set one, or the weight to 0.")
 
 
 def feature_network(config):

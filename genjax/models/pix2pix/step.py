@@ -33,7 +33,8 @@ says):
             l1_weight (mean |G(x) - y| over the hole + known_weight x that
             over the known pixels), on G's output before compositing.
 `adv_weight` scales the adversarial term of G's loss (1: the paper's).
-`content_weight` (0: none) adds the content loss to any task.
+`content_network` ('': none) adds the content loss to any task, weighted by
+`content_weight`.
 """
 
 import functools
@@ -146,33 +147,30 @@ def train_step(state: Pix2PixState, batch, key: jax.Array, *, opts: Options):
       l1 = hole_l1 = losses.l1_loss(raw, y)
     loss = opts.adv_weight * adv + opts.l1_weight * l1
     content = jnp.zeros(())
-    if opts.content_weight:
+    if opts.content_features is not None:
       content = jnp.mean(jnp.square(opts.content_features(fake) - y_features))
       loss += opts.content_weight * content
     return loss, (adv, hole_l1, content)
 
-  if opts.content_weight:
+  if opts.content_features is not None:
     y_features = opts.content_features(y)
   (_, (adv, l1, content)), raw_grad = jax.value_and_grad(g_loss_fn, has_aux=True)(raw)
   (g_grads,) = g_vjp(raw_grad)
   g = g.apply_gradients(grads=g_grads)
   metrics = {"d_loss": d_loss, "g_adv": adv, "l1": l1}  # inpaint: l1 in the hole
-  if opts.content_weight:
+  if opts.content_features is not None:
     metrics["content"] = content
   return Pix2PixState(step=state.step + 1, generator=g, discriminator=d), metrics
 
 
 def make_train_step(config: ml_collections.ConfigDict, content_features: Callable | None = None):
-  """The train step; `content_features` (images -> features, a fixed network's)
-  is needed when config.content_weight > 0 (evaluate.content_features)."""
-  weight = config.get("content_weight", 0.0)
-  if weight and content_features is None:
-    raise ValueError(f"config.content_weight={weight} needs the content network's features: "
-                     "pass content_features (genjax.models.pix2pix.evaluate.content_features).")
+  """The train step. `content_features` (images -> a fixed network's
+  features; evaluate.content_features) adds the content loss, weighted by
+  config.content_weight (which a population may sweep)."""
   return functools.partial(train_step, opts=Options(
       l1_weight=config.l1_weight, adv_weight=config.adv_weight, task=config.task,
-      known_weight=config.known_weight, content_weight=weight,
-      content_features=content_features if weight else None))
+      known_weight=config.known_weight, content_weight=config.get("content_weight", 0.0),
+      content_features=content_features))
 
 
 def translate(state: Pix2PixState, inputs: jax.Array, key: jax.Array,
