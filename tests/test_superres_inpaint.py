@@ -44,12 +44,20 @@ def test_masks_are_drawn_from_the_key_and_the_centre_is_a_quarter():
   assert ((share > 0.01) & (share < 0.8)).all(), share
 
 
-@pytest.mark.parametrize("overrides, named", [
-    ({"task": "colorize"}, "config.task='colorize'"),
-    ({"data.mask": "square"}, "config.data.mask='square'"),
+@pytest.mark.parametrize("experiment, overrides, named", [
+    (inpaint_fashion_mnist, {"task": "colorize"}, "config.task='colorize'"),
+    (inpaint_fashion_mnist, {"data.mask": "square"}, "config.data.mask='square'"),
+    (superres_fashion_mnist, {"model.generator": "rrdb"}, "config.model.generator='rrdb'"),
+    (superres_fashion_mnist, {"task": "inpaint"}, "needs config.task='superres', not 'inpaint'"),
+    (superres_fashion_mnist, {"model.res_blocks": -1}, "config.model.res_blocks=-1"),
+    (superres_fashion_mnist, {"content_network": "imagenet"},
+     "config.content_network='imagenet'"),
+    (superres_fashion_mnist, {"content_weight": -1.0}, "config.content_weight=-1.0"),
+    (superres_fashion_mnist, {"content_network": ""},
+     "config.content_weight=10.0 needs a config.content_network"),
 ])
-def test_bad_inpaint_values_are_one_line_errors(overrides, named):
-  config = configs.apply_overrides(inpaint_fashion_mnist.get_config("tiny"), overrides)
+def test_bad_inpaint_and_superres_values_are_one_line_errors(experiment, overrides, named):
+  config = configs.apply_overrides(experiment.get_config("tiny"), overrides)
   with pytest.raises(ValueError) as e:
     models.get("pix2pix").validate_config(config)
   assert named in str(e.value) and "\n" not in str(e.value)
@@ -66,21 +74,6 @@ def test_a_scale_that_does_not_divide_the_size_is_a_one_line_error():
   config.data.scale = 1
   with pytest.raises(ValueError, match="config.data.scale=1 must be an integer >= 2"):
     family.validate_config(config)
-
-
-@pytest.mark.parametrize("overrides, named", [
-    ({"model.generator": "rrdb"}, "config.model.generator='rrdb'"),
-    ({"task": "inpaint"}, "needs config.task='superres', not 'inpaint'"),
-    ({"model.res_blocks": -1}, "config.model.res_blocks=-1"),
-    ({"content_network": "imagenet"}, "config.content_network='imagenet'"),
-    ({"content_weight": -1.0}, "config.content_weight=-1.0"),
-    ({"content_network": ""}, "config.content_weight=10.0 needs a config.content_network"),
-])
-def test_bad_superres_generator_values_are_one_line_errors(overrides, named):
-  config = configs.apply_overrides(superres_fashion_mnist.get_config("tiny"), overrides)
-  with pytest.raises(ValueError) as e:
-    models.get("pix2pix").validate_config(config)
-  assert named in str(e.value) and "\n" not in str(e.value)
 
 
 def test_srresnet_works_at_the_low_resolution_and_upsamples_by_the_scale():
