@@ -30,7 +30,10 @@ README has its markers.
 
 A row whose run and evaluation are already in runs/report is not redone, so
 an interrupted report continues where it stopped; delete the row's folder to
-redo it. A finished row scored with other feature-network weights than the
+redo it. A row whose training stops on SIGTERM or SIGINT (its checkpoint
+saved) stops the report with status 1, nothing scored; the same command
+resumes it, and its train time adds up the parts (shown as "≥" where a
+part ended without a record, by SIGKILL say). A finished row scored with other feature-network weights than the
 committed ones is scored again from its checkpoint, not trained again.
 
 Each row's evaluation scalars against steps, read from its run's TensorBoard
@@ -226,6 +229,25 @@ def _folder_network(config) -> None:
                   folder_features.network_dir(config.data))
 
 
+# A row's train time so far, written when its training is interrupted.
+TRAIN_TIME = "report_train_time.json"
+
+
+def _latest_step(workdir: Path) -> int | None:
+  steps = [int(p.name) for p in (workdir / "checkpoints").glob("*") if p.name.isdigit()]
+  return max(steps, default=None)
+
+
+def _train_time(r: dict) -> str:
+  """'12.3 min'; '≥ 12.3 min' where a part of the training went unrecorded."""
+  at_least = "" if r.get("train_seconds_complete", True) else "≥ "
+  return f"{at_least}{r['train_seconds'] / 60:.1f} min"
+
+
+class RowInterrupted(Exception):
+  """A row's training stopped on a signal before num_steps (checkpoint saved)."""
+
+
 def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
             seeds: int = 1, folders: dict | None = None) -> dict:
   """Trains and evaluates one row (or reads its finished result)."""
@@ -258,15 +280,27 @@ def run_row(name: str, workdir: Path, steps_scale: float, num: int, iwae_k: int,
       result_path.write_text(json.dumps(result, indent=2))
       return result
   print(f"[{name}] training {config.num_steps} steps in {workdir}", file=sys.stderr)
+  # Train time over every part of an interrupted row: the parts before this
+  # one are in TRAIN_TIME; a part ended by SIGKILL records none (`complete`).
+  time_path = workdir / TRAIN_TIME
+  earlier = json.loads(time_path.read_text()) if time_path.exists() else None
+  complete = (earlier["complete"] and earlier["step"] == _latest_step(workdir) if earlier
+              else _latest_step(workdir) is None)
   start = time.perf_counter()
-  loop.train_and_evaluate(config, workdir)
-  train_seconds = time.perf_counter() - start
+  _, last = loop.train_and_evaluate(config, workdir)
+  train_seconds = (earlier["seconds"] if earlier else 0.0) + time.perf_counter() - start
+  if last["step"] < config.num_steps:  # stopped by SIGTERM/SIGINT, checkpoint saved
+    time_path.write_text(json.dumps({"seconds": train_seconds, "complete": complete,
+                                     "step": last["step"]}))
+    raise RowInterrupted(f"[{name}] stopped at step {last['step']} of {config.num_steps}; "
+                         "nothing scored. Run the same command to resume the report.")
   metrics = evaluate.evaluate(workdir, num=num, iwae_k=iwae_k, num_test=num_test)
   result = {
       "name": name, "model": row.what, "table": row.table, "family": config.family,
       "dataset": Path(config.data.path).name if folder else config.data.name,
       "data_source": metrics["data_source"], "steps": config.num_steps, "num": num,
       "seeds": seeds, "train_seconds": round(train_seconds, 1),
+      "train_seconds_complete": complete,
       "command": _command(row.module, row.preset, overrides, config.num_steps, seeds),
       "metrics": metrics,
   }
@@ -365,7 +399,7 @@ def table(results: list[dict], compact: bool = False, note: str = "") -> str:
     seeds = r.get("seeds", 1)
     lines.append(
         f"| {r['model']} | {r['dataset']} | {r['steps']} | {seeds} | "
-        f"{r['train_seconds'] / 60:.1f} min | {scores(values)} |"
+        f"{_train_time(r)} | {scores(values)} |"
         + (f" {nll_of(values, iwae_k)} |" if nll else "")
         + command(f"`{r['command']}`"))
     if "floor_train_vs_test" in m:
@@ -439,7 +473,7 @@ def translation_table(results: list[dict], compact: bool = False, note: str = ""
     values = {k.removeprefix("samples."): v for k, v in _flat(r["metrics"]).items()}
     cells = " | ".join(_fmt(_pick(values, keys), 4) for _, keys in measures)
     lines.append(f"| {r['model']} | {r['dataset']} | {r['steps']} | {r.get('seeds', 1)} | "
-                 + ("" if compact else f"{r['train_seconds'] / 60:.1f} min | ") + f"{cells} |"
+                 + ("" if compact else f"{_train_time(r)} | ") + f"{cells} |"
                  + ("" if compact else f" `{r['command']}` |"))
     for baseline in ("identity", "bicubic", "mean_fill"):
       # the same for every member (fixed test inputs): its mean, without a spread
@@ -570,9 +604,13 @@ def main(argv):
             f"`python scripts/make_rgb_folder.py {folder} --source emoji"
             + (" --limit 140`" if key == "emoji_1k" else "`") + f", or pass --{key}=DIR.")
   workdir = Path(FLAGS.workdir)
-  results = {name: run_row(name, workdir / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
-                           FLAGS.seeds, folders)
-             for name in FLAGS.rows}
+  try:
+    results = {name: run_row(name, workdir / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
+                             FLAGS.seeds, folders)
+               for name in FLAGS.rows}
+  except RowInterrupted as e:
+    print(e, file=sys.stderr)
+    sys.exit(1)
   out = Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)
   if not out.exists():

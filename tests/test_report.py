@@ -4,9 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from tensorboardX import SummaryWriter
 
@@ -69,6 +71,41 @@ def test_report_trains_scores_and_writes_the_table(tmp_path):
   # same checkpoint, same seed, same numbers
   assert rescored["metrics"]["summary"]["samples.fid"] == summary
   assert rescored["train_seconds"] == result["train_seconds"]
+
+
+def test_an_interrupted_row_is_not_scored_and_its_parts_add_up(tmp_path, monkeypatch):
+  """A row whose training stopped on a signal (the loop returns before
+  num_steps) stops the report unscored; the resumed row's train time is the
+  sum of its parts, and "≥" where a part left no record."""
+  parts = []
+
+  def train(config, workdir):  # the loop: the first part stops at step 5
+    step = 5 if not parts else config.num_steps
+    parts.append(step)
+    (Path(workdir) / "checkpoints" / str(step)).mkdir(parents=True)
+    time.sleep(0.3)
+    return None, {"step": step}
+
+  scored = []
+  monkeypatch.setattr(report.loop, "train_and_evaluate", train)
+  monkeypatch.setattr(report.evaluate, "evaluate",
+                      lambda workdir, **_: scored.append(workdir) or {"data_source": "IDX"})
+  row = tmp_path / "gan_mnist"
+  with pytest.raises(report.RowInterrupted, match="stopped at step 5 of 12; nothing scored"):
+    report.run_row("gan_mnist", row, 0.00075, 10, 0)
+  assert not scored and not (row / "report.json").exists()
+  result = report.run_row("gan_mnist", row, 0.00075, 10, 0)
+  assert parts == [5, 12] and scored == [row] and result["steps"] == 12
+  assert result["train_seconds"] >= 0.6 and result["train_seconds_complete"]
+  assert report._train_time(result) == f"{result['train_seconds'] / 60:.1f} min"
+  # A row resumed from a checkpoint that no part recorded (its process was
+  # killed): the time counted is a lower bound, and the table says so.
+  parts.clear()
+  (tmp_path / "killed" / "checkpoints" / "3").mkdir(parents=True)
+  with pytest.raises(report.RowInterrupted):
+    report.run_row("gan_mnist", tmp_path / "killed", 0.00075, 10, 0)
+  result = report.run_row("gan_mnist", tmp_path / "killed", 0.00075, 10, 0)
+  assert not result["train_seconds_complete"] and report._train_time(result).startswith("≥ ")
 
 
 def test_unknown_row_is_named(tmp_path):
