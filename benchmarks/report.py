@@ -54,7 +54,7 @@ from typing import NamedTuple
 from absl import app, flags, logging
 
 from genjax import configs, evaluate, runtime, viz
-from genjax.train import loop, workdir as workdir_lib
+from genjax.train import loop, members as members_lib, workdir as workdir_lib
 from genjax.metrics import features
 
 class Row(NamedTuple):
@@ -558,9 +558,17 @@ def plot_run(run_dir: Path, out: Path, title: str = "", most: int = 3) -> Path |
   if not names:
     print(f"{run_dir}: no evaluation scalars in its TensorBoard files; no plot.", file=sys.stderr)
     return None
-  viz.save_scalar_plot(out, scalars, names, title)
+  viz.save_scalar_plot(out, scalars, names, title, groups=_sweep_groups(run_dir))
   print(f"plot: {out}", file=sys.stderr)
   return out
+
+
+def _sweep_groups(run_dir: Path) -> list[str] | None:
+  """A swept population's member labels (viz.member_groups); None for any other run."""
+  if not (run_dir / "config.json").exists():
+    return None
+  config, _ = workdir_lib.read(run_dir)
+  return viz.member_groups(members_lib.members_of(config).swept)
 
 
 def plots_section(drawn: list[tuple[dict, Path]], page_dir: Path) -> str:

@@ -53,7 +53,8 @@ def scatter(points: np.ndarray, labels: np.ndarray, size: int = 480) -> np.ndarr
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def plot_scalar(ax, scalars: dict, name: str, label: str | None = None) -> None:
+def plot_scalar(ax, scalars: dict, name: str, label: str | None = None,
+                groups: list[str] | None = None) -> None:
   """Draws the scalar `name` ("eval/fid") against steps on a matplotlib Axes.
 
   `scalars` is `genjax.train.workdir.read_scalars(workdir)`'s {tag: (steps,
@@ -61,6 +62,10 @@ def plot_scalar(ax, scalars: dict, name: str, label: str | None = None) -> None:
   thin line, and the mean ± standard deviation (n-1) over the members at the
   steps where every member has a value is a thick line with a band. A single
   run's `name` is one line.
+
+  `groups` (a label per member, `member_groups`) splits a swept population:
+  the members with the same label (its seeds) share a colour and their own
+  mean ± std band; a group of one is a line with the group's label.
   """
   prefix = f"{name}/member_"
   members = {int(tag[len(prefix):]): curve for tag, curve in scalars.items()
@@ -70,16 +75,23 @@ def plot_scalar(ax, scalars: dict, name: str, label: str | None = None) -> None:
       raise KeyError(f"no scalar {name!r}; the run has {', '.join(sorted(scalars)) or 'none'}.")
     steps, values = scalars[name]
     ax.plot(steps, values, marker="o", markersize=3, label=label)
-  else:
+  elif groups is None:
     for m, (steps, values) in sorted(members.items()):
       ax.plot(steps, values, linewidth=1, alpha=0.6, label=f"member {m}")
-    common = sorted(set.intersection(*(set(s.tolist()) for s, _ in members.values())))
-    if len(members) > 1 and common:
-      stacked = np.stack([v[np.searchsorted(s, common)] for s, v in members.values()])
-      mean, std = stacked.mean(0), stacked.std(0, ddof=1)
-      ax.plot(common, mean, color="black", linewidth=2,
-              label=label or f"mean ± std of {len(members)}")
-      ax.fill_between(common, mean - std, mean + std, color="black", alpha=0.15)
+    _band(ax, list(members.values()), "black", label or f"mean ± std of {len(members)}")
+  else:
+    if len(groups) < max(members) + 1:
+      raise ValueError(f"groups names {len(groups)} members; the run has {max(members) + 1}.")
+    for i, group in enumerate(dict.fromkeys(groups)):
+      color = f"C{i % 10}"
+      curves = [members[m] for m in sorted(members) if groups[m] == group]
+      for steps, values in curves:
+        single = len(curves) == 1
+        ax.plot(steps, values, color=color, linewidth=1.5 if single else 1,
+                alpha=1.0 if single else 0.5, marker="o" if single else None, markersize=3,
+                label=group if single else None)
+      if len(curves) > 1:
+        _band(ax, curves, color, f"{group}: mean ± std of {len(curves)}")
   ax.set_xlabel("step")
   ax.set_ylabel(name.removeprefix("eval/").removeprefix("train/"))
   ax.grid(alpha=0.3)
@@ -87,9 +99,31 @@ def plot_scalar(ax, scalars: dict, name: str, label: str | None = None) -> None:
     ax.legend(fontsize=7)
 
 
-def save_scalar_plot(path: Path, scalars: dict, names: list[str], title: str = "") -> None:
-  """A PNG with one panel per scalar in `names` (`plot_scalar` each), drawn on
-  its own Agg canvas (no pyplot state)."""
+def _band(ax, curves: list, color: str, label: str) -> None:
+  """The mean ± std (n-1) of `curves` [(steps, values)] at their common steps."""
+  common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
+  if len(curves) > 1 and common:
+    stacked = np.stack([v[np.searchsorted(s, common)] for s, v in curves])
+    mean, std = stacked.mean(0), stacked.std(0, ddof=1)
+    ax.plot(common, mean, color=color, linewidth=2, label=label)
+    ax.fill_between(common, mean - std, mean + std, color=color, alpha=0.15)
+
+
+def member_groups(swept: dict) -> list[str] | None:
+  """A label per member from a population's swept values ('opt.g_lr=0.0005,
+  opt.d_lr=0.0002'; `genjax.train.members.Members.swept`), the seeds of one
+  combination alike; None where nothing is swept."""
+  if not swept:
+    return None
+  count = len(next(iter(swept.values())))
+  return [", ".join(f"{k.rsplit('.', 1)[-1]}={v[m]:g}" for k, v in swept.items())
+          for m in range(count)]
+
+
+def save_scalar_plot(path: Path, scalars: dict, names: list[str], title: str = "",
+                     groups: list[str] | None = None) -> None:
+  """A PNG with one panel per scalar in `names` (`plot_scalar` each, with
+  `groups`), drawn on its own Agg canvas (no pyplot state)."""
   # pylint: disable=g-import-not-at-top
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
@@ -97,7 +131,7 @@ def save_scalar_plot(path: Path, scalars: dict, names: list[str], title: str = "
   fig = Figure(figsize=(4.2 * len(names), 3.2), dpi=100, layout="constrained")
   FigureCanvasAgg(fig)
   for i, name in enumerate(names):
-    plot_scalar(fig.add_subplot(1, len(names), i + 1), scalars, name)
+    plot_scalar(fig.add_subplot(1, len(names), i + 1), scalars, name, groups=groups)
   if title:
     fig.suptitle(title, fontsize=10)
   path = Path(path)

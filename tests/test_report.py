@@ -13,6 +13,8 @@ from PIL import Image
 from tensorboardX import SummaryWriter
 
 from benchmarks import report
+from experiments import gan_mnist
+from genjax import viz
 from genjax.train import workdir as workdir_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,6 +139,39 @@ def test_scalars_are_read_from_event_files_and_plotted(tmp_path):
   (tmp_path / "empty" / "tensorboard").mkdir(parents=True)
   assert report.plot_run(tmp_path / "empty", tmp_path / "plots" / "empty.png") is None
   assert not (tmp_path / "plots" / "empty.png").exists()
+
+
+def test_a_swept_population_is_drawn_per_combination(tmp_path):
+  """A sweep's members are labelled by their values, and each combination's
+  seeds get their own band: a mean over step sizes would mean nothing."""
+  run = tmp_path / "sweep"
+  config = gan_mnist.get_config()
+  config.population.seeds = 2
+  config.population.sweep = "opt.g_lr=2e-4,5e-4"
+  run.mkdir()
+  (run / "config.json").write_text(config.to_json())
+  workdir_lib.write_info(run, (28, 28, 1), 10, [{"source": "test"}])
+  groups = report._sweep_groups(run)
+  assert groups == ["g_lr=0.0002", "g_lr=0.0002", "g_lr=0.0005", "g_lr=0.0005"]
+  assert report._sweep_groups(tmp_path) is None  # not a run: no labels
+  with SummaryWriter(str(run / "tensorboard")) as writer:
+    for step in (100, 200):
+      for m in range(4):
+        writer.add_scalar(f"eval/fid/member_{m}", 100.0 - step / 10 + 10 * m, step)
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  ax = Figure().add_subplot()
+  viz.plot_scalar(ax, workdir_lib.read_scalars(run, "eval/"), "eval/fid", groups=groups)
+  handles, labels = ax.get_legend_handles_labels()
+  assert labels == ["g_lr=0.0002: mean ± std of 2", "g_lr=0.0005: mean ± std of 2"]
+  assert handles[0].get_ydata().tolist() == [95.0, 85.0]  # members 0 and 1 only
+  assert handles[1].get_ydata().tolist() == [115.0, 105.0]
+  assert report.plot_run(run, tmp_path / "sweep.png") is not None
+  # One seed: a labelled line per combination, no band.
+  ax = Figure().add_subplot()
+  viz.plot_scalar(ax, workdir_lib.read_scalars(run, "eval/"), "eval/fid",
+                  groups=["a=1", "a=2", "a=3", "a=4"])
+  assert ax.get_legend_handles_labels()[1] == ["a=1", "a=2", "a=3", "a=4"]
+  assert not ax.collections  # no fill_between band
 
 
 def test_translation_rows_train_score_and_sit_beside_their_baseline(tmp_path):
