@@ -563,6 +563,10 @@ def plot_run(run_dir: Path, out: Path, title: str = "", most: int = 3) -> Path |
   return out
 
 
+def _count(n: int, noun: str) -> str:
+  return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _sweep_groups(run_dir: Path) -> list[str] | None:
   """A swept population's member labels (viz.member_groups); None for any other run."""
   if not (run_dir / "config.json").exists():
@@ -637,7 +641,7 @@ def main(argv):
     text = render(rows, note=FLAGS.note)
     if FLAGS.plots:
       drawn = [(r, plot_run(workdir / r["name"], Path(FLAGS.plots) / f"{r['name']}.png",
-                            f"{r['name']}, {r.get('seeds', 1)} seeds"))
+                            f"{r['name']}, {_count(r.get('seeds', 1), 'seed')}"))
                for r in rows if (workdir / r["name"]).is_dir()]
       text += plots_section([(r, path) for r, path in drawn if path], out.parent)
     write_section(out, table_name, text, title)
