@@ -53,7 +53,7 @@ from typing import NamedTuple
 
 from absl import app, flags, logging
 
-from genjax import configs, evaluate, runtime, viz
+from genjax import cli, configs, evaluate, runtime, viz
 from genjax.train import loop, members as members_lib, workdir as workdir_lib
 from genjax.metrics import features
 
@@ -618,12 +618,16 @@ def main(argv):
             f"`python scripts/make_rgb_folder.py {folder} --source emoji"
             + (" --limit 140`" if key == "emoji_1k" else "`") + f", or pass --{key}=DIR.")
   workdir = Path(FLAGS.workdir)
+  results = {}
   try:
-    results = {name: run_row(name, workdir / name, FLAGS.steps_scale, FLAGS.num, FLAGS.iwae_k,
-                             FLAGS.seeds, folders)
-               for name in FLAGS.rows}
+    for name in FLAGS.rows:
+      results[name] = run_row(name, workdir / name, FLAGS.steps_scale, FLAGS.num,
+                              FLAGS.iwae_k, FLAGS.seeds, folders)
   except RowInterrupted as e:
     print(e, file=sys.stderr)
+    sys.exit(1)
+  except cli.USER_ERRORS as e:  # a diverged row, a missing dataset: one line, the row named
+    print(f"[{name}] error: {e}", file=sys.stderr)
     sys.exit(1)
   out = Path(FLAGS.out)
   out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,10 @@ from ml_collections import config_flags
 from genjax import checkpoint, configs, data, runtime, workdir_lock
 from genjax.train import loop
 
+# What a run can stop with that the user can fix: printed as one line, status 1.
+USER_ERRORS = (ValueError, FileNotFoundError, data.DatasetUnavailableError,
+               loop.TrainingDiverged, checkpoint.CheckpointError, workdir_lock.WorkdirLocked,
+               workdir_lock.WorkdirLockLost, workdir_lock.WorkdirUnusable)
 
 
 def unknown_overrides(argv: list[str], get_config, module_file: str) -> str | None:
@@ -77,9 +81,7 @@ def main(get_config, default_workdir: str) -> None:
       workdir = configs.preset_workdir(default_workdir, preset)
     try:  # the loop checks the config before it loads or compiles anything
       loop.train_and_evaluate(config, workdir, allow_changes=flags.FLAGS.allow_changes)
-    except (ValueError, FileNotFoundError, data.DatasetUnavailableError, loop.TrainingDiverged,
-            checkpoint.CheckpointError, workdir_lock.WorkdirLocked,
-            workdir_lock.WorkdirLockLost, workdir_lock.WorkdirUnusable) as e:
+    except USER_ERRORS as e:
       print(f"error: {e}", file=sys.stderr)
       sys.exit(1)
 

@@ -110,6 +110,22 @@ def test_an_interrupted_row_is_not_scored_and_its_parts_add_up(tmp_path, monkeyp
   assert not result["train_seconds_complete"] and report._train_time(result).startswith("≥ ")
 
 
+def test_a_row_that_diverges_stops_the_report_with_one_line(tmp_path, monkeypatch, capsys):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from absl.testing import flagsaver  # pylint: disable=g-import-not-at-top
+
+  def diverge(name, *_):
+    raise report.loop.TrainingDiverged("d_loss is NaN at step 40. Stopped without saving.")
+
+  monkeypatch.setattr(report, "run_row", diverge)
+  with flagsaver.flagsaver():
+    flags.FLAGS(["report", "--rows=loss_wgan", f"--workdir={tmp_path}"])
+    with pytest.raises(SystemExit) as stop:
+      report.main([])
+  assert stop.value.code == 1
+  assert "[loss_wgan] error: d_loss is NaN at step 40" in capsys.readouterr().err
+
+
 def test_unknown_row_is_named(tmp_path):
   proc = subprocess.run(
       [sys.executable, "-m", "benchmarks.report", "--rows=gan_mnsit", f"--workdir={tmp_path}"],
