@@ -215,3 +215,57 @@ def test_reflect_pad_is_jnp_pad_reflect_with_its_gradient(shape, p):
   grad = lambda pad: jax.grad(lambda x: jnp.sum(pad(x) * weights))(x)
   np.testing.assert_allclose(grad(lambda x: cyclegan.reflect_pad(x, p)), grad(reference),
                              rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 3, 6), (2, 1, 1, 8)])
+def test_channel_sums_and_their_gradients_are_jnp_sums(shape):
+  """channel_sum (a product with ones) and per_channel (a broadcast whose
+  gradient is channel_sum) compute what jnp.sum and broadcasting do."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  v = jax.random.normal(jax.random.key(1), shape[-1:])
+  np.testing.assert_allclose(layers.channel_sum(x), x.sum((0, 1, 2)), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(layers.channel_mean(x), x.mean((0, 1, 2)), rtol=1e-5, atol=1e-6)
+
+  def f(x, v, ours):
+    s = layers.channel_sum(x) if ours else x.sum((0, 1, 2))
+    b = layers.per_channel(v * s, x.shape) if ours else (v * s)[None, None, None]
+    return jnp.sum(jnp.sin(x * b))
+
+  ours, ref = (jax.grad(f, argnums=(0, 1))(x, v, flag) for flag in (True, False))
+  chex.assert_trees_all_close(ours, ref, atol=1e-4, rtol=1e-4)
+  assert float(jnp.abs(ours[1]).max()) > 1e-2  # not vacuous
+  low = layers.channel_sum(x.astype(jnp.bfloat16))
+  assert low.dtype == jnp.bfloat16
+  np.testing.assert_allclose(low.astype(jnp.float32), x.sum((0, 1, 2)), rtol=0.02, atol=0.05)
+
+
+def test_pix2pix_batch_norm_and_prelu_are_the_plain_forms():
+  """pix2pix's batch norm (statistics and gradients through channel_sum) and
+  layers.PReLU (the slope's gradient a dot product) are the textbook batch
+  norm and nn.PReLU: variables, values and gradients."""
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.key(0), (4, 6, 5, 7))
+  bn = p2p_nets.BatchNorm()
+  variables = bn.init(jax.random.key(1), x)
+  variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape),
+                           variables)
+
+  def plain(v, x):
+    p = v["params"]
+    mean, var = x.mean((0, 1, 2), keepdims=True), x.var((0, 1, 2), keepdims=True)
+    return (x - mean) / jnp.sqrt(var + 1e-5) * p["scale"][None, None, None] \
+        + p["bias"][None, None, None]
+
+  np.testing.assert_allclose(bn.apply(variables, x), plain(variables, x), atol=1e-4)
+  weights = jax.random.normal(jax.random.key(3), x.shape)
+  grads = [jax.grad(lambda v, x, f=f: jnp.sum(f(v, x) ** 3 * weights), argnums=(0, 1))(
+      variables, x) for f in (bn.apply, plain)]
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-3, rtol=1e-4)
+
+  ours, ref = layers.PReLU(negative_slope_init=0.25), nn.PReLU(negative_slope_init=0.25)
+  variables = ours.init(jax.random.key(1), x - 3.0)
+  chex.assert_trees_all_equal_shapes_and_dtypes(variables, ref.init(jax.random.key(1), x))
+  np.testing.assert_allclose(ours.apply(variables, x - 3.0), ref.apply(variables, x - 3.0))
+  grads = [jax.grad(lambda v, x, m=m: jnp.sum(m.apply(v, x) ** 3), argnums=(0, 1))(
+      variables, x - 3.0) for m in (ours, ref)]
+  chex.assert_trees_all_close(grads[0], grads[1], atol=1e-3, rtol=1e-5)
+  assert float(jnp.abs(grads[0][0]["params"]["negative_slope"])) > 1.0  # not vacuous
