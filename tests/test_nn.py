@@ -269,3 +269,36 @@ def test_pix2pix_batch_norm_and_prelu_are_the_plain_forms():
       variables, x - 3.0) for m in (ours, ref)]
   chex.assert_trees_all_close(grads[0], grads[1], atol=1e-3, rtol=1e-5)
   assert float(jnp.abs(grads[0][0]["params"]["negative_slope"])) > 1.0  # not vacuous
+
+
+@pytest.mark.parametrize("dtype", [None, jnp.bfloat16])
+def test_batch_norm_is_nn_batch_norm(dtype):
+  """layers.BatchNorm is flax's: variables, outputs, gradients, running
+  averages, and the running-average mode."""
+  x = 2.0 + 3.0 * jax.random.normal(jax.random.key(0), (6, 5, 4, 8))
+  kw = dict(momentum=0.9, epsilon=1e-4, dtype=dtype)
+  ours, ref = layers.BatchNorm(**kw), nn.BatchNorm(**kw)
+  variables = ours.init(jax.random.key(1), x, use_running_average=False)
+  chex.assert_trees_all_equal(variables, ref.init(jax.random.key(1), x, use_running_average=False))
+  variables = jax.tree.map(lambda v: v + 0.3 * jax.random.normal(jax.random.key(2), v.shape),
+                           variables)
+  tol = dict(atol=1e-4, rtol=1e-4) if dtype is None else dict(atol=0.05, rtol=0.05)
+  weights = jax.random.normal(jax.random.key(3), x.shape)
+
+  def run(m, v, x):
+    y, updates = m.apply(v, x, use_running_average=False, mutable=["batch_stats"])
+    return jnp.sum(y.astype(jnp.float32) ** 3 * weights), (y, updates)
+
+  results = [jax.value_and_grad(run, argnums=(1, 2), has_aux=True)(m, variables, x)
+             for m in (ours, ref)]
+  y = [aux[0] for (_, aux), _ in results]
+  stats = [aux[1] for (_, aux), _ in results]
+  grads = [g for _, g in results]
+  assert y[0].dtype == y[1].dtype == (dtype or jnp.float32)
+  chex.assert_trees_all_close(y[0].astype(jnp.float32), y[1].astype(jnp.float32), **tol)
+  chex.assert_trees_all_close(stats[0], stats[1], atol=1e-5, rtol=1e-5)
+  chex.assert_trees_all_close(grads[0], grads[1], **(tol if dtype else dict(atol=1e-2, rtol=1e-4)))
+  assert float(jnp.abs(grads[0][0]["params"]["scale"]).max()) > 1.0  # not vacuous
+  evaluated = [m.apply(variables, x, use_running_average=True) for m in (ours, ref)]
+  chex.assert_trees_all_close(evaluated[0].astype(jnp.float32), evaluated[1].astype(jnp.float32),
+                              **tol)

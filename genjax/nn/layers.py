@@ -220,6 +220,53 @@ class Conv(nn.Module):
     return y
 
 
+class BatchNorm(nn.Module):
+  """nn.BatchNorm normalising over every axis but the last: its variables
+  (params scale, bias; batch_stats mean, var), initialisers, running
+  averages and arithmetic (statistics in at least float32, variance as
+  E[x^2] - E[x]^2 clipped at 0), with the sums over the leading axes and
+  their gradients products with ones (channel_sum, per_channel), which
+  XLA:CPU runs faster than its reductions. A drop-in: same name, same
+  checkpoints."""
+
+  use_running_average: bool | None = None
+  momentum: float = 0.99
+  epsilon: float = 1e-5
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  use_bias: bool = True
+  use_scale: bool = True
+  bias_init: Callable = nn.initializers.zeros
+  scale_init: Callable = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
+    use_running_average = nn.merge_param("use_running_average", self.use_running_average,
+                                         use_running_average)
+    c = x.shape[-1]
+    ra_mean = self.variable("batch_stats", "mean", lambda s: jnp.zeros(s, jnp.float32), (c,))
+    ra_var = self.variable("batch_stats", "var", lambda s: jnp.ones(s, jnp.float32), (c,))
+    if use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+      mean, mean2 = channel_mean(x32), channel_mean(jnp.square(x32))
+      var = jnp.maximum(0.0, mean2 - jnp.square(mean))
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    mul = jax.lax.rsqrt(var + self.epsilon)
+    args = [x]
+    if self.use_scale:
+      scale = self.param("scale", self.scale_init, (c,), self.param_dtype)
+      mul, args = mul * scale, args + [scale]
+    y = (x - per_channel(mean, x.shape)) * per_channel(mul, x.shape)
+    if self.use_bias:
+      bias = self.param("bias", self.bias_init, (c,), self.param_dtype)
+      y, args = y + per_channel(bias, x.shape), args + [bias]
+    return jnp.asarray(y, nn.dtypes.canonicalize_dtype(*args, dtype=self.dtype))
+
+
 @jax.custom_vjp
 def _scale_negative(x: jax.Array, slope: jax.Array) -> jax.Array:
   return jnp.where(x >= 0, x, slope * x)

@@ -101,8 +101,9 @@ class ConditionalBatchNorm(nn.Module):
   def __call__(self, x: jax.Array, cond: jax.Array | None) -> jax.Array:
     conditional = cond is not None
     # Flax's force_float32_reductions: statistics in float32 at any dtype
-    h = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-4,
-                     use_scale=not conditional, use_bias=not conditional, dtype=self.dtype)(x)
+    h = layers.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-4,
+                         use_scale=not conditional, use_bias=not conditional,
+                         dtype=self.dtype)(x)
     if not conditional:
       return h
     c = x.shape[-1]
@@ -215,8 +216,8 @@ class Generator(nn.Module):
       h = GBlock(self.ch * m, train, self.dtype, name=f"block_{i}")(h, conds[i])
       if h.shape[1] == self.attention:
         h = SelfAttention(train, self.dtype, name="attention")(h)
-    h = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-4,
-                             dtype=self.dtype, name="bn_out")(h))
+    h = nn.relu(layers.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-4,
+                                 dtype=self.dtype, name="bn_out")(h))
     h = sn(layers.Conv(self.channels, (3, 3), dtype=self.dtype, name="conv_out"), h)
     return precision.to_float32(jnp.tanh(h))
 

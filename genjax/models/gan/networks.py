@@ -96,7 +96,7 @@ class Generator(nn.Module):
     n_up = num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
     # Flax's force_float32_reductions: batch statistics in float32 at any dtype
-    bn = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+    bn = functools.partial(layers.BatchNorm, use_running_average=not train, momentum=0.9,
                            dtype=self.dtype)
 
     def norm_relu():
