@@ -33,8 +33,9 @@ an interrupted report continues where it stopped; delete the row's folder to
 redo it. A row whose training stops on SIGTERM or SIGINT (its checkpoint
 saved) stops the report with status 1, nothing scored; the same command
 resumes it, and its train time adds up the parts (shown as "≥" where a
-part ended without a record, by SIGKILL say). A finished row scored with other feature-network weights than the
-committed ones is scored again from its checkpoint, not trained again.
+part ended without a record, by SIGKILL say). A finished row scored with
+other feature-network weights than the committed ones is scored again from
+its checkpoint, not trained again.
 
 Each row's evaluation scalars against steps, read from its run's TensorBoard
 event files (FID and the others the family reports; one line per member, the

@@ -100,7 +100,7 @@ class ConditionalBatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array | None) -> jax.Array:
     conditional = cond is not None
-    # Flax's force_float32_reductions: statistics in float32 at any dtype
+    # layers.BatchNorm: statistics in float32 at any dtype
     h = layers.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-4,
                          use_scale=not conditional, use_bias=not conditional,
                          dtype=self.dtype)(x)

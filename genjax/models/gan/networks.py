@@ -95,7 +95,7 @@ class Generator(nn.Module):
         labels = jnp.concatenate([ref_labels, labels])
     n_up = num_upsamplings(self.image_size)
     start = START_SIZE[self.image_size]
-    # Flax's force_float32_reductions: batch statistics in float32 at any dtype
+    # layers.BatchNorm: batch statistics in float32 at any dtype
     bn = functools.partial(layers.BatchNorm, use_running_average=not train, momentum=0.9,
                            dtype=self.dtype)
 
