@@ -92,6 +92,12 @@ def plot_scalar(ax, scalars: dict, name: str, label: str | None = None,
                 label=group if single else None)
       if len(curves) > 1:
         _band(ax, curves, color, f"{group}: mean ± std of {len(curves)}")
+  from matplotlib import ticker  # pylint: disable=g-import-not-at-top
+
+  # Steps as 2k, 16k: five-digit labels run into each other on a small panel.
+  ax.xaxis.set_major_locator(ticker.MaxNLocator(nbins=6, steps=[1, 2, 5, 10], integer=True))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(
+      lambda v, _: f"{v / 1000:g}k" if abs(v) >= 1000 else f"{v:g}"))
   ax.set_xlabel("step")
   ax.set_ylabel(name.removeprefix("eval/").removeprefix("train/"))
   ax.grid(alpha=0.3)
