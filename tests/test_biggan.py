@@ -33,6 +33,29 @@ def photos(rgb_photos) -> Path:
   return rgb_photos
 
 
+def test_attention_equals_softmax_then_product_and_stays_finite():
+  """nets.attend against jax.nn.softmax then the product: values and the
+  gradients of all three inputs, at ordinary logits and at logits near 1e3
+  (exp of them unshifted overflows float32)."""
+  keys = jax.random.split(jax.random.key(0), 4)
+  theta, phi = (jax.random.normal(k, (2, 64, 3)) for k in keys[:2])
+  g, r = jax.random.normal(keys[2], (2, 16, 5)), jax.random.normal(keys[3], (2, 64, 5))
+
+  def reference(theta, phi, g):
+    weights = jax.nn.softmax(jnp.einsum("bnk,bmk->bnm", theta, phi), axis=-1)
+    return jnp.einsum("bnm,bmv->bnv", weights, g)
+
+  for scale in (1.0, 20.0):
+    args = (theta * scale, phi[:, :16] * scale, g)
+    loss = lambda f: lambda *a: jnp.sum(f(*a) * r)
+    got, grads = jax.value_and_grad(loss(nets.attend), argnums=(0, 1, 2))(*args)
+    want, want_grads = jax.value_and_grad(loss(reference), argnums=(0, 1, 2))(*args)
+    assert np.all(np.isfinite(got)) and np.allclose(got, want, rtol=1e-5, atol=1e-4), scale
+    for a, b in zip(grads, want_grads):
+      assert np.all(np.isfinite(a)) and np.allclose(a, b, rtol=1e-4, atol=1e-3 * scale), scale
+  assert float(jnp.max(jnp.abs(jnp.einsum("bnk,bmk->bnm", theta * 20, phi[:, :16] * 20)))) > 500
+
+
 def tiny_config(photos: Path, **overrides):
   config = biggan_folder.get_config("tiny")
   config.data.path, config.data.labels, config.conditional = str(photos), "folders", True
@@ -114,6 +137,18 @@ def test_orthogonal_regularisation_is_zero_for_orthogonal_rows_and_has_biggans_g
                              atol=1e-4)
   assert not jnp.any(grads["conv"]["bias"]) and not jnp.any(
       grads[nets.SHARED_EMBEDDING]["embedding"])
+  # More outputs than inputs (G's first linear layer): the small Gram's form, the same
+  # value and gradient as the [F, F] Gram's.
+  dense = jax.random.normal(jax.random.key(1), (24, 300)) * 0.1  # [fan_in, F]
+
+  def direct(kernel):
+    gram = kernel.T @ kernel
+    return 0.5 * jnp.sum((gram * (1 - jnp.eye(300))) ** 2)
+
+  value, grad = jax.value_and_grad(biggan.ortho_penalty)({"linear": {"kernel": dense}})
+  np.testing.assert_allclose(value, direct(dense), rtol=1e-5)
+  np.testing.assert_allclose(grad["linear"]["kernel"], jax.grad(direct)(dense), rtol=1e-4,
+                             atol=1e-6)
 
 
 # --- a run on real photos ----------------------------------------------------------------------

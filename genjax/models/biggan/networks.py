@@ -113,6 +113,25 @@ class ConditionalBatchNorm(nn.Module):
     return h * gain[:, None, None, :].astype(h.dtype) + bias[:, None, None, :].astype(h.dtype)
 
 
+def attend(theta: jax.Array, phi: jax.Array, g: jax.Array) -> jax.Array:
+  """softmax(theta phi^T) g over the keys, [B, N, K], [B, M, K], [B, M, V] -> [B, N, V].
+
+  The softmax's denominator comes out of the product with g as one more
+  column of ones, and the row maximum that keeps exp finite is a constant to
+  autodiff (the result does not depend on it): no pass over the [B, N, M]
+  weights for their sum or their normalisation, forward or backward, which
+  on a CPU cost more than the products (the same values as jax.nn.softmax's
+  to float32 rounding). Logits, exp and the division are float32.
+  """
+  logits = precision.to_float32(jnp.einsum("bnk,bmk->bnm", theta, phi))
+  shift = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  weights = jnp.exp(logits - shift).astype(g.dtype)
+  ones = jnp.ones((*g.shape[:-1], 1), g.dtype)
+  out = jnp.einsum("bnm,bmv->bnv", weights, jnp.concatenate([g, ones], -1),
+                   preferred_element_type=jnp.float32)
+  return (out[..., :-1] / out[..., -1:]).astype(g.dtype)
+
+
 class SelfAttention(nn.Module):
   """SAGAN's non-local block: x + gamma * o, gamma a learned scalar starting at 0.
 
@@ -134,9 +153,7 @@ class SelfAttention(nn.Module):
     theta = conv(k, "theta")(x).reshape(b, h * w, k)  # [B, N, C/8]
     phi = pool(conv(k, "phi")(x)).reshape(b, h * w // 4, k)  # [B, N/4, C/8]
     g = pool(conv(v, "g")(x)).reshape(b, h * w // 4, v)  # [B, N/4, C/2]
-    logits = jnp.einsum("bnk,bmk->bnm", theta, phi)
-    attention = jax.nn.softmax(precision.to_float32(logits), axis=-1).astype(g.dtype)
-    o = jnp.einsum("bnm,bmv->bnv", attention, g).reshape(b, h, w, v)
+    o = attend(theta, phi, g).reshape(b, h, w, v)
     o = conv(c, "o")(o)
     gamma = self.param("gamma", nn.initializers.zeros_init(), ())
     return x + gamma.astype(o.dtype) * o
