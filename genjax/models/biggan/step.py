@@ -123,7 +123,7 @@ def ortho_penalty(params) -> jax.Array:
 
 def _off_diagonal_gram_norm(w: jax.Array) -> jax.Array:
   """||W W^T * (1 - I)||_F^2 of w [F, n]. With more rows than columns (G's
-  first linear layer: 2,048 outputs of a ~150-wide input) it is ||W^T W||_F^2
+  first linear layer: 2,048 outputs of a 120-wide z) it is ||W^T W||_F^2
   less the squared row norms squared, from the [n, n] Gram instead of the
   [F, F] one; F > n rows cannot be orthogonal, so the off-diagonal part
   outweighs the diagonal one and the difference loses no precision."""
