@@ -295,7 +295,7 @@ def biggan_modules(config, image_shape, num_classes: int = 10):
       up = lambda t: F.interpolate(t, scale_factor=2, mode="nearest")
       h = self.conv_0(up(F.relu(self.bn_0(x, cond))))
       h = self.conv_1(F.relu(self.bn_1(h, cond)))
-      return h + self.skip(up(x))
+      return h + up(self.skip(x))  # a 1x1 conv commutes with nearest upsampling
 
   class DBlock(nn.Module):
     def __init__(self, c, f, preactivation, downsample):
@@ -307,7 +307,7 @@ def biggan_modules(config, image_shape, num_classes: int = 10):
       pool = (lambda t: F.avg_pool2d(t, 2)) if self.downsample else (lambda t: t)
       h = F.relu(x) if self.preactivation else x
       h = self.conv_1(F.relu(self.conv_0(h)))
-      return pool(h) + pool(self.skip(x))
+      return pool(h) + self.skip(pool(x))  # and with average pooling
 
   class Generator(nn.Module):
     def __init__(self):

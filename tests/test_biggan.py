@@ -5,6 +5,7 @@ truncation trick, and the errors that name a bad value."""
 
 from pathlib import Path
 
+import flax.linen as flax_nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,6 +55,18 @@ def test_attention_equals_softmax_then_product_and_stays_finite():
     for a, b in zip(grads, want_grads):
       assert np.all(np.isfinite(a)) and np.allclose(a, b, rtol=1e-4, atol=1e-3 * scale), scale
   assert float(jnp.max(jnp.abs(jnp.einsum("bnk,bmk->bnm", theta * 20, phi[:, :16] * 20)))) > 500
+
+
+def test_max_pool_is_flax_max_pool_with_the_gradient_at_the_maximum():
+  """nets._maxpool (a max over reshaped windows) against nn.max_pool: values,
+  and the gradient, which goes to each window's maximum alone."""
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  r = jax.random.normal(jax.random.key(1), (2, 4, 3, 3))
+  flax_pool = lambda t: flax_nn.max_pool(t, (2, 2), (2, 2))
+  np.testing.assert_array_equal(nets._maxpool(x), flax_pool(x))
+  grads = [jax.grad(lambda t: jnp.sum(f(t) * r))(x) for f in (nets._maxpool, flax_pool)]
+  np.testing.assert_array_equal(grads[0], grads[1])
+  assert int(jnp.sum(grads[0] != 0)) == r.size  # one nonzero per window
 
 
 def tiny_config(photos: Path, **overrides):

@@ -47,6 +47,8 @@ def test_unsupported_image_size_named():
     ((4, 4), 3, (2, 8, 8, 6)),  # even kernel: SAME pads one less before
     ((5, 3), 2, (1, 6, 5, 4)),
     ((3, 3), 8, (2, 5, 5, 3)),  # more channels: a convolution
+    ((1, 1), 8, (2, 5, 6, 3)),  # 1x1 at any width: a matrix product
+    ((1, 1), 2, (2, 5, 6, 7)),
 ])
 def test_conv_is_nn_conv(kernel, features, shape):
   x = jax.random.normal(jax.random.key(0), shape)

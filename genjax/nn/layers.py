@@ -230,7 +230,10 @@ class Conv(nn.Module):
   [B, H, W, F] maps. XLA:CPU runs a convolution with one output channel far
   below its matmul speed: for 3x3, 32 -> 1 at 28x28, batch 64, forward and
   both gradients take 1.4 ms this way against 4.3 ms as a convolution. With
-  more output channels it is nn.Conv's convolution. Same function either way,
+  more output channels it is nn.Conv's convolution. A 1x1 kernel is a matrix
+  product [B*H*W, C] @ [C, F] at any width: its forward and both gradients
+  take 2-6x less time than the convolution's on XLA:CPU (batch 16-32 at
+  16-32 px, 4-32 channels). Same function either way,
   same variables, so checkpoints move freely between the two.
 
   `dtype` is the compute dtype (input, kernel and bias are cast to it); the
@@ -259,6 +262,8 @@ class Conv(nn.Module):
     x, kernel = precision.cast(self.dtype, x, kernel)
     if self.strides == 2:
       y = conv_stride2(x, kernel)
+    elif kh == kw == 1:
+      y = (x.reshape(-1, c) @ kernel.reshape(c, self.features)).reshape(b, h, w, self.features)
     elif self.features > self.TAPS_MAX_FEATURES:
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=_DIMS)
     else:

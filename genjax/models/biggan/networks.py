@@ -4,7 +4,7 @@ Generator: z [B, Z] is split into one chunk per block plus one for the first
 layer (hierarchical latents). A spectrally normalised linear layer maps the
 first chunk to a 4x4 feature map; each residual block doubles the resolution,
 
-  h = conv3x3(ReLU(BN(conv3x3(upsample(ReLU(BN(x)))))))    skip: conv1x1(upsample(x))
+  h = conv3x3(ReLU(BN(conv3x3(upsample(ReLU(BN(x)))))))    skip: upsample(conv1x1(x))
 
 and a last BN-ReLU-conv3x3-tanh gives the image. In a conditional G every
 batch norm is class-conditional: the block's chunk of z, concatenated with a
@@ -14,9 +14,11 @@ whole at the first layer.
 
 Discriminator: residual blocks that halve the resolution,
 
-  h = avgpool(conv3x3(ReLU(conv3x3(ReLU(x)))))    skip: avgpool(conv1x1(x))
+  h = avgpool(conv3x3(ReLU(conv3x3(ReLU(x)))))    skip: conv1x1(avgpool(x))
 
-(the first block without the leading ReLU, the last without pooling), then
+(the first block without the leading ReLU, the last without pooling; the
+skips' 1x1 convolutions commute with the upsampling and the pooling, so they
+run at the lower resolution), then
 ReLU, a sum over positions to h [B, F], and logit = w . h, plus <embed(y), h>
 for a conditional D (projection discriminator, Miyato & Koyama 2018).
 
@@ -84,6 +86,17 @@ def _upsample(x: jax.Array) -> jax.Array:
   return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _maxpool(x: jax.Array) -> jax.Array:
+  """2x2 max pooling: [B, H, W, C] -> [B, H/2, W/2, C].
+
+  A max over reshaped windows rather than nn.max_pool: its gradient is a
+  comparison with the maximum (a tie shares it), where reduce_window's is a
+  select-and-scatter, which XLA:CPU runs as an argmax and a scatter.
+  """
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
 def _avgpool(x: jax.Array) -> jax.Array:
   """2x2 average pooling: [B, H, W, C] -> [B, H/2, W/2, C]."""
   b, h, w, c = x.shape
@@ -146,9 +159,9 @@ class SelfAttention(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     b, h, w, c = x.shape
     conv = lambda f, name: functools.partial(
-        layers.spectral_norm, nn.Conv(f, (1, 1), use_bias=False, dtype=self.dtype, name=name),
+        layers.spectral_norm, layers.Conv(f, (1, 1), use_bias=False, dtype=self.dtype, name=name),
         update_stats=self.update_stats)
-    pool = lambda t: nn.max_pool(t, (2, 2), (2, 2))
+    pool = _maxpool
     k, v = max(c // 8, 1), max(c // 2, 1)
     theta = conv(k, "theta")(x).reshape(b, h * w, k)  # [B, N, C/8]
     phi = pool(conv(k, "phi")(x)).reshape(b, h * w // 4, k)  # [B, N/4, C/8]
@@ -160,7 +173,7 @@ class SelfAttention(nn.Module):
 
 
 class GBlock(nn.Module):
-  """BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3, plus upsample-conv1x1: [B, H, W, C] -> [B, 2H, 2W, F]."""
+  """BN-ReLU-upsample-conv3x3-BN-ReLU-conv3x3, plus conv1x1-upsample: [B, H, W, C] -> [B, 2H, 2W, F]."""
 
   features: int
   train: bool
@@ -169,18 +182,18 @@ class GBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, cond: jax.Array | None) -> jax.Array:
     sn = functools.partial(layers.spectral_norm, update_stats=self.train)
-    conv = lambda k, name: nn.Conv(self.features, (k, k), padding="SAME", dtype=self.dtype,
-                                   name=name)
+    conv = lambda k, name: layers.Conv(self.features, (k, k), dtype=self.dtype, name=name)
     bn = lambda name: ConditionalBatchNorm(self.train, self.dtype, name=name)
     h = _upsample(nn.relu(bn("bn_0")(x, cond)))
     h = sn(conv(3, "conv_0"), h)
     h = nn.relu(bn("bn_1")(h, cond))
     h = sn(conv(3, "conv_1"), h)
-    return h + sn(conv(1, "skip"), _upsample(x))
+    # a 1x1 convolution commutes with nearest upsampling: the skip at H, not 2H
+    return h + _upsample(sn(conv(1, "skip"), x))
 
 
 class DBlock(nn.Module):
-  """(ReLU)-conv3x3-ReLU-conv3x3-avgpool, plus conv1x1-avgpool: [B, H, W, C] -> [B, H/2, W/2, F]."""
+  """(ReLU)-conv3x3-ReLU-conv3x3-avgpool, plus avgpool-conv1x1: [B, H, W, C] -> [B, H/2, W/2, F]."""
 
   features: int
   update_stats: bool
@@ -191,13 +204,13 @@ class DBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     sn = functools.partial(layers.spectral_norm, update_stats=self.update_stats)
-    conv = lambda k, name: nn.Conv(self.features, (k, k), padding="SAME", dtype=self.dtype,
-                                   name=name)
+    conv = lambda k, name: layers.Conv(self.features, (k, k), dtype=self.dtype, name=name)
     pool = _avgpool if self.downsample else (lambda t: t)
     h = nn.relu(x) if self.preactivation else x
     h = sn(conv(3, "conv_0"), h)
     h = sn(conv(3, "conv_1"), nn.relu(h))
-    return pool(h) + pool(sn(conv(1, "skip"), x))
+    # a 1x1 convolution commutes with average pooling: the skip at H/2, not H
+    return pool(h) + sn(conv(1, "skip"), pool(x))
 
 
 class Generator(nn.Module):
