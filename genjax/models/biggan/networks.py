@@ -136,13 +136,15 @@ def attend(theta: jax.Array, phi: jax.Array, g: jax.Array) -> jax.Array:
   on a CPU cost more than the products (the same values as jax.nn.softmax's
   to float32 rounding). Logits, exp and the division are float32.
   """
-  logits = precision.to_float32(jnp.einsum("bnk,bmk->bnm", theta, phi))
-  shift = jax.lax.stop_gradient(jnp.max(logits, axis=-1, keepdims=True))
+  # Keys-major [B, M, N]: the maximum is over a major axis, and the product's
+  # gradient with respect to g reads the weights in their own layout.
+  logits = precision.to_float32(jnp.einsum("bmk,bnk->bmn", phi, theta))
+  shift = jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
   weights = jnp.exp(logits - shift).astype(g.dtype)
   ones = jnp.ones((*g.shape[:-1], 1), g.dtype)
-  out = jnp.einsum("bnm,bmv->bnv", weights, jnp.concatenate([g, ones], -1),
-                   preferred_element_type=jnp.float32)
-  return (out[..., :-1] / out[..., -1:]).astype(g.dtype)
+  out = jnp.einsum("bmv,bmn->bvn", jnp.concatenate([g, ones], -1), weights,
+                   preferred_element_type=jnp.float32)  # [B, V + 1, N]
+  return jnp.swapaxes(out[:, :-1] / out[:, -1:], 1, 2).astype(g.dtype)
 
 
 class SelfAttention(nn.Module):
