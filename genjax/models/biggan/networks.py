@@ -131,13 +131,13 @@ def attend(theta: jax.Array, phi: jax.Array, g: jax.Array) -> jax.Array:
 
   The softmax's denominator comes out of the product with g as one more
   column of ones, and the row maximum that keeps exp finite is a constant to
-  autodiff (the result does not depend on it): no pass over the [B, N, M]
-  weights for their sum or their normalisation, forward or backward, which
-  on a CPU cost more than the products (the same values as jax.nn.softmax's
-  to float32 rounding). Logits, exp and the division are float32.
+  autodiff (the result does not depend on it): no pass over the weights for
+  their sum or their normalisation, forward or backward, which on a CPU cost
+  more than the products (the same values as jax.nn.softmax's to float32
+  rounding). The weights are keys-major, [B, M, N]: the maximum reduces a
+  major axis, and the product's gradient with respect to g reads them in
+  their own layout. Logits, exp and the division are float32.
   """
-  # Keys-major [B, M, N]: the maximum is over a major axis, and the product's
-  # gradient with respect to g reads the weights in their own layout.
   logits = precision.to_float32(jnp.einsum("bmk,bnk->bmn", phi, theta))
   shift = jax.lax.stop_gradient(jnp.max(logits, axis=1, keepdims=True))
   weights = jnp.exp(logits - shift).astype(g.dtype)
