@@ -50,7 +50,10 @@ def main():
   args = parser.parse_args()
   module = importlib.import_module(args.module)
   after = dict(module.__dict__)
-  before = {"__name__": args.module, "__file__": args.before}
+  # The old code stands in for the module's file: paths it builds from
+  # __file__ (weights, data beside it) resolve as the module's own.
+  before = {"__name__": args.module, "__file__": module.__file__,
+            "__package__": module.__package__}
   with open(args.before) as f:
     exec(compile(f.read(), args.before, "exec"), before)  # noqa: S102
 
