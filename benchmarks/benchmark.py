@@ -256,32 +256,48 @@ def op_profile(compiled, run_once, steps_per_call: int, calls: int = 5, top: int
                       for name, us in ranked]}
 
 
-def measure_experiment(name: str, windows: int, window_seconds: float,
-                       max_steps_per_call: int = 10, assignments=(), unroll: str = "auto",
-                       profile: bool = False) -> dict:
-  """Compiles and times the loop's own train call for experiment `name`."""
+def synthetic_setup(name: str, assignments=()):
+  """Experiment `name`'s config, family, mesh, its synthetic dataset on the
+  devices, keys (init, train, data) and `initial_state()`, which builds the
+  train state with the networks' code as it is when called."""
   import jax
 
   from genjax import models, parallel
-  from genjax.train import calls
 
   config = load_config(name, assignments)
   shape = common.image_shape(name, config)
   family = models.get(config.family)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
-  split = common.synthetic_split(config.family, shape)
-  dataset = family.to_device(split, mesh)
+  dataset = family.to_device(common.synthetic_split(config.family, shape), mesh)
   init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
-  state = jax.jit(lambda k: family.create_state(config, k, shape, 10),
-                  out_shardings=parallel.replicated(mesh))(init_key)
-  if config.family == "progan":  # its last phase, faded in, as the twin
-    import jax.numpy as jnp
 
-    from genjax.models.progan import step as progan
+  def initial_state():
+    state = jax.jit(lambda k: family.create_state(config, k, shape, 10),
+                    out_shardings=parallel.replicated(mesh))(init_key)
+    if config.family == "progan":  # its last phase, faded in, as the twin
+      import jax.numpy as jnp
 
-    last = progan.schedule(config, shape[0]).last_start
-    state = state.replace(step=jnp.asarray(last, jnp.int32))
+      from genjax.models.progan import step as progan
+
+      last = progan.schedule(config, shape[0]).last_start
+      state = state.replace(step=jnp.asarray(last, jnp.int32))
+    return state
+
+  return config, family, mesh, dataset, (init_key, train_key, data_key), initial_state
+
+
+def measure_experiment(name: str, windows: int, window_seconds: float,
+                       max_steps_per_call: int = 10, assignments=(), unroll: str = "auto",
+                       profile: bool = False) -> dict:
+  """Compiles and times the loop's own train call for experiment `name`."""
+  import jax
+
+  from genjax.train import calls
+
+  config, family, mesh, dataset, keys, initial_state = synthetic_setup(name, assignments)
+  _, train_key, data_key = keys
+  state = initial_state()
   images_per_step = config.batch_size * family.batches_per_step(config)
 
   unrolled = calls.steps_unrolled(family, config, mesh) if unroll == "auto" else unroll == "on"

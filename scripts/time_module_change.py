@@ -35,8 +35,7 @@ runtime.configure()
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import benchmark, common  # noqa: E402
-from genjax import models, parallel  # noqa: E402
+from benchmarks import benchmark  # noqa: E402
 from genjax.train import calls  # noqa: E402
 
 
@@ -57,17 +56,12 @@ def main():
   with open(args.before) as f:
     exec(compile(f.read(), args.before, "exec"), before)  # noqa: S102
 
-  config = benchmark.load_config(args.experiment, ())
-  shape = common.image_shape(args.experiment, config)
-  family = models.get(config.family)
-  mesh = parallel.make_mesh()
-  dataset = family.to_device(common.synthetic_split(config.family, shape), mesh)
-  init_key, train_key, data_key = jax.random.split(jax.random.key(0), 3)
+  config, family, mesh, dataset, keys, initial_state = benchmark.synthetic_setup(args.experiment)
+  _, train_key, data_key = keys
   programs = {}
   for side, namespace in (("before", before), ("after", after)):
     module.__dict__.update(namespace)
-    state = jax.jit(lambda k: family.create_state(config, k, shape, 10),
-                    out_shardings=parallel.replicated(mesh))(init_key)
+    state = initial_state()
     call = calls.make_train_call(family, config, mesh, 1, unroll=True)
     programs[side] = [call.lower(state, dataset, train_key, data_key).compile(), state]
   module.__dict__.update(after)

@@ -163,11 +163,10 @@ class SelfAttention(nn.Module):
     conv = lambda f, name: functools.partial(
         layers.spectral_norm, layers.Conv(f, (1, 1), use_bias=False, dtype=self.dtype, name=name),
         update_stats=self.update_stats)
-    pool = _maxpool
     k, v = max(c // 8, 1), max(c // 2, 1)
     theta = conv(k, "theta")(x).reshape(b, h * w, k)  # [B, N, C/8]
-    phi = pool(conv(k, "phi")(x)).reshape(b, h * w // 4, k)  # [B, N/4, C/8]
-    g = pool(conv(v, "g")(x)).reshape(b, h * w // 4, v)  # [B, N/4, C/2]
+    phi = _maxpool(conv(k, "phi")(x)).reshape(b, h * w // 4, k)  # [B, N/4, C/8]
+    g = _maxpool(conv(v, "g")(x)).reshape(b, h * w // 4, v)  # [B, N/4, C/2]
     o = attend(theta, phi, g).reshape(b, h, w, v)
     o = conv(c, "o")(o)
     gamma = self.param("gamma", nn.initializers.zeros_init(), ())
