@@ -354,3 +354,25 @@ def test_bad_precision_and_form_are_named(flag, words):
       timeout=300)
   assert proc.returncode != 0
   assert all(w in proc.stderr for w in words), proc.stderr[-2000:]
+
+
+def test_conv_shapes_times_each_convolution_in_both_frameworks():
+  """benchmarks.conv_shapes: every timing of every shape, and the ratio the
+  docs quote computed from them."""
+  proc = subprocess.run(
+      [sys.executable, "-m", "benchmarks.conv_shapes", "--shapes=2x5x5x3x4,1x4x6x2x1",
+       "--rounds=2"],
+      capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+      timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout)
+  assert [row["shape"] for row in report["rows"]] == ["2x5x5x3x4", "1x4x6x2x1"]
+  for row in report["rows"]:
+    ms = row["ms"]
+    assert set(ms) == {"xla/forward", "xla/input_grad", "xla/weight_grad", "nchw/forward",
+                       "nchw/forward_backward", "channels_last/forward",
+                       "channels_last/forward_backward"}
+    assert all(v > 0 for v in ms.values())
+    xla = ms["xla/forward"] + ms["xla/input_grad"] + ms["xla/weight_grad"]
+    torch_best = min(ms["nchw/forward_backward"], ms["channels_last/forward_backward"])
+    assert abs(row["xla_over_torch"] - xla / torch_best) < 0.01 * xla / torch_best + 0.01
