@@ -86,11 +86,11 @@ _EMOJI = {"data.path": "{emoji}", "data.labels": "folders", "conditional": True,
 # unrolled steps took tens of CPU minutes to compile (about 8% faster after).
 _EMOJI_1K = {**_EMOJI, "data.path": "{emoji_1k}", "num_steps": 2000, "steps_per_call": 1}
 _DIFFAUG = "color,translation,cutout"
-# gan_folder's steps in the wall time of biggan_folder's 4,000 on a 2-core CPU:
-# a step of each default, 64 px, alone on the machine, 1.344 s (DCGAN, batch
-# 64) and 0.355 s (BigGAN-style, batch 16), medians of 15 (`python
-# scripts/time_ada_step.py --experiment=gan_folder`, `=biggan_folder`).
-GAN_FOLDER_STEPS = 1060
+# gan_folder's steps in the wall time of biggan_folder's 6,000 on a 2-core CPU:
+# a step of each default, 64 px, alone on the machine, 1.318 s (DCGAN, batch
+# 64) and 0.2456 s (BigGAN-style, batch 16), medians of 9 (`python
+# scripts/time_ada_step.py --experiment=gan_folder --repeats=9`, `=biggan_folder`).
+GAN_FOLDER_STEPS = 1118
 
 # The loss rows share one shorter budget so that they compare with each other.
 ROWS = {

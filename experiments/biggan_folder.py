@@ -50,7 +50,7 @@ def _base_config() -> ml_collections.ConfigDict:
   config.family = "biggan"
   config.seed = 0
   config.batch_size = 16  # global batch, split over all devices
-  config.num_steps = 4000  # generator updates
+  config.num_steps = 6000  # generator updates
   config.d_steps = 1  # discriminator updates per generator update (BigGAN: 2)
   config.conditional = False  # class-conditional G and projection D (needs data.labels=folders)
   config.ortho_weight = 1e-4  # BigGAN's orthogonal regularisation of G; 0 = off
