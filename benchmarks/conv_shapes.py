@@ -22,6 +22,7 @@ import time
 
 from absl import app, flags
 
+from benchmarks import common
 from genjax import runtime
 
 runtime.configure()
@@ -108,12 +109,8 @@ def main(argv):
                  "torch_best_forward_backward": round(torch_best, 3),
                  "xla_over_torch": round(xla / torch_best, 2)})
     print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress
-  text = json.dumps({"jax": jax.__version__, "torch": torch.__version__,
-                     "rounds": _ROUNDS.value, "rows": rows}, indent=1)
-  print(text)
-  if _OUTPUT.value:
-    with open(_OUTPUT.value, "w") as f:
-      f.write(text + "\n")
+  common.print_report({"jax": jax.__version__, "torch": torch.__version__,
+                       "rounds": _ROUNDS.value, "rows": rows}, _OUTPUT.value)
 
 
 if __name__ == "__main__":
