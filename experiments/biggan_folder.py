@@ -12,13 +12,15 @@ hierarchical latents in G, a projection discriminator.
   python -m experiments.biggan_folder --config.data.path=~/photos --config.data.image_size=128 \\
       --config.data.labels=folders --config.conditional=True
   python -m experiments.biggan_folder --config=experiments/biggan_folder.py:paper \\
-      --config.data.path=~/photos --config.data.image_size=128      # on an accelerator
+      --config.data.path=~/photos      # on an accelerator, 128 px
   python -m genjax.sample --workdir runs/biggan_folder --truncation 0.5 --labels city,sea
 
 The default is sized for a 2-core CPU at 64 px (docs/models.md has its step
-time); `paper` has BigGAN's widths, batch and learning rates; `tiny` shrinks
-a run to seconds for tests. As for gan_folder, FID/KID are off for a folder
-unless Inception weights are on disk (docs/evaluation.md).
+time); `paper` has BigGAN's 128 px widths, batch and learning rates; `ada`
+turns on adaptive augmentation; `tiny` shrinks a run to seconds for tests.
+As for gan_folder, the `metrics_num_samples` samples of each evaluation are
+scored in Inception-v3's features when its weights are on disk, else in a
+network trained on the folder's own classes (docs/evaluation.md).
 """
 
 import ml_collections
@@ -26,11 +28,12 @@ import ml_collections
 from genjax import configs
 
 PRESETS = {
-    "paper": ({"batch_size": 256, "model.ch": 96, "model.attention": 64, "opt.g_lr": 1e-4,
+    "paper": ({"data.image_size": 128, "batch_size": 256, "model.ch": 96, "model.attention": 64, "opt.g_lr": 1e-4,
                "opt.d_lr": 4e-4, "d_steps": 2, "ema_decay": 0.9999, "num_steps": 100000,
                "eval_every": 2000, "checkpoint_every": 2000},
               "Brock et al. 2019 at 128 px: ch 96, batch 256, Adam(1e-4 G, 4e-4 D, 0, 0.999), "
-              "2 D steps (at 64 px: add --config.model.ch=64 --config.model.attention=32)"),
+              "2 D steps (at 64 px: add --config.data.image_size=64 --config.model.ch=64 "
+              "--config.model.attention=32)"),
     "ada": ({"augment": "ada"}, "Karras et al. 2020: adaptive augmentation (bgc) of what D sees"),
     "tiny": ({"batch_size": 8, "num_steps": 4, "steps_per_call": 1, "eval_every": 4,
               "checkpoint_every": 2, "num_eval_samples": 8, "metrics_num_samples": 0,
@@ -41,7 +44,7 @@ PRESETS = {
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  """The default config, or presets of PRESETS ('paper', 'tiny')."""
+  """The default config, or presets of PRESETS ('paper', 'ada', 'tiny')."""
   return configs.with_presets(_base_config(), PRESETS, preset)
 
 

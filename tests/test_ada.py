@@ -8,9 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import gan_mnist
+from experiments import biggan_folder, gan_mnist
 from genjax import augment, checkpoint, configs
 from genjax.train import loop
+from genjax.models.biggan import step as biggan
 from genjax.models.gan import step as gan
 from tests.conftest import module_compilation_cache, params_equal, with_local_data
 
@@ -180,3 +181,7 @@ def test_bad_augment_values_are_named():
       gan.validate_config(_tiny(**overrides))
   # the configs from before `augment`: a diffaug policy alone turns DiffAugment on
   assert augment.augment_name(_tiny(diffaug="color")) == "diffaugment"
+  # and the BigGAN family reads the keys the same way
+  config = biggan_folder.get_config("tiny")
+  config.diffaug = "color"
+  assert biggan.make_train_step(config).keywords["opts"].augment == "diffaugment"

@@ -2,7 +2,8 @@
 
 Sample metrics (FID, KID, ...) are computed by the loop for every family
 with a sampler (genjax.metrics.scores), as for the gan family's folder runs:
-off for a folder unless Inception weights are on disk. This module draws the
+in Inception-v3's features when its weights are on disk, else in a network
+trained on the folder's own classes. This module draws the
 grids: `samples` from the full normal, `samples_truncated` with the
 truncation trick at 0.5, both of the same latents every time and, for a
 conditional run, one row per class.

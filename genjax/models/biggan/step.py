@@ -253,7 +253,7 @@ def make_train_step(config: ml_collections.ConfigDict):
   opts = Options(
       d_steps=config.d_steps, latent_dim=config.model.latent_dim,
       conditional=config.conditional, ortho_weight=_number(config.ortho_weight),
-      ema_decay=_number(config.ema_decay), augment=config.augment,
+      ema_decay=_number(config.ema_decay), augment=augment_lib.augment_name(config),
       diffaug=augment_lib.parse_augment_policy(config.diffaug),
       ada_target=_number(config.ada_target), ada_speed=_number(config.ada_kimg) * 1000.0,
       lecam_weight=_number(config.lecam_weight),
