@@ -3,6 +3,7 @@ conditional run on real RGB photos through the loop, its bitwise resume, the
 hinge update of D on real images, sampling by class name and with the
 truncation trick, and the errors that name a bad value."""
 
+import importlib.util
 from pathlib import Path
 
 import flax.linen as flax_nn
@@ -272,3 +273,29 @@ def test_registered_family_and_presets_validate():
   assert (paper.data.image_size, paper.model.ch, paper.batch_size, paper.d_steps) == (128, 96, 256, 2)
   assert (paper.opt.g_lr, paper.opt.d_lr, paper.opt.b1, paper.opt.b2) == (1e-4, 4e-4, 0.0, 0.999)
   assert family.batches_per_step(paper) == 2
+
+
+def test_d_overfitting_script_scores_both_splits_as_d_does(runs, monkeypatch):
+  """scripts/d_overfitting.py: D's outputs on the training and test photos,
+  with their labels, as the discriminator gives them."""
+  spec = importlib.util.spec_from_file_location(
+      "d_overfitting", Path(__file__).parents[1] / "scripts" / "d_overfitting.py")
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  root, _, _, _ = runs
+  result = script.measure(root / "full", num=6)
+  config, family, state = rundir.restore(root / "full")
+  assert result["step"] == 4 and [m["member"] for m in result["members"]] == [None]
+  entry = result["members"][0]
+  d = state.discriminator
+  for name in ("train", "test"):
+    split = family.load_split(config, name)
+    x = jnp.asarray(split.images[:6], jnp.float32) / 127.5 - 1.0
+    direct = np.asarray(d.apply_fn(d.variables(), x, jnp.asarray(split.labels[:6])))
+    assert entry[name]["images"] == min(6, len(split.images)) > 0
+    np.testing.assert_allclose(entry[name]["mean"], direct.mean(), rtol=1e-5, atol=1e-6)
+    assert entry[name]["sign_mean"] == pytest.approx(np.sign(direct).mean())
+  assert entry["gap"] == pytest.approx(entry["train"]["mean"] - entry["test"]["mean"])
+  monkeypatch.setattr(script, "FAMILIES", ("gan",))  # a family without D's outputs: refused
+  with pytest.raises(ValueError, match="is a 'biggan' run; D's outputs are measured for the gan"):
+    script.measure(root / "full")
