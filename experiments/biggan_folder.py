@@ -28,9 +28,9 @@ import ml_collections
 from genjax import configs
 
 PRESETS = {
-    "paper": ({"data.image_size": 128, "batch_size": 256, "model.ch": 96, "model.attention": 64, "opt.g_lr": 1e-4,
-               "opt.d_lr": 4e-4, "d_steps": 2, "ema_decay": 0.9999, "num_steps": 100000,
-               "eval_every": 2000, "checkpoint_every": 2000},
+    "paper": ({"data.image_size": 128, "batch_size": 256, "model.ch": 96, "model.attention": 64,
+               "opt.g_lr": 1e-4, "opt.d_lr": 4e-4, "d_steps": 2, "ema_decay": 0.9999,
+               "num_steps": 100000, "eval_every": 2000, "checkpoint_every": 2000},
               "Brock et al. 2019 at 128 px: ch 96, batch 256, Adam(1e-4 G, 4e-4 D, 0, 0.999), "
               "2 D steps (at 64 px: add --config.data.image_size=64 --config.model.ch=64 "
               "--config.model.attention=32)"),

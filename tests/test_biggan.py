@@ -270,7 +270,8 @@ def test_registered_family_and_presets_validate():
     configs.check_common(config)
     family.validate_config(config)
   paper = biggan_folder.get_config("paper")
-  assert (paper.data.image_size, paper.model.ch, paper.batch_size, paper.d_steps) == (128, 96, 256, 2)
+  assert (paper.data.image_size, paper.model.ch, paper.batch_size, paper.d_steps) == (
+      128, 96, 256, 2)
   assert (paper.opt.g_lr, paper.opt.d_lr, paper.opt.b1, paper.opt.b2) == (1e-4, 4e-4, 0.0, 0.999)
   assert family.batches_per_step(paper) == 2
 

@@ -115,8 +115,8 @@ class Family:
     make_evaluator: (config, key, test split) -> Evaluator, for the loop.
     sample: (state, key, num, config, labels=None) -> images [num, H, W, C]
       in [-1, 1] (a sampler that also takes truncation=None gets
-      `genjax.sample --truncation`); None for a family that only translates (no generator of
-      new images), which then gets no FID/KID during training.
+      `genjax.sample --truncation`); None for a family that only translates
+      (no generator of new images), which then gets no FID/KID during training.
     evaluate_metrics: (state, config, test split, key, *, progress,
       **options) -> dict, the family's own measures for `genjax.evaluate`;
       None if it has none beyond the sample metrics.
